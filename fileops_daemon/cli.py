@@ -1,0 +1,232 @@
+"""``fileops``: the command line for admins, tests and benchmarks.
+
+Signal handling and exit codes live here; the core only returns result documents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Any
+
+from fileops_daemon import __version__
+from fileops_daemon.errors import DESCRIPTIONS, ErrorCode, PlanError
+
+__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0  # planned or applied
+EXIT_ERROR = 1  # unexpected error (a bug, or the state folder is unusable)
+EXIT_USAGE = 2  # wrong command line
+EXIT_REJECTED = 3  # the plan was refused; nothing was touched
+EXIT_FAILED = 4  # the apply broke; rolled back, or the result says what remains
+
+_EXIT_BY_STATUS = {
+    "planned": EXIT_OK,
+    "applied": EXIT_OK,
+    "rejected": EXIT_REJECTED,
+    "failed": EXIT_FAILED,
+}
+
+_EPILOG = (
+    "exit status: 0 planned/applied, 1 unexpected error, 2 usage, 3 rejected (nothing touched), "
+    "4 failed (rolled back).\n\nerror codes:\n"
+    + "\n".join(f"  {code.value:22} {DESCRIPTIONS[code]}" for code in ErrorCode)
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fileops",
+        description="Check, simulate and apply file-operation plans inside a case folder.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fileops {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--json", action="store_true", help="print the result document")
+        return sub
+
+    validate = command("validate", "check a plan's schema, limits and paths (no tree needed)")
+    validate.add_argument("plan", help="plan file, or - for stdin")
+
+    plan = command("plan", "dry run: show what the plan would change (never changes anything)")
+    plan.add_argument("plan", help="plan file, or - for stdin")
+    plan.add_argument("--root", required=True, help="the projects root holding the case folders")
+
+    apply = command("apply", "apply the plan as its dry_run says; re-run after a crash resumes")
+    apply.add_argument("plan", help="plan file, or - for stdin")
+    apply.add_argument("--root", required=True, help="the projects root holding the case folders")
+    apply.add_argument("--state-dir", help="journals and results (default: ROOT/.fileops-state)")
+
+    undo = command("undo", "apply the stored inverse of an applied plan")
+    undo.add_argument("plan_id")
+    undo.add_argument("--root", required=True, help="the projects root holding the case folders")
+    undo.add_argument("--state-dir", help="journals and results (default: ROOT/.fileops-state)")
+    undo.add_argument("--dry-run", action="store_true", help="only show what undo would change")
+    return parser
+
+
+def _state_dir(args: argparse.Namespace) -> str:
+    chosen = args.state_dir or os.environ.get("FILEOPS_STATE_DIR")
+    return chosen or os.path.join(args.root, ".fileops-state")
+
+
+def _read(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    with open(source, "rb") as handle:
+        return handle.read()
+
+
+def _emit(result: dict[str, Any], as_json: bool) -> int:
+    from fileops_daemon.render import summary_line
+
+    if as_json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    else:
+        from rich.console import Console
+
+        from fileops_daemon.render import print_result
+
+        print_result(result, Console(highlight=False))
+    code = _EXIT_BY_STATUS[result["status"]]
+    if code != EXIT_OK:
+        print(f"fileops: {summary_line(result)}", file=sys.stderr)
+    return code
+
+
+def _parse(raw: bytes) -> tuple[Any, dict[str, Any] | None]:
+    """The plan, or (None, a rejected result) when it cannot be parsed."""
+    from fileops_daemon.limits import Limits
+    from fileops_daemon.plan import parse_plan
+    from fileops_daemon.results import now, refusal_result
+
+    started = now()
+    try:
+        return parse_plan(raw, Limits.from_env()), None
+    except PlanError as exc:
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            document = None
+        return None, refusal_result(document, exc, started)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from fileops_daemon.simulate import confine_plan
+
+    plan, refusal = _parse(_read(args.plan))
+    errors = refusal["errors"] if refusal else [e.to_dict() for e in confine_plan(plan)[1]]
+    report = {
+        "plan_id": plan.plan_id if plan else (refusal or {}).get("plan_id", ""),
+        "valid": not errors,
+        "operations": len(plan.operations) if plan else 0,
+        "errors": errors,
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    elif not errors:
+        print(f"valid: plan {report['plan_id']!r}, {report['operations']} operation(s)")
+    if errors:
+        first = errors[0]
+        print(f"fileops: invalid: {first['code']}: {first['message']}", file=sys.stderr)
+        return EXIT_REJECTED
+    return EXIT_OK
+
+
+def _progress_callback() -> Any:
+    """A progress bar on an interactive stderr, nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None, None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    progress = Progress(console=Console(stderr=True), transient=True)
+    task = progress.add_task("applying", total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return progress, update
+
+
+def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from fileops_daemon.execute import apply_plan
+    from fileops_daemon.limits import Limits
+
+    progress, update = _progress_callback()
+    if progress is not None:
+        progress.start()
+    try:
+        return apply_plan(
+            plan, args.root, _state_dir(args), limits=Limits.from_env(), on_step=update
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        return _validate(args)
+    if args.command == "undo":
+        return _undo(args)
+    plan, refusal = _parse(_read(args.plan))
+    if refusal is not None:
+        return _emit(refusal, args.json)
+    if args.command == "plan":
+        from fileops_daemon.execute import dry_run
+        from fileops_daemon.limits import Limits
+
+        plan = dataclasses.replace(plan, dry_run=True)
+        return _emit(dry_run(plan, args.root, limits=Limits.from_env()), args.json)
+    return _emit(_apply_document(plan, args), args.json)
+
+
+def _undo(args: argparse.Namespace) -> int:
+    from fileops_daemon.store import PlanStore
+
+    document = PlanStore(_state_dir(args), args.plan_id).read_undo()
+    if document is None:
+        error = PlanError(
+            ErrorCode.UNDO_UNAVAILABLE,
+            f"no inverse plan is stored for {args.plan_id!r} in {_state_dir(args)}",
+        )
+        print(f"fileops: {error.code.value}: {error.message}", file=sys.stderr)
+        return EXIT_REJECTED
+    document = dict(document, dry_run=bool(args.dry_run))
+    plan, refusal = _parse(json.dumps(document).encode("utf-8"))
+    if refusal is not None:
+        return _emit(refusal, args.json)
+    return _emit(_apply_document(plan, args), args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from fileops_daemon.logs import configure_logging
+
+    configure_logging(json_output=False, level="INFO" if args.verbose else "WARNING")
+    try:
+        return _run(args)
+    except FileNotFoundError as exc:
+        print(f"fileops: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fileops: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line, never a traceback; -v shows the details
+        if args.verbose:
+            raise
+        print(f"fileops: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

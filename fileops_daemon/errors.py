@@ -1,0 +1,96 @@
+"""Stable error codes of the wire contract, and the exception that carries one.
+
+The codes are part of the result schema (``schemas/result.schema.json``); adding one is a
+contract change, renaming one is a breaking change.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ErrorCode", "PlanError"]
+
+
+class ErrorCode(StrEnum):
+    """Why a plan was refused or failed. Values never change once published."""
+
+    INVALID_JSON = "invalid_json"
+    SCHEMA_VIOLATION = "schema_violation"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    CONTENT_INVALID = "content_invalid"
+    PATH_INVALID = "path_invalid"
+    PATH_OUTSIDE_CASE = "path_outside_case"
+    PATH_RESERVED = "path_reserved"
+    PATH_AMBIGUOUS = "path_ambiguous"
+    SYMLINK_REFUSED = "symlink_refused"
+    MOUNT_CROSSING = "mount_crossing"
+    CASE_MISSING = "case_missing"
+    SOURCE_MISSING = "source_missing"
+    DESTINATION_EXISTS = "destination_exists"
+    PARENT_MISSING = "parent_missing"
+    TYPE_CONFLICT = "type_conflict"
+    MOVE_INTO_ITSELF = "move_into_itself"
+    PRECONDITION_FAILED = "precondition_failed"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    PLAN_BUSY = "plan_busy"
+    TREE_CHANGED = "tree_changed"
+    IO_ERROR = "io_error"
+    UNDO_UNAVAILABLE = "undo_unavailable"
+    INTERNAL_ERROR = "internal_error"
+
+
+#: One line per code, used by the README, ``fileops --help`` and the schema description.
+DESCRIPTIONS: dict[ErrorCode, str] = {
+    ErrorCode.INVALID_JSON: "the message is not UTF-8 JSON",
+    ErrorCode.SCHEMA_VIOLATION: "the plan does not match plan.schema.json",
+    ErrorCode.LIMIT_EXCEEDED: "more operations, deletes, steps or bytes than the limits allow",
+    ErrorCode.CONTENT_INVALID: "a write's content is not valid base64 (or not valid text)",
+    ErrorCode.PATH_INVALID: (
+        "a path is absolute, has '.', '..' or empty components, control or bidi characters, "
+        "a backslash, or is too long"
+    ),
+    ErrorCode.PATH_OUTSIDE_CASE: "a path does not start with the plan's case_name",
+    ErrorCode.PATH_RESERVED: "a path targets the case root itself or the daemon's .fileops folder",
+    ErrorCode.PATH_AMBIGUOUS: "two names on disk are the same after Unicode normalisation",
+    ErrorCode.SYMLINK_REFUSED: "a symbolic link stands on the path; links are never followed",
+    ErrorCode.MOUNT_CROSSING: "the path crosses into another filesystem",
+    ErrorCode.CASE_MISSING: "the case folder does not exist under the projects root",
+    ErrorCode.SOURCE_MISSING: "a move, copy or delete names something that does not exist",
+    ErrorCode.DESTINATION_EXISTS: "the destination exists and overwrite is false",
+    ErrorCode.PARENT_MISSING: "the destination's parent folder does not exist",
+    ErrorCode.TYPE_CONFLICT: "a file stands where a folder is needed, or the other way round",
+    ErrorCode.MOVE_INTO_ITSELF: "a folder cannot be moved into itself",
+    ErrorCode.PRECONDITION_FAILED: "a source's size or sha256 differs from what the plan expects",
+    ErrorCode.IDEMPOTENCY_CONFLICT: "this plan_id was already used for a plan with other content",
+    ErrorCode.PLAN_BUSY: "another process is applying this plan or this case right now",
+    ErrorCode.TREE_CHANGED: "the tree changed between the check and the step; rolled back",
+    ErrorCode.IO_ERROR: "the filesystem failed (EIO, ESTALE, ...) after retries",
+    ErrorCode.UNDO_UNAVAILABLE: "no inverse plan is stored for this plan_id",
+    ErrorCode.INTERNAL_ERROR: "a bug in fileops-daemon; the plan was not applied",
+}
+
+
+class PlanError(Exception):
+    """A plan problem with a stable code; ``operation`` is the index it concerns, if any."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        operation: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.operation = operation
+        self.path = path
+
+    def to_dict(self) -> dict[str, object]:
+        doc: dict[str, object] = {"code": self.code.value, "message": self.message}
+        if self.operation is not None:
+            doc["operation"] = self.operation
+        if self.path is not None:
+            doc["path"] = self.path
+        return doc

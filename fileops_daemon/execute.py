@@ -1,0 +1,582 @@
+"""Apply a plan: simulate, journal the steps, run them, and roll back if one fails.
+
+Each step is re-checked right before it runs (another writer may have raced us). After a crash
+the same call resumes: steps the journal does not mark are checked against the tree, and the
+apply goes on (or the rollback it was doing goes on). A plan that finished returns its stored
+result; the same plan_id with other content is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import structlog
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from fileops_daemon.errors import ErrorCode, PlanError
+from fileops_daemon.fsops import CaseFS, StepConflictError
+from fileops_daemon.journal import Journal, JournalState
+from fileops_daemon.limits import Limits
+from fileops_daemon.paths import WORK_DIR_NAME, nfc
+from fileops_daemon.plan import Plan
+from fileops_daemon.results import build_result, now
+from fileops_daemon.simulate import Simulation, simulate
+from fileops_daemon.steps import Parts, Step
+from fileops_daemon.store import PlanStore, case_lock
+from fileops_daemon.tree import Kind
+from fileops_daemon.undo import inverse_plan, undo_plan_id
+
+__all__ = ["TRANSIENT_ERRNOS", "ProgressCallback", "RetryPolicy", "apply_plan", "dry_run"]
+
+log = structlog.get_logger("fileops.execute")
+
+#: Errors a network filesystem (gcsfuse) returns for passing faults: retried with backoff.
+TRANSIENT_ERRNOS = frozenset(
+    {errno.EIO, errno.ESTALE, errno.EAGAIN, errno.ETIMEDOUT, errno.EBUSY, errno.EINTR}
+)
+
+#: Called after every step with (steps done, steps in all).
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a step is tried again after a transient filesystem error."""
+
+    attempts: int = 5
+    initial_wait: float = 0.2
+    max_wait: float = 5.0
+
+
+class _State(Enum):
+    PENDING = "pending"  # the precondition holds: the step has not run
+    DONE = "done"  # the postcondition holds: the step ran
+    DUPLICATE = "duplicate"  # a rename stopped between copy and delete: both names exist
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+def _operation_docs(sim: Simulation) -> list[dict[str, Any]]:
+    docs = []
+    for record in sim.records:
+        doc: dict[str, Any] = {
+            "index": record.operation.index,
+            "type": record.operation.type,
+            "outcome": record.outcome,
+            "message": record.message or record.outcome,
+        }
+        if record.code is not None:
+            doc["code"] = record.code.value
+        docs.append(doc)
+    return docs
+
+
+def simulation_result(sim: Simulation, started: datetime, *, attempt: int = 1) -> dict[str, Any]:
+    """``planned`` (nothing changed, here is the diff) or ``rejected`` with every conflict."""
+    plan = sim.plan
+    return build_result(
+        plan_id=plan.plan_id,
+        case_name=plan.case_name,
+        dry_run=plan.dry_run,
+        status="planned" if sim.ok else "rejected",
+        started=started,
+        operations=_operation_docs(sim),
+        changes=sim.changes() if sim.ok else [],
+        errors=sim.errors,
+        attempt=attempt,
+        extra={"plan_digest": plan.digest, "steps": len(sim.steps)},
+    )
+
+
+def _io_rejection(plan: Plan, exc: OSError, started: datetime, attempt: int) -> dict[str, Any]:
+    error = PlanError(ErrorCode.IO_ERROR, f"reading the tree failed: {exc}")
+    return build_result(
+        plan_id=plan.plan_id,
+        case_name=plan.case_name,
+        dry_run=plan.dry_run,
+        status="rejected",
+        started=started,
+        errors=[error],
+        attempt=attempt,
+        extra={"plan_digest": plan.digest},
+    )
+
+
+def dry_run(
+    plan: Plan, projects_root: str, *, limits: Limits | None = None, attempt: int = 1
+) -> dict[str, Any]:
+    """Simulate only; the tree is never changed."""
+    started = now()
+    try:
+        sim = simulate(plan, projects_root, limits)
+    except OSError as exc:
+        return _io_rejection(plan, exc, started, attempt)
+    return simulation_result(sim, started, attempt=attempt)
+
+
+def apply_plan(
+    plan: Plan,
+    projects_root: str,
+    state_dir: str,
+    *,
+    limits: Limits | None = None,
+    retry: RetryPolicy | None = None,
+    on_step: ProgressCallback | None = None,
+    attempt: int = 1,
+) -> dict[str, Any]:
+    """Apply (or, for a dry-run plan, simulate) ``plan`` and return its result document."""
+    started = now()
+    store = PlanStore(state_dir, plan.plan_id)
+    stored = store.read_result()
+    if stored is not None:
+        return _stored_outcome(plan, stored, started, attempt)
+    if plan.dry_run:
+        return dry_run(plan, projects_root, limits=limits, attempt=attempt)
+    try:
+        with store.locked(), case_lock(state_dir, nfc(plan.case_name)):
+            stored = store.read_result()  # finished while we waited for the lock?
+            if stored is not None:
+                return _stored_outcome(plan, stored, started, attempt)
+            run = _open_run(plan, projects_root, store, limits, started, attempt)
+            if isinstance(run, dict):
+                return run
+            run.retry = retry or RetryPolicy()
+            run.on_step = on_step
+            return run.execute()
+    except PlanError as exc:  # busy lock
+        return build_result(
+            plan_id=plan.plan_id,
+            case_name=plan.case_name,
+            dry_run=False,
+            status="rejected",
+            started=started,
+            errors=[exc],
+            attempt=attempt,
+            extra={"plan_digest": plan.digest},
+        )
+
+
+def _stored_outcome(
+    plan: Plan, stored: dict[str, Any], started: datetime, attempt: int
+) -> dict[str, Any]:
+    if stored.get("plan_digest") != plan.digest:
+        return _idempotency_conflict(plan, started, attempt)
+    return stored
+
+
+def _idempotency_conflict(plan: Plan, started: datetime, attempt: int) -> dict[str, Any]:
+    error = PlanError(
+        ErrorCode.IDEMPOTENCY_CONFLICT,
+        f"plan_id {plan.plan_id!r} was already used for a plan with other operations; "
+        "use a new plan_id",
+    )
+    return build_result(
+        plan_id=plan.plan_id,
+        case_name=plan.case_name,
+        dry_run=plan.dry_run,
+        status="rejected",
+        started=started,
+        errors=[error],
+        attempt=attempt,
+        extra={"plan_digest": plan.digest},
+    )
+
+
+def _open_run(
+    plan: Plan,
+    projects_root: str,
+    store: PlanStore,
+    limits: Limits | None,
+    started: datetime,
+    attempt: int,
+) -> _Run | dict[str, Any]:
+    """Resume the journaled run of this plan, or simulate and start a new one."""
+    if store.has_journal():
+        journal, state = Journal.resume(store.journal_path)
+        if state.header["digest"] != plan.digest:
+            journal.close()
+            return _idempotency_conflict(plan, started, attempt)
+        log.info(
+            "apply.resume",
+            plan_id=plan.plan_id,
+            case_name=plan.case_name,
+            done=state.done,
+            state=state.state,
+        )
+        case_dir = os.path.join(projects_root, state.header["case_folder"])
+        return _Run(plan, store, journal, state, case_dir, started, attempt, resumed=True)
+    try:
+        sim = simulate(plan, projects_root, limits)
+    except OSError as exc:
+        return _io_rejection(plan, exc, started, attempt)
+    if not sim.ok:
+        return simulation_result(sim, started, attempt=attempt)
+    assert sim.case_dir is not None
+    header = {
+        "v": 1,
+        "plan_id": plan.plan_id,
+        "case_name": plan.case_name,
+        "case_folder": os.path.basename(sim.case_dir),
+        "digest": plan.digest,
+        "created_at": started.isoformat(),
+        "operations": _operation_docs(sim),
+        "changes": sim.changes(),
+        "undo": inverse_plan(plan, sim.records),
+    }
+    journal = Journal.create(store.journal_path, header, sim.steps)
+    state = JournalState(header=header, steps=sim.steps)
+    return _Run(plan, store, journal, state, sim.case_dir, started, attempt, resumed=False)
+
+
+class _Run:
+    """One apply of one plan, from its journal: forward, then rollback if a step fails."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        store: PlanStore,
+        journal: Journal,
+        state: JournalState,
+        case_dir: str,
+        started: datetime,
+        attempt: int,
+        *,
+        resumed: bool,
+    ) -> None:
+        self.plan = plan
+        self.store = store
+        self.journal = journal
+        self.state = state
+        self.case_dir = case_dir
+        self.started = started
+        self.attempt = attempt
+        self.resumed = resumed
+        self.retry = RetryPolicy()
+        self.on_step: ProgressCallback | None = None
+        self.log = log.bind(plan_id=plan.plan_id, case_name=plan.case_name)
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def execute(self) -> dict[str, Any]:
+        try:
+            fs = CaseFS(self.case_dir)
+        except OSError as exc:  # the case folder vanished or became a link since the journal
+            self.journal.close()
+            error = PlanError(ErrorCode.TREE_CHANGED, f"cannot open the case folder: {exc}")
+            extra = {"plan_digest": self.plan.digest, "steps": len(self.state.steps)}
+            return self._result("failed", self.state.header["operations"], [], [error], extra)
+        try:
+            with fs:
+                self.fs = fs
+                if self.state.state == "applying":
+                    failure = self._forward()
+                    if failure is None:
+                        self.journal.set_state("applied")
+                        self.state.state = "applied"
+                    else:
+                        self.log.warning("apply.step_failed", **failure)
+                        self.journal.set_state("rolling_back", **failure)
+                        self.state.state, self.state.info = "rolling_back", failure
+                if self.state.state in ("rolling_back", "rollback_stuck"):
+                    remaining = self._rollback()
+                    final = "rollback_stuck" if remaining else "rolled_back"
+                    info = {k: v for k, v in self.state.info.items() if k != "remaining"}
+                    self.journal.set_state(final, remaining=remaining, **info)
+                    self.state.state = final
+                    self.state.info = dict(info, remaining=remaining)
+                self._remove_empty_work_dirs()
+        finally:
+            self.journal.close()
+        return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
+        header = self.state.header
+        extra: dict[str, Any] = {"plan_digest": self.plan.digest, "steps": len(self.state.steps)}
+        if self.state.state == "applied":
+            self.store.write_undo(header["undo"])
+            extra["undo_plan_id"] = undo_plan_id(self.plan.plan_id)
+            operations = [
+                dict(op, outcome="applied") if op["outcome"] == "ok" else op
+                for op in header["operations"]
+            ]
+            result = self._result("applied", operations, header["changes"], [], extra)
+            self.store.write_result(result)
+            self.log.info("apply.applied", steps=len(self.state.steps))
+            return result
+        info = self.state.info
+        error = PlanError(
+            ErrorCode(info.get("code", ErrorCode.INTERNAL_ERROR.value)),
+            info.get("message", "the apply failed"),
+            operation=info.get("operation"),
+        )
+        remaining: list[str] = info.get("remaining", [])
+        touched = {self.state.steps[i].operation for i in range(self.state.done)}
+        operations = []
+        for op in header["operations"]:
+            if op["outcome"] == "ok":
+                rolled = "rolled_back" if op["index"] in touched else "not_applied"
+                op = dict(op, outcome=rolled if not remaining else "not_applied")
+            operations.append(op)
+        if remaining:
+            extra["remaining"] = remaining
+        result = self._result("failed", operations, [], [error], extra)
+        if not remaining:  # final: a rerun returns it; a stuck rollback is retried instead
+            self.store.write_result(result)
+        self.log.error("apply.failed", code=error.code.value, remaining=len(remaining))
+        return result
+
+    def _result(
+        self,
+        status: str,
+        operations: list[dict[str, Any]],
+        changes: list[dict[str, Any]],
+        errors: list[PlanError],
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        return build_result(
+            plan_id=self.plan.plan_id,
+            case_name=self.plan.case_name,
+            dry_run=False,
+            status=status,
+            started=self.started,
+            operations=operations,
+            changes=changes,
+            errors=errors,
+            attempt=self.attempt,
+            extra=extra,
+        )
+
+    # -- forward ----------------------------------------------------------------------------------
+
+    def _forward(self) -> dict[str, Any] | None:
+        """Run the remaining steps; return the failure (code, message, step) or None."""
+        steps = self.state.steps
+        total = len(steps)
+        reconciling = self.resumed  # after a crash, unmarked steps may have run already
+        for index in range(self.state.done, total):
+            step = steps[index]
+            self.journal.before(step)
+            try:
+                ran = self._attempt(step, index, allow_done=reconciling)
+            except Exception as exc:  # any failure, even a bug, ends in a rollback
+                return self._failure(exc, index, step)
+            reconciling = reconciling and not ran
+            self.journal.done(index, step)
+            self.state.done = index + 1
+            if self.on_step is not None:
+                self.on_step(index + 1, total)
+        return None
+
+    def _failure(self, exc: Exception, index: int, step: Step) -> dict[str, Any]:
+        if isinstance(exc, StepConflictError):
+            code, message = exc.code, exc.message
+        elif isinstance(exc, OSError):
+            code, message = ErrorCode.IO_ERROR, str(exc)
+        else:
+            self.log.exception("apply.bug", step=index)
+            code, message = ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+        return {
+            "code": code.value,
+            "message": f"step {index + 1} of {len(self.state.steps)} ({step.describe()}): "
+            f"{message}; everything done before it was rolled back",
+            "step": index,
+            "operation": step.operation,
+        }
+
+    def _attempt(self, step: Step, index: int, *, allow_done: bool) -> bool:
+        """Check and run one step, retrying transient errors; True when it ran now."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        )
+        first = True
+        for attempt in retrying:
+            with attempt:
+                # A retry may follow a half-done try: then the step may already show as done.
+                ran = self._advance(step, index, allow_done=allow_done or not first)
+                first = False
+                return ran
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _advance(self, step: Step, index: int, *, allow_done: bool) -> bool:
+        state = self._check(step)
+        if state is _State.PENDING:
+            self._run(step, index)
+            return True
+        if not allow_done:
+            raise StepConflictError(f"{'/'.join(step.dst)} appeared meanwhile")
+        if state is _State.DUPLICATE:
+            self._drop_duplicate(step)
+        return False
+
+    def _drop_duplicate(self, step: Step) -> None:
+        """A rename stopped between copy and delete: both names hold the same content."""
+        assert step.src is not None
+        if self.fs.sha256(step.src) != self.fs.sha256(step.dst):
+            raise StepConflictError(f"{'/'.join(step.src)} and {'/'.join(step.dst)} both exist")
+        self.fs.unlink(step.src)
+
+    # -- one step ---------------------------------------------------------------------------------
+
+    def _kind(self, parts: Parts) -> Kind | None:
+        kind = self.fs.kind(parts)
+        if kind is Kind.SYMLINK:
+            raise StepConflictError(
+                f"{'/'.join(parts)} became a symbolic link", ErrorCode.SYMLINK_REFUSED
+            )
+        return kind
+
+    def _check(self, step: Step) -> _State:
+        """Which of the step's pre- and postcondition holds now (raises if neither)."""
+        dst = self._kind(step.dst)
+        where = "/".join(step.dst)
+        if step.kind == "mkdir":
+            if dst is None:
+                return _State.PENDING
+            if dst is Kind.DIR:
+                return _State.DONE
+        elif step.kind == "rmdir":
+            if dst is Kind.DIR:
+                return _State.PENDING
+            if dst is None:
+                return _State.DONE
+        elif step.kind == "rename":
+            assert step.src is not None
+            src = self._kind(step.src)
+            if src is Kind.FILE and dst is None:
+                return _State.PENDING
+            if src is None and dst is Kind.FILE:
+                return _State.DONE
+            if src is Kind.FILE and dst is Kind.FILE:
+                return _State.DUPLICATE
+            raise StepConflictError(
+                f"expected the file {'/'.join(step.src)} and no {where}; found "
+                f"{src.value if src else 'nothing'} and {dst.value if dst else 'nothing'}"
+            )
+        elif step.kind in ("copy", "write"):
+            if dst is None:
+                if step.src is not None and self._kind(step.src) is not Kind.FILE:
+                    raise StepConflictError(f"the file {'/'.join(step.src)} is gone")
+                return _State.PENDING
+            if dst is Kind.FILE:
+                return _State.DONE
+        elif step.kind == "unlink":
+            if dst is Kind.FILE:
+                return _State.PENDING
+            if dst is None:
+                return _State.DONE
+        raise StepConflictError(f"{where} is a {dst.value if dst else 'missing item'}, unexpected")
+
+    def _run(self, step: Step, index: int) -> None:
+        fs = self.fs
+        if step.dst[0] == WORK_DIR_NAME:
+            fs.makedirs(step.dst[:-1])  # our own trash folders
+        try:
+            if step.kind == "mkdir":
+                fs.mkdir(step.dst)
+            elif step.kind == "rmdir":
+                fs.rmdir(step.dst)
+            elif step.kind == "rename":
+                assert step.src is not None
+                fs.rename(step.src, step.dst)
+            elif step.kind == "copy":
+                assert step.src is not None
+                fs.copy(step.src, step.dst, self._staging(index))
+            elif step.kind == "write":
+                fs.write(step.dst, step.content or b"", self._staging(index))
+            elif step.kind == "unlink":
+                self._unlink_created(step)
+        except FileExistsError as exc:
+            raise StepConflictError(f"{'/'.join(step.dst)} appeared meanwhile") from exc
+        except FileNotFoundError as exc:
+            raise StepConflictError(f"{step.describe()}: something it needs is gone") from exc
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                raise StepConflictError(
+                    f"the folder {'/'.join(step.dst)} is not empty: something was added to it"
+                ) from exc
+            raise
+
+    def _staging(self, index: int) -> Parts:
+        return (WORK_DIR_NAME, self.plan.plan_id, "staging", f"{index}.part")
+
+    def _unlink_created(self, step: Step) -> None:
+        """Rollback of a copy or write: remove the file only if it is still what we made."""
+        expected = (
+            step.content_sha256()
+            if step.content is not None
+            else self.fs.sha256(step.src)
+            if step.src is not None
+            else None
+        )
+        if expected is None or self.fs.sha256(step.dst) != expected:
+            where = "/".join(step.dst)
+            raise StepConflictError(f"{where} was changed after we made it; left in place")
+        self.fs.unlink(step.dst)
+
+    # -- rollback ---------------------------------------------------------------------------------
+
+    def _rollback(self) -> list[str]:
+        """Undo the steps that ran, last first; return those that could not be undone."""
+        steps = self.state.steps
+        failed = self.state.info.get("step")
+        if isinstance(failed, int) and failed == self.state.done and failed < len(steps):
+            self._settle_failed_step(steps[failed], failed)
+        remaining: list[str] = []
+        for index in reversed(range(self.state.done)):
+            if index in self.state.undone:
+                continue
+            inverse = steps[index].inverse()
+            self.journal.before(inverse)
+            try:
+                self._attempt(inverse, index, allow_done=True)
+            except Exception as exc:  # keep undoing the others; report this one
+                message = exc.message if isinstance(exc, StepConflictError) else str(exc)
+                remaining.append(f"{steps[index].describe()} (undo failed: {message})")
+                continue
+            self.journal.undone(index, inverse)
+            self.state.undone.add(index)
+        self.log.info("apply.rolled_back", remaining=len(remaining))
+        return remaining
+
+    def _settle_failed_step(self, step: Step, index: int) -> None:
+        """The step that failed may have half-run; count it as done, or undo its half."""
+        try:
+            state = self._check(step)
+            if state is _State.DONE:
+                self.journal.done(index, step)
+                self.state.done = index + 1
+            elif state is _State.DUPLICATE:
+                # The copy made by an interrupted rename; the original is still in place.
+                assert step.src is not None
+                if self.fs.sha256(step.src) == self.fs.sha256(step.dst):
+                    self.fs.unlink(step.dst)
+        except (StepConflictError, OSError):
+            pass  # left as it is: neither condition holds, so the step did not change it
+
+    def _remove_empty_work_dirs(self) -> None:
+        """Drop this plan's empty trash and staging folders (the trash keeps what it holds)."""
+        top = os.path.join(self.case_dir, WORK_DIR_NAME)
+        base = os.path.join(top, self.plan.plan_id)
+        if os.path.islink(top) or not os.path.isdir(base) or os.path.islink(base):
+            return
+        for dirpath, _dirnames, filenames in os.walk(base, topdown=False):
+            if filenames:
+                continue
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                continue
+        with contextlib.suppress(OSError):  # other plans' trash may still be there
+            os.rmdir(top)

@@ -1,0 +1,147 @@
+"""Write-ahead journal of one plan's apply: the expanded steps, then progress marks.
+
+Layout: ``<state_dir>/plans/<plan_id>/journal.jsonl``. The first line holds the plan's digest
+and every step; later lines are ``{"done": i}``, ``{"undone": i}`` and state changes.
+
+Durability without an fsync per step: marks are buffered, and the buffer is written and
+fsynced before a step that touches a path (or a parent or child of one) that an unsynced step
+touched. So the marks a crash can lose belong to steps on unrelated paths, and for each of
+them the tree alone tells whether it ran (its pre- or postcondition holds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from fileops_daemon.steps import Parts, Step
+
+__all__ = ["Journal", "JournalState"]
+
+#: Marks kept unsynced at most; bounds the work a resume has to re-check.
+MAX_UNSYNCED = 1024
+
+
+@dataclass
+class JournalState:
+    """What a journal says so far, read back after a crash or a restart."""
+
+    header: dict[str, Any]
+    steps: list[Step]
+    done: int = 0  # steps[0:done] ran
+    undone: set[int] = field(default_factory=set)  # steps rolled back
+    state: str = "applying"  # applying | rolling_back | applied | rolled_back | rollback_stuck
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Journal:
+    """Append-only progress log; one writer at a time (the caller holds the plan lock)."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+        self._pending: list[bytes] = []
+        self._paths: set[Parts] = set()  # paths touched by steps whose marks are not synced
+        self._ancestors: set[Parts] = set()
+
+    # -- opening --------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str, header: dict[str, Any], steps: list[Step]) -> Journal:
+        doc = dict(header, steps=[step.to_json() for step in steps])
+        line = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)  # the journal exists whole, or not at all
+        _fsync_dir(os.path.dirname(path))
+        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND))
+
+    @classmethod
+    def resume(cls, path: str) -> tuple[Journal, JournalState]:
+        """Read the journal back, drop a torn last line, and reopen it for appending."""
+        with open(path, "rb") as handle:
+            data = handle.read()
+        end = data.rfind(b"\n") + 1
+        lines = data[:end].splitlines()
+        header = json.loads(lines[0])
+        state = JournalState(
+            header={k: v for k, v in header.items() if k != "steps"},
+            steps=[Step.from_json(doc) for doc in header["steps"]],
+        )
+        for raw in lines[1:]:
+            mark = json.loads(raw)
+            if "done" in mark:
+                state.done = max(state.done, mark["done"] + 1)
+            elif "undone" in mark:
+                state.undone.add(mark["undone"])
+            elif "state" in mark:
+                state.state = mark["state"]
+                state.info = {k: v for k, v in mark.items() if k != "state"}
+        if end != len(data):
+            os.truncate(path, end)
+        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND)), state
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def done(self, index: int, step: Step) -> None:
+        self._mark(b'{"done":%d}\n' % index, step)
+
+    def undone(self, index: int, step: Step) -> None:
+        self._mark(b'{"undone":%d}\n' % index, step)
+
+    def before(self, step: Step) -> None:
+        """Call before running ``step``: syncs first if it touches an unsynced step's paths."""
+        if self._pending and self._overlaps(step):
+            self.sync()
+
+    def set_state(self, state: str, **info: Any) -> None:
+        doc = dict(info, state=state)
+        self._pending.append(json.dumps(doc, separators=(",", ":")).encode("utf-8") + b"\n")
+        self.sync()
+
+    def sync(self) -> None:
+        if self._pending:
+            os.write(self._fd, b"".join(self._pending))
+            self._pending.clear()
+        os.fdatasync(self._fd)
+        self._paths.clear()
+        self._ancestors.clear()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.sync()
+            os.close(self._fd)
+            self._fd = -1
+
+    def _mark(self, line: bytes, step: Step) -> None:
+        self._pending.append(line)
+        for parts in step.touched():
+            self._paths.add(parts)
+            for depth in range(1, len(parts)):
+                self._ancestors.add(parts[:depth])
+        if len(self._pending) >= MAX_UNSYNCED:
+            self.sync()
+
+    def _overlaps(self, step: Step) -> bool:
+        for parts in step.touched():
+            if parts in self._paths or parts in self._ancestors:
+                return True
+            for depth in range(1, len(parts)):
+                if parts[:depth] in self._paths:
+                    return True
+        return False
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,48 @@
+"""Safety limits of one plan, with defaults a production daemon can live with."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["GCS_OBJECT_NAME_MAX_BYTES", "NAME_MAX_BYTES", "Limits"]
+
+#: GCS refuses object names longer than this (UTF-8 bytes); a path is an object name.
+GCS_OBJECT_NAME_MAX_BYTES = 1024
+#: Linux and FUSE refuse a single name longer than this.
+NAME_MAX_BYTES = 255
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps checked before the first change; exceeding one rejects the whole plan."""
+
+    max_operations: int = 10_000
+    #: Expanded steps (a folder move becomes one step per file and folder).
+    max_steps: int = 100_000
+    max_write_bytes: int = 1 << 20
+    #: Files sent to the trash by delete or overwrite, like rclone's --max-delete.
+    max_deletes: int = 1_000
+    #: Size of the plan document itself (a Pub/Sub message holds 10 MB).
+    max_plan_bytes: int = 8 << 20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
+        """Read ``FILEOPS_MAX_*`` variables; unset ones keep their defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, int] = {}
+        for field in (
+            "max_operations",
+            "max_steps",
+            "max_write_bytes",
+            "max_deletes",
+            "max_plan_bytes",
+        ):
+            raw = env.get(f"FILEOPS_{field.upper()}")
+            if raw is not None:
+                number = int(raw)
+                if number < 1:
+                    raise ValueError(f"FILEOPS_{field.upper()} must be positive, got {raw!r}")
+                values[field] = number
+        return cls(**values)

@@ -1,0 +1,168 @@
+"""The one gate every plan path goes through (lexical confinement to the plan's case folder).
+
+A path is split into components, each normalised to NFC and checked on its own; the first must
+equal the case name. Comparison is by components, never by string prefix, so ``case-evil`` is
+not inside ``case``. What the disk holds (symlinks, look-alike spellings, mounts) is checked by
+``tree`` when the path is resolved, and again by ``fsops`` at the moment of use.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from fileops_daemon.errors import ErrorCode, PlanError
+from fileops_daemon.limits import GCS_OBJECT_NAME_MAX_BYTES, NAME_MAX_BYTES
+
+__all__ = ["WORK_DIR_NAME", "CasePath", "check_case_name", "confine", "nfc"]
+
+#: The daemon's own folder inside each case (trash and staging); plans may not touch it.
+WORK_DIR_NAME = ".fileops"
+
+# Bidirectional controls disguise names ("invoice\u202efdp.exe" shows as "invoiceexe.pdf").
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+@dataclass(frozen=True)
+class CasePath:
+    """A confined path: ``parts`` are NFC components below the case folder (never empty)."""
+
+    case: str
+    parts: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return "/".join((self.case, *self.parts))
+
+
+def _refuse(code: ErrorCode, message: str, operation: int | None, raw: str) -> PlanError:
+    return PlanError(code, message, operation=operation, path=raw)
+
+
+def _check_characters(raw: str, what: str, operation: int | None) -> None:
+    for char in raw:
+        category = unicodedata.category(char)
+        if category == "Cc":
+            raise _refuse(
+                ErrorCode.PATH_INVALID,
+                f"{what} contains the control character U+{ord(char):04X}",
+                operation,
+                raw,
+            )
+        if category == "Cs":
+            raise _refuse(
+                ErrorCode.PATH_INVALID, f"{what} contains an unpaired surrogate", operation, raw
+            )
+        if char in _BIDI_CONTROLS:
+            raise _refuse(
+                ErrorCode.PATH_INVALID,
+                f"{what} contains the bidirectional control U+{ord(char):04X}",
+                operation,
+                raw,
+            )
+    if "\\" in raw:
+        raise _refuse(
+            ErrorCode.PATH_INVALID,
+            f"{what} contains a backslash; separate folders with '/'",
+            operation,
+            raw,
+        )
+
+
+def check_case_name(case_name: str) -> str:
+    """Return the NFC case name, or raise if it is not one plain folder name."""
+    _check_characters(case_name, "case_name", None)
+    name = nfc(case_name)
+    if not name or "/" in name or name.startswith("."):
+        raise PlanError(
+            ErrorCode.PATH_INVALID,
+            "case_name must be one folder name that does not start with '.'",
+            path=case_name,
+        )
+    if len(name.encode("utf-8")) > NAME_MAX_BYTES:
+        raise PlanError(
+            ErrorCode.PATH_INVALID,
+            f"case_name is longer than {NAME_MAX_BYTES} bytes",
+            path=case_name,
+        )
+    return name
+
+
+def confine(
+    raw: str,
+    case_name: str,
+    *,
+    operation: int | None = None,
+    trash_of: str | None = None,
+) -> CasePath:
+    """Check one plan path lexically and return its confined form.
+
+    ``trash_of`` names a plan whose trash folder this path may lie in (undo plans only).
+    """
+    _check_characters(raw, "path", operation)
+    if raw.startswith("/"):
+        raise _refuse(
+            ErrorCode.PATH_INVALID,
+            "path is absolute; paths are relative to the projects root and start with the case",
+            operation,
+            raw,
+        )
+    components = raw.split("/")
+    if any(component == "" for component in components):
+        raise _refuse(
+            ErrorCode.PATH_INVALID,
+            "path has an empty component ('//' or a leading or trailing '/')",
+            operation,
+            raw,
+        )
+    parts = tuple(nfc(component) for component in components)
+    if any(part in (".", "..") for part in parts):
+        raise _refuse(ErrorCode.PATH_INVALID, "path has a '.' or '..' component", operation, raw)
+    encoded = "/".join(parts).encode("utf-8")
+    if len(encoded) > GCS_OBJECT_NAME_MAX_BYTES:
+        raise _refuse(
+            ErrorCode.PATH_INVALID,
+            f"path is {len(encoded)} bytes; object names are limited to "
+            f"{GCS_OBJECT_NAME_MAX_BYTES}",
+            operation,
+            raw,
+        )
+    for part in parts:
+        if len(part.encode("utf-8")) > NAME_MAX_BYTES:
+            raise _refuse(
+                ErrorCode.PATH_INVALID,
+                f"a name in the path is longer than {NAME_MAX_BYTES} bytes",
+                operation,
+                raw,
+            )
+    case = nfc(case_name)
+    if parts[0] != case:
+        raise _refuse(
+            ErrorCode.PATH_OUTSIDE_CASE,
+            f"path must start with the case folder {case!r}",
+            operation,
+            raw,
+        )
+    inner = parts[1:]
+    if not inner:
+        raise _refuse(
+            ErrorCode.PATH_RESERVED,
+            "the case folder itself cannot be changed; name something inside it",
+            operation,
+            raw,
+        )
+    if inner[0] == WORK_DIR_NAME:
+        allowed = trash_of is not None and inner[1:3] == (trash_of, "trash") and len(inner) > 3
+        if not allowed:
+            raise _refuse(
+                ErrorCode.PATH_RESERVED,
+                f"{WORK_DIR_NAME}/ holds fileops' own trash and staging; plans cannot touch it",
+                operation,
+                raw,
+            )
+    return CasePath(case=case, parts=inner)

@@ -1,0 +1,214 @@
+"""The plan model: parse a plan document, validate it against the schema and the limits.
+
+The schema file in ``schemas/`` is the single source of truth for the document's shape;
+this module adds what a schema cannot say (byte limits, base64 content) and a digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from fileops_daemon.errors import ErrorCode, PlanError
+from fileops_daemon.limits import Limits
+
+__all__ = [
+    "Expect",
+    "Operation",
+    "OperationType",
+    "Plan",
+    "load_schema",
+    "parse_plan",
+    "plan_digest",
+]
+
+OperationType = Literal["mkdir", "move", "copy", "delete", "write"]
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """Load ``plan`` or ``result`` schema: package data when installed, the repo's otherwise."""
+    filename = f"{name}.schema.json"
+    packaged = resources.files("fileops_daemon").joinpath("schemas", filename)
+    if packaged.is_file():
+        text = packaged.read_text(encoding="utf-8")
+    else:  # an editable install runs from the source tree, where schemas/ sits beside us
+        text = (Path(__file__).resolve().parent.parent / "schemas" / filename).read_text(
+            encoding="utf-8"
+        )
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _plan_validator() -> Any:
+    from jsonschema import Draft202012Validator  # imported late: it costs ~70 ms
+
+    schema = load_schema("plan")
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What the plan's author saw at the source; checked before anything changes."""
+
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    index: int
+    type: OperationType
+    path: str | None = None
+    src: str | None = None
+    dst: str | None = None
+    overwrite: bool = False
+    content: bytes | None = None
+    expect: Expect | None = None
+
+    def paths(self) -> list[tuple[str, str]]:
+        """(field name, raw path) pairs this operation names, for confinement checks."""
+        pairs = [("path", self.path), ("from", self.src), ("to", self.dst)]
+        return [(name, value) for name, value in pairs if value is not None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    plan_id: str
+    case_name: str
+    dry_run: bool
+    operations: tuple[Operation, ...]
+    digest: str
+    requested_by: str | None = None
+    reason: str | None = None
+    undo_of: str | None = None
+    document: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def plan_digest(document: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON without ``dry_run``: a dry run and its apply share it."""
+    content = {key: value for key, value in document.items() if key != "dry_run"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _decode_document(data: bytes | str | Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+    if isinstance(data, Mapping):
+        return dict(data)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > limits.max_plan_bytes:
+        raise PlanError(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"plan is {len(raw)} bytes; the limit is {limits.max_plan_bytes}",
+        )
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(ErrorCode.INVALID_JSON, f"plan is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise PlanError(ErrorCode.SCHEMA_VIOLATION, "plan must be a JSON object")
+    return document
+
+
+def _where(error: Any) -> str:
+    parts = []
+    for item in error.absolute_path:
+        parts.append(f"[{item}]" if isinstance(item, int) else f".{item}")
+    return "plan" + "".join(parts)
+
+
+def _check_schema(document: dict[str, Any]) -> None:
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_plan_validator().iter_errors(document))
+    if error is not None:
+        path = list(error.absolute_path)
+        index = path[1] if len(path) > 1 and path[0] == "operations" else None
+        raise PlanError(
+            ErrorCode.SCHEMA_VIOLATION,
+            f"{_where(error)}: {error.message}",
+            operation=index if isinstance(index, int) else None,
+        )
+
+
+def _content(item: Mapping[str, Any], index: int, limits: Limits) -> bytes:
+    text: str = item["content"]
+    if item.get("encoding", "text") == "base64":
+        try:
+            content = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise PlanError(
+                ErrorCode.CONTENT_INVALID,
+                f"operations[{index}].content is not valid base64: {exc}",
+                operation=index,
+            ) from exc
+    else:
+        try:
+            content = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates survive json.loads
+            raise PlanError(
+                ErrorCode.CONTENT_INVALID,
+                f"operations[{index}].content is not valid Unicode text",
+                operation=index,
+            ) from exc
+    if len(content) > limits.max_write_bytes:
+        raise PlanError(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"operations[{index}] writes {len(content)} bytes; the limit is "
+            f"{limits.max_write_bytes}",
+            operation=index,
+        )
+    return content
+
+
+def _operation(item: Mapping[str, Any], index: int, limits: Limits) -> Operation:
+    expect = item.get("expect")
+    return Operation(
+        index=index,
+        type=item["type"],
+        path=item.get("path"),
+        src=item.get("from"),
+        dst=item.get("to"),
+        overwrite=bool(item.get("overwrite", False)),
+        content=_content(item, index, limits) if item["type"] == "write" else None,
+        expect=Expect(size=expect.get("size"), sha256=expect.get("sha256")) if expect else None,
+    )
+
+
+def parse_plan(data: bytes | str | Mapping[str, Any], limits: Limits | None = None) -> Plan:
+    """Parse and validate a plan document; raise PlanError with a stable code when it is bad.
+
+    Confinement of the paths is checked separately (``paths``), against the case name.
+    """
+    limits = limits or Limits()
+    document = _decode_document(data, limits)
+    operations = document.get("operations")
+    # Checked before the schema so that a huge plan is refused cheaply.
+    if isinstance(operations, list) and len(operations) > limits.max_operations:
+        raise PlanError(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"plan has {len(operations)} operations; the limit is {limits.max_operations}",
+        )
+    _check_schema(document)
+    assert isinstance(operations, list)  # the schema says so
+    return Plan(
+        plan_id=document["plan_id"],
+        case_name=document["case_name"],
+        dry_run=document.get("dry_run", True),
+        operations=tuple(_operation(item, i, limits) for i, item in enumerate(operations)),
+        digest=plan_digest(document),
+        requested_by=document.get("requested_by"),
+        reason=document.get("reason"),
+        undo_of=document.get("undo_of"),
+        document=document,
+    )

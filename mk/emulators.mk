@@ -1,0 +1,66 @@
+# Local stand-ins for Pub/Sub, GCS and a gcsfuse mount, built from pinned Go modules.
+# Included by the top-level Makefile (`include mk/emulators.mk`); also usable alone:
+#   make -f mk/emulators.mk emulators gcsfuse
+# Everything (module cache, build cache, binaries) lives under the ignored .cache/,
+# so nothing outside the repo is needed and a second run is a no-op.
+
+# ---- version pins -----------------------------------------------------------
+# pstest (cloud.google.com/go/pubsub/v2) is pinned in tests/emulators/pstest/go.mod + go.sum.
+FAKE_GCS_SERVER_VERSION ?= v1.56.1
+# v3.11.5 and later declare `go 1.26.9`/`go 1.27.x`; v3.11.4 is the newest that builds
+# with the machine's Go 1.26.8 without fetching another toolchain (GOTOOLCHAIN=local).
+GCSFUSE_VERSION ?= v3.11.4
+# -----------------------------------------------------------------------------
+
+GO ?= go
+EMU_ROOT := $(abspath $(dir $(abspath $(lastword $(MAKEFILE_LIST))))..)
+EMU_CACHE := $(EMU_ROOT)/.cache
+EMU_BIN := $(EMU_CACHE)/bin
+EMU_STAMPS := $(EMU_CACHE)/stamps
+EMU_PSTEST_SRC := $(EMU_ROOT)/tests/emulators/pstest
+
+# Only the Go commands below see these (no global export into the including Makefile).
+# GOFLAGS=-modcacherw keeps `rm -rf .cache` working for non-root users; GOTOOLCHAIN=local
+# forbids downloading a newer Go; checksums are verified against sum.golang.org, which
+# the go command reaches through GOPROXY's /sumdb/ endpoint.
+EMU_GOENV := GOPATH=$(EMU_CACHE)/go/path GOMODCACHE=$(EMU_CACHE)/go/mod \
+	GOCACHE=$(EMU_CACHE)/go/build GOBIN=$(EMU_BIN) GOFLAGS=-modcacherw \
+	GOTOOLCHAIN=local CGO_ENABLED=0
+
+PSTEST_SERVER := $(EMU_BIN)/pstest-server
+FAKE_GCS_SERVER := $(EMU_BIN)/fake-gcs-server
+GCSFUSE := $(EMU_BIN)/gcsfuse
+
+.PHONY: emulators gcsfuse system-deps emulators-clean
+
+emulators: $(PSTEST_SERVER) $(FAKE_GCS_SERVER)
+
+gcsfuse: $(GCSFUSE)
+
+system-deps:
+	bash $(EMU_ROOT)/scripts/install-system-deps.sh
+
+# A stamp per pinned version: changing a pin makes the matching binary out of date.
+$(EMU_STAMPS)/%:
+	@mkdir -p $(@D)
+	@touch $@
+
+$(PSTEST_SERVER): $(EMU_PSTEST_SRC)/main.go $(EMU_PSTEST_SRC)/go.mod $(EMU_PSTEST_SRC)/go.sum
+	@mkdir -p $(EMU_BIN)
+	cd $(EMU_PSTEST_SRC) && $(EMU_GOENV) $(GO) build -mod=readonly -trimpath -o $@ .
+
+$(FAKE_GCS_SERVER): $(EMU_STAMPS)/fake-gcs-server@$(FAKE_GCS_SERVER_VERSION)
+	@mkdir -p $(EMU_BIN)
+	$(EMU_GOENV) $(GO) install -trimpath github.com/fsouza/fake-gcs-server@$(FAKE_GCS_SERVER_VERSION)
+	@touch $@
+
+$(GCSFUSE): $(EMU_STAMPS)/gcsfuse@$(GCSFUSE_VERSION)
+	@mkdir -p $(EMU_BIN)
+	$(EMU_GOENV) $(GO) install -trimpath \
+		-ldflags "-X github.com/googlecloudplatform/gcsfuse/v3/common.gcsfuseVersion=$(GCSFUSE_VERSION:v%=%)" \
+		github.com/googlecloudplatform/gcsfuse/v3@$(GCSFUSE_VERSION)
+	@touch $@
+
+emulators-clean:
+	rm -f $(PSTEST_SERVER) $(FAKE_GCS_SERVER) $(GCSFUSE)
+	rm -rf $(EMU_STAMPS)
