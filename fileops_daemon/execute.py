@@ -262,6 +262,7 @@ class _Run:
         self.resumed = resumed
         self.retry = RetryPolicy()
         self.on_step: ProgressCallback | None = None
+        self._started_step = False  # whether the current step got past its re-check
         self.log = log.bind(plan_id=plan.plan_id, case_name=plan.case_name)
 
     # -- the run ----------------------------------------------------------------------------------
@@ -365,6 +366,7 @@ class _Run:
         for index in range(self.state.done, total):
             step = steps[index]
             self.journal.before(step)
+            self._started_step = False
             try:
                 ran = self._attempt(step, index, allow_done=reconciling)
             except Exception as exc:  # any failure, even a bug, ends in a rollback
@@ -385,6 +387,7 @@ class _Run:
             self.log.exception("apply.bug", step=index)
             code, message = ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
         return {
+            "started": self._started_step,  # False: refused by its re-check, never ran
             "code": code.value,
             "message": f"step {index + 1} of {len(self.state.steps)} ({step.describe()}): "
             f"{message}; everything done before it was rolled back",
@@ -412,6 +415,7 @@ class _Run:
     def _advance(self, step: Step, index: int, *, allow_done: bool) -> bool:
         state = self._check(step)
         if state is _State.PENDING:
+            self._started_step = True
             self._run(step, index)
             return True
         if not allow_done:
@@ -531,7 +535,8 @@ class _Run:
         """Undo the steps that ran, last first; return those that could not be undone."""
         steps = self.state.steps
         failed = self.state.info.get("step")
-        if isinstance(failed, int) and failed == self.state.done and failed < len(steps):
+        started = self.state.info.get("started", True)
+        if started and isinstance(failed, int) and failed == self.state.done < len(steps):
             self._settle_failed_step(steps[failed], failed)
         remaining: list[str] = []
         for index in reversed(range(self.state.done)):

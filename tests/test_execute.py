@@ -1,0 +1,206 @@
+"""Apply: journaled steps, rollback on a failed step, idempotency, undo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fileops_daemon.paths import WORK_DIR_NAME
+from fileops_daemon.plan import parse_plan
+from fileops_daemon.store import PlanStore
+from tests.conftest import World
+from tests.support import CASE, apply_doc, error_codes, plan_doc, snapshot
+
+REORG = [
+    {"type": "mkdir", "path": f"{CASE}/Investigation/photos"},
+    {
+        "type": "move",
+        "from": f"{CASE}/uncategorized/file1.pdf",
+        "to": f"{CASE}/Medical Records/file1.pdf",
+    },
+    {
+        "type": "copy",
+        "from": f"{CASE}/uncategorized/file2.pdf",
+        "to": f"{CASE}/Investigation/file2-copy.pdf",
+    },
+    {"type": "write", "path": f"{CASE}/Investigation/notes.txt", "content": "call the witness"},
+    {"type": "delete", "path": f"{CASE}/uncategorized/file3.pdf"},
+    {"type": "move", "from": f"{CASE}/uncategorized", "to": f"{CASE}/Investigation/old"},
+]
+
+
+class TestApply:
+    def test_applies_every_operation_type(self, world: World) -> None:
+        original = (world.case / "uncategorized" / "file3.pdf").read_bytes()
+        result = apply_doc(plan_doc(REORG), world.root, world.state)
+        assert result["status"] == "applied"
+        case = world.case
+        assert (case / "Investigation" / "photos").is_dir()
+        assert (case / "Medical Records" / "file1.pdf").read_bytes() == b"file 1\n"
+        assert (case / "Investigation" / "file2-copy.pdf").read_bytes() == b"file 2\n" * 2
+        assert (case / "Investigation" / "notes.txt").read_text() == "call the witness"
+        assert (case / "Investigation" / "old" / "file2.pdf").exists()
+        assert not (case / "uncategorized").exists()
+        trash = case / WORK_DIR_NAME / "p-1" / "trash" / "4" / "uncategorized" / "file3.pdf"
+        assert trash.read_bytes() == original
+        assert not (case / WORK_DIR_NAME / "p-1" / "staging").exists()
+        assert all(op["outcome"] == "applied" for op in result["operations"])
+        assert result["undo_plan_id"] == "p-1.undo"
+
+    def test_dry_run_result_lists_the_same_changes_as_the_apply(self, world: World) -> None:
+        planned = apply_doc(plan_doc(REORG, dry_run=True), world.root, world.state)
+        applied = apply_doc(plan_doc(REORG), world.root, world.state)
+        assert planned["changes"] == applied["changes"]
+
+    def test_overwrite_sends_the_old_file_to_the_trash(self, world: World) -> None:
+        old = (world.case / "Investigation" / "report.txt").read_bytes()
+        ops = [
+            {
+                "type": "write",
+                "path": f"{CASE}/Investigation/report.txt",
+                "content": "v2",
+                "overwrite": True,
+            }
+        ]
+        result = apply_doc(plan_doc(ops), world.root, world.state)
+        assert result["status"] == "applied"
+        assert (world.case / "Investigation" / "report.txt").read_text() == "v2"
+        trashed = world.case / WORK_DIR_NAME / "p-1" / "trash" / "0" / "Investigation"
+        assert (trashed / "report.txt").read_bytes() == old
+
+    def test_nothing_outside_the_case_changes(self, world: World) -> None:
+        outside = snapshot(world.outside), snapshot(world.root / f"{CASE}-evil")
+        apply_doc(plan_doc(REORG), world.root, world.state)
+        assert (snapshot(world.outside), snapshot(world.root / f"{CASE}-evil")) == outside
+
+
+class TestRollback:
+    def test_destination_appearing_mid_apply_rolls_everything_back(self, world: World) -> None:
+        before = snapshot(world.root)
+        intruder = world.case / "Investigation" / "old"
+
+        def race(done: int, total: int) -> None:
+            if done == 3:  # another writer creates the folder a later step will make
+                intruder.mkdir()
+
+        result = apply_doc(plan_doc(REORG), world.root, world.state, on_step=race)
+        assert result["status"] == "failed"
+        assert error_codes(result) == ["tree_changed"]
+        assert "appeared" in result["errors"][0]["message"]
+        intruder.rmdir()
+        assert snapshot(world.root) == before
+        assert {op["outcome"] for op in result["operations"]} <= {"rolled_back", "not_applied"}
+
+    def test_a_file_added_to_a_folder_being_moved_is_never_lost(self, world: World) -> None:
+        late = world.case / "uncategorized" / "late.pdf"
+        ops = [{"type": "move", "from": f"{CASE}/uncategorized", "to": f"{CASE}/sorted"}]
+
+        def race(done: int, total: int) -> None:
+            if done == 2:
+                late.write_text("arrived during the move")
+
+        result = apply_doc(plan_doc(ops), world.root, world.state, on_step=race)
+        assert result["status"] == "failed"
+        assert late.read_text() == "arrived during the move"
+        assert sorted(p.name for p in (world.case / "uncategorized").iterdir()) == [
+            "file1.pdf",
+            "file2.pdf",
+            "file3.pdf",
+            "late.pdf",
+        ]
+        assert not (world.case / "sorted").exists()
+
+    def test_a_failed_plan_keeps_its_failed_result(self, world: World) -> None:
+        def race(done: int, total: int) -> None:
+            if done == 1:
+                (world.case / "Medical Records" / "file1.pdf").write_text("someone else")
+
+        first = apply_doc(plan_doc(REORG), world.root, world.state, on_step=race)
+        again = apply_doc(plan_doc(REORG), world.root, world.state)
+        assert first["status"] == again["status"] == "failed"
+        assert again["started_at"] == first["started_at"]
+
+
+class TestIdempotency:
+    def test_rerunning_an_applied_plan_changes_nothing_and_returns_the_result(
+        self, world: World
+    ) -> None:
+        first = apply_doc(plan_doc(REORG), world.root, world.state)
+        after = snapshot(world.root)
+        second = apply_doc(plan_doc(REORG), world.root, world.state)
+        assert second == first
+        assert snapshot(world.root) == after
+
+    def test_same_plan_id_with_other_operations_is_refused(self, world: World) -> None:
+        apply_doc(plan_doc(REORG), world.root, world.state)
+        after = snapshot(world.root)
+        other = plan_doc([{"type": "mkdir", "path": f"{CASE}/Other"}])
+        result = apply_doc(other, world.root, world.state)
+        assert result["status"] == "rejected"
+        assert error_codes(result) == ["idempotency_conflict"]
+        assert snapshot(world.root) == after
+
+    def test_a_dry_run_does_not_claim_the_plan_id(self, world: World) -> None:
+        apply_doc(plan_doc(REORG[:1], dry_run=True), world.root, world.state)
+        result = apply_doc(plan_doc(REORG), world.root, world.state)
+        assert result["status"] == "applied"
+
+    def test_a_plan_being_applied_elsewhere_is_busy(self, world: World) -> None:
+        store = PlanStore(str(world.state), "p-1")
+        with store.locked():
+            result = apply_doc(plan_doc(REORG), world.root, world.state)
+        assert error_codes(result) == ["plan_busy"]
+        assert (world.case / "uncategorized").exists()
+
+
+class TestUndo:
+    def test_plan_then_undo_gives_back_the_original_tree(self, world: World) -> None:
+        before = snapshot(world.root, skip_work_dirs=True)
+        apply_doc(plan_doc(REORG), world.root, world.state)
+        assert snapshot(world.root, skip_work_dirs=True) != before
+        inverse = PlanStore(str(world.state), "p-1").read_undo()
+        assert inverse is not None and inverse["undo_of"] == "p-1"
+        result = apply_doc(dict(inverse, dry_run=False), world.root, world.state)
+        assert result["status"] == "applied"
+        assert snapshot(world.root, skip_work_dirs=True) == before
+
+    def test_undo_of_an_overwrite_restores_the_old_content(self, world: World) -> None:
+        before = snapshot(world.root, skip_work_dirs=True)
+        ops = [
+            {
+                "type": "copy",
+                "from": f"{CASE}/uncategorized/file1.pdf",
+                "to": f"{CASE}/uncategorized/file2.pdf",
+                "overwrite": True,
+            },
+            {
+                "type": "move",
+                "from": f"{CASE}/uncategorized/file3.pdf",
+                "to": f"{CASE}/Investigation/report.txt",
+                "overwrite": True,
+            },
+        ]
+        apply_doc(plan_doc(ops), world.root, world.state)
+        inverse = PlanStore(str(world.state), "p-1").read_undo()
+        assert inverse is not None
+        apply_doc(dict(inverse, dry_run=False), world.root, world.state)
+        assert snapshot(world.root, skip_work_dirs=True) == before
+
+    def test_only_the_undo_plan_may_take_items_out_of_the_trash(self, world: World) -> None:
+        apply_doc(plan_doc(REORG), world.root, world.state)
+        trash = f"{CASE}/{WORK_DIR_NAME}/p-1/trash/4/uncategorized/file3.pdf"
+        steal = plan_doc([{"type": "move", "from": trash, "to": f"{CASE}/x.pdf"}], plan_id="p-2")
+        assert error_codes(apply_doc(steal, world.root, world.state)) == ["path_reserved"]
+        other = dict(steal, plan_id="p-3", undo_of="p-9")
+        assert error_codes(apply_doc(other, world.root, world.state)) == ["path_reserved"]
+
+
+class TestJournal:
+    def test_journal_holds_the_steps_and_the_undo_plan(self, world: World) -> None:
+        apply_doc(plan_doc(REORG), world.root, world.state)
+        store = PlanStore(str(world.state), "p-1")
+        lines = Path(store.journal_path).read_text().splitlines()
+        header = json.loads(lines[0])
+        assert header["digest"] == parse_plan(plan_doc(REORG)).digest
+        assert len(header["steps"]) == sum(1 for line in lines if '"done"' in line)
+        assert json.loads(lines[-1])["state"] == "applied"

@@ -1,0 +1,163 @@
+"""The plan contract: schema, defaults, digest, limits, and the error-code list."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from fileops_daemon.errors import ErrorCode, PlanError
+from fileops_daemon.limits import Limits
+from fileops_daemon.plan import load_schema, parse_plan
+from tests.support import CASE, plan_doc
+
+SEED = {
+    "plan_id": "reorg-2024-07-13-abby-0001",
+    "case_name": CASE,
+    "dry_run": True,
+    "requested_by": "paralegal-agent",
+    "reason": "sort uncategorized files",
+    "operations": [
+        {"type": "mkdir", "path": f"{CASE}/Investigation/photos"},
+        {
+            "type": "move",
+            "from": f"{CASE}/uncategorized/file1.pdf",
+            "to": f"{CASE}/Medical Records/file1.pdf",
+        },
+    ],
+}
+
+
+def refusal(data: object, limits: Limits | None = None) -> PlanError:
+    with pytest.raises(PlanError) as caught:
+        parse_plan(data if isinstance(data, bytes | str) else json.dumps(data), limits)
+    return caught.value
+
+
+class TestParsing:
+    def test_the_seed_example_parses(self) -> None:
+        plan = parse_plan(json.dumps(SEED))
+        assert plan.plan_id == SEED["plan_id"]
+        assert [op.type for op in plan.operations] == ["mkdir", "move"]
+        assert plan.operations[1].src == f"{CASE}/uncategorized/file1.pdf"
+
+    def test_dry_run_defaults_to_true(self) -> None:
+        document = {k: v for k, v in SEED.items() if k != "dry_run"}
+        assert parse_plan(document).dry_run is True
+
+    def test_overwrite_defaults_to_false(self) -> None:
+        assert parse_plan(SEED).operations[1].overwrite is False
+
+    def test_text_and_base64_content_decode(self) -> None:
+        ops = [
+            {"type": "write", "path": f"{CASE}/a.txt", "content": "héllo"},
+            {
+                "type": "write",
+                "path": f"{CASE}/b.bin",
+                "encoding": "base64",
+                "content": base64.b64encode(b"\x00\xff").decode(),
+            },
+        ]
+        plan = parse_plan(plan_doc(ops))
+        assert plan.operations[0].content == "héllo".encode()
+        assert plan.operations[1].content == b"\x00\xff"
+
+
+class TestRefusals:
+    def test_not_json(self) -> None:
+        assert refusal(b"{not json").code is ErrorCode.INVALID_JSON
+
+    def test_not_utf8(self) -> None:
+        assert refusal(b'{"plan_id": "\xff"}').code is ErrorCode.INVALID_JSON
+
+    def test_json_that_is_not_an_object(self) -> None:
+        assert refusal(b"[1, 2]").code is ErrorCode.SCHEMA_VIOLATION
+
+    @pytest.mark.parametrize(
+        ("change", "where"),
+        [
+            ({"plan_id": ""}, "plan.plan_id"),
+            ({"plan_id": "../x"}, "plan.plan_id"),
+            ({"case_name": "a/b"}, "plan.case_name"),
+            ({"case_name": ".hidden"}, "plan.case_name"),
+            ({"dry_run": "no"}, "plan.dry_run"),
+            ({"operations": []}, "plan.operations"),
+            ({"surprise": 1}, "plan"),
+        ],
+    )
+    def test_schema_violations_name_the_field(self, change: dict[str, object], where: str) -> None:
+        error = refusal({**SEED, **change})
+        assert error.code is ErrorCode.SCHEMA_VIOLATION
+        assert error.message.startswith(where)
+
+    @pytest.mark.parametrize(
+        "operation",
+        [
+            {"type": "rename", "path": f"{CASE}/a"},
+            {"type": "move", "from": f"{CASE}/a"},
+            {"type": "mkdir", "path": f"{CASE}/a", "overwrite": True},
+            {"type": "write", "path": f"{CASE}/a"},
+            {"type": "delete", "path": 7},
+            {"type": "copy", "from": f"{CASE}/a", "to": f"{CASE}/b", "expect": {"sha256": "xyz"}},
+        ],
+    )
+    def test_bad_operations_point_at_their_index(self, operation: dict[str, object]) -> None:
+        error = refusal(plan_doc([{"type": "mkdir", "path": f"{CASE}/x"}, operation]))
+        assert error.code is ErrorCode.SCHEMA_VIOLATION
+        assert error.operation == 1
+
+    def test_bad_base64(self) -> None:
+        op = {"type": "write", "path": f"{CASE}/a", "encoding": "base64", "content": "!!"}
+        assert refusal(plan_doc([op])).code is ErrorCode.CONTENT_INVALID
+
+    def test_write_over_the_byte_limit(self) -> None:
+        op = {"type": "write", "path": f"{CASE}/a", "content": "x" * 11}
+        error = refusal(plan_doc([op]), Limits(max_write_bytes=10))
+        assert error.code is ErrorCode.LIMIT_EXCEEDED
+
+    def test_too_many_operations(self) -> None:
+        ops = [{"type": "mkdir", "path": f"{CASE}/d{i}"} for i in range(11)]
+        error = refusal(plan_doc(ops), Limits(max_operations=10))
+        assert error.code is ErrorCode.LIMIT_EXCEEDED
+
+    def test_plan_document_over_the_size_limit(self) -> None:
+        error = refusal(json.dumps(SEED), Limits(max_plan_bytes=100))
+        assert error.code is ErrorCode.LIMIT_EXCEEDED
+
+    def test_huge_plan_is_refused_before_schema_validation(self) -> None:
+        ops = [{"type": "bogus"}] * 200_000
+        error = refusal(plan_doc(ops), Limits(max_plan_bytes=64 << 20))
+        assert error.code is ErrorCode.LIMIT_EXCEEDED
+
+
+class TestDigest:
+    def test_dry_run_does_not_change_the_digest(self) -> None:
+        assert parse_plan({**SEED, "dry_run": False}).digest == parse_plan(SEED).digest
+
+    def test_key_order_does_not_change_the_digest(self) -> None:
+        reordered = dict(reversed(list(SEED.items())))
+        assert parse_plan(reordered).digest == parse_plan(SEED).digest
+
+    def test_other_operations_change_the_digest(self) -> None:
+        other = {**SEED, "operations": SEED["operations"][:1]}
+        assert parse_plan(other).digest != parse_plan(SEED).digest
+
+
+class TestErrorCodes:
+    def test_result_schema_lists_exactly_the_codes_the_code_uses(self) -> None:
+        listed = load_schema("result")["$defs"]["code"]["enum"]
+        assert listed == [code.value for code in ErrorCode]
+
+    def test_readme_documents_every_code(self) -> None:
+        from pathlib import Path
+
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        missing = [code.value for code in ErrorCode if f"`{code.value}`" not in readme]
+        assert not missing
+
+    def test_limits_come_from_the_environment(self) -> None:
+        limits = Limits.from_env({"FILEOPS_MAX_DELETES": "5", "FILEOPS_MAX_OPERATIONS": "7"})
+        assert (limits.max_deletes, limits.max_operations) == (5, 7)
+        with pytest.raises(ValueError, match="positive"):
+            Limits.from_env({"FILEOPS_MAX_STEPS": "0"})
