@@ -32,7 +32,7 @@ test: lint
 	$(BIN)/pytest
 
 run: $(STAMP)
-	$(BIN)/python -m fileops_daemon.demo
+	bash scripts/demo-local.sh
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

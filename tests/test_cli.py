@@ -1,0 +1,125 @@
+"""The local CLI: exit codes, one-line errors, JSON output, resume and undo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import World
+from tests.support import CASE, assert_valid_result, plan_doc, snapshot, write_json
+
+REPO = Path(__file__).resolve().parent.parent
+OPS = [
+    {"type": "mkdir", "path": f"{CASE}/Investigation/photos"},
+    {
+        "type": "move",
+        "from": f"{CASE}/uncategorized/file1.pdf",
+        "to": f"{CASE}/Medical Records/file1.pdf",
+    },
+]
+
+
+def fileops(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fileops_daemon.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestValidate:
+    def test_a_good_plan_is_valid(self, tmp_path: Path) -> None:
+        run = fileops("validate", str(write_json(tmp_path / "p.json", plan_doc(OPS))))
+        assert run.returncode == 0
+        assert "2 operation(s)" in run.stdout
+
+    def test_a_traversal_is_invalid_without_any_tree(self, tmp_path: Path) -> None:
+        bad = plan_doc([{"type": "delete", "path": f"{CASE}/../etc"}])
+        run = fileops("validate", "--json", str(write_json(tmp_path / "p.json", bad)))
+        assert run.returncode == 3
+        assert json.loads(run.stdout)["errors"][0]["code"] == "path_invalid"
+        assert run.stderr.count("\n") == 1 and "path_invalid" in run.stderr
+
+    def test_plan_from_stdin(self) -> None:
+        run = fileops("validate", "-", stdin=json.dumps(plan_doc(OPS)))
+        assert run.returncode == 0
+
+
+class TestPlan:
+    def test_plan_is_always_a_dry_run_and_shows_a_tree(self, world: World, tmp_path: Path) -> None:
+        before = snapshot(world.root)
+        path = write_json(tmp_path / "p.json", plan_doc(OPS, dry_run=False))
+        run = fileops("plan", str(path), "--root", str(world.root))
+        assert run.returncode == 0, run.stderr
+        assert "photos" in run.stdout and "moved from" in run.stdout
+        assert snapshot(world.root) == before
+
+    def test_json_output_is_a_valid_result(self, world: World, tmp_path: Path) -> None:
+        path = write_json(tmp_path / "p.json", plan_doc(OPS))
+        run = fileops("plan", str(path), "--root", str(world.root), "--json")
+        result = json.loads(run.stdout)
+        assert_valid_result(result)
+        assert result["status"] == "planned"
+
+    def test_a_conflict_exits_3_with_one_line(self, world: World, tmp_path: Path) -> None:
+        bad = plan_doc([{"type": "delete", "path": f"{CASE}/missing.pdf"}])
+        run = fileops("plan", str(write_json(tmp_path / "p.json", bad)), "--root", str(world.root))
+        assert run.returncode == 3
+        assert run.stderr.strip().splitlines() == [
+            f"fileops: rejected: plan 'p-1' on case '{CASE}': source_missing: "
+            f"{CASE}/missing.pdf does not exist"
+        ]
+
+    def test_broken_json_is_rejected_not_a_traceback(self, world: World, tmp_path: Path) -> None:
+        path = tmp_path / "p.json"
+        path.write_text("{oops")
+        run = fileops("plan", str(path), "--root", str(world.root), "--json")
+        assert run.returncode == 3
+        assert json.loads(run.stdout)["errors"][0]["code"] == "invalid_json"
+        assert "Traceback" not in run.stderr
+
+    def test_missing_plan_file_is_a_usage_error(self, world: World) -> None:
+        run = fileops("plan", "/nonexistent.json", "--root", str(world.root))
+        assert run.returncode == 2
+        assert "Traceback" not in run.stderr
+
+
+class TestApplyAndUndo:
+    def test_apply_then_undo(self, world: World, tmp_path: Path) -> None:
+        before = snapshot(world.root, skip_work_dirs=True)
+        path = write_json(tmp_path / "p.json", plan_doc(OPS))
+        state = str(tmp_path / "state")
+        run = fileops("apply", str(path), "--root", str(world.root), "--state-dir", state)
+        assert run.returncode == 0, run.stderr
+        assert (world.case / "Medical Records" / "file1.pdf").exists()
+        undo = fileops("undo", "p-1", "--root", str(world.root), "--state-dir", state, "--json")
+        assert undo.returncode == 0, undo.stderr
+        assert json.loads(undo.stdout)["plan_id"] == "p-1.undo"
+        assert snapshot(world.root, skip_work_dirs=True) == before
+
+    def test_apply_honours_the_plans_dry_run(self, world: World, tmp_path: Path) -> None:
+        before = snapshot(world.root)
+        path = write_json(tmp_path / "p.json", plan_doc(OPS, dry_run=True))
+        run = fileops("apply", str(path), "--root", str(world.root), "--json")
+        assert json.loads(run.stdout)["status"] == "planned"
+        assert snapshot(world.root) == before
+
+    def test_default_state_dir_lives_beside_the_cases(self, world: World, tmp_path: Path) -> None:
+        path = write_json(tmp_path / "p.json", plan_doc(OPS))
+        assert fileops("apply", str(path), "--root", str(world.root)).returncode == 0
+        assert (world.root / ".fileops-state" / "plans" / "p-1" / "result.json").exists()
+
+    def test_undo_of_an_unknown_plan(self, world: World, tmp_path: Path) -> None:
+        run = fileops("undo", "nope", "--root", str(world.root), "--state-dir", str(tmp_path))
+        assert run.returncode == 3
+        assert "undo_unavailable" in run.stderr
+
+    def test_help_lists_exit_codes_and_error_codes(self) -> None:
+        run = fileops("--help")
+        assert "exit status" in run.stdout and "symlink_refused" in run.stdout
