@@ -1,4 +1,6 @@
 # fileops-daemon developer entry points. Everything installs itself on first use.
+include mk/emulators.mk
+
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

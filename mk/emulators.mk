@@ -12,6 +12,10 @@ FAKE_GCS_SERVER_VERSION ?= v1.56.1
 GCSFUSE_VERSION ?= v3.11.4
 # -----------------------------------------------------------------------------
 
+# Keep the including Makefile's default goal even if it includes this file at its top.
+EMU_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
+EMU_IS_TOP := $(if $(filter 1,$(words $(MAKEFILE_LIST))),yes)
+
 GO ?= go
 EMU_ROOT := $(abspath $(dir $(abspath $(lastword $(MAKEFILE_LIST))))..)
 EMU_CACHE := $(EMU_ROOT)/.cache
@@ -20,18 +24,19 @@ EMU_STAMPS := $(EMU_CACHE)/stamps
 EMU_PSTEST_SRC := $(EMU_ROOT)/tests/emulators/pstest
 
 # Only the Go commands below see these (no global export into the including Makefile).
-# GOFLAGS=-modcacherw keeps `rm -rf .cache` working for non-root users; GOTOOLCHAIN=local
+# -modcacherw keeps `rm -rf .cache` working for non-root users; -buildvcs=false skips git
+# stamping (the repo may be a fresh clone owned by someone else); GOTOOLCHAIN=local
 # forbids downloading a newer Go; checksums are verified against sum.golang.org, which
 # the go command reaches through GOPROXY's /sumdb/ endpoint.
 EMU_GOENV := GOPATH=$(EMU_CACHE)/go/path GOMODCACHE=$(EMU_CACHE)/go/mod \
-	GOCACHE=$(EMU_CACHE)/go/build GOBIN=$(EMU_BIN) GOFLAGS=-modcacherw \
+	GOCACHE=$(EMU_CACHE)/go/build GOBIN=$(EMU_BIN) GOFLAGS="-modcacherw -buildvcs=false" \
 	GOTOOLCHAIN=local CGO_ENABLED=0
 
 PSTEST_SERVER := $(EMU_BIN)/pstest-server
 FAKE_GCS_SERVER := $(EMU_BIN)/fake-gcs-server
 GCSFUSE := $(EMU_BIN)/gcsfuse
 
-.PHONY: emulators gcsfuse system-deps emulators-clean
+.PHONY: emulators gcsfuse system-deps emulators-clean FORCE
 
 emulators: $(PSTEST_SERVER) $(FAKE_GCS_SERVER)
 
@@ -40,21 +45,28 @@ gcsfuse: $(GCSFUSE)
 system-deps:
 	bash $(EMU_ROOT)/scripts/install-system-deps.sh
 
-# A stamp per pinned version: changing a pin makes the matching binary out of date.
-$(EMU_STAMPS)/%:
+# One file per pinned binary holding the version it was built at. The recipe always runs
+# but rewrites the file only when the pin changed, so make rebuilds exactly then (in
+# either direction: a downgrade rebuilds too, which a plain timestamp stamp would miss).
+$(EMU_STAMPS)/%.version: FORCE
 	@mkdir -p $(@D)
-	@touch $@
+	@echo '$(EMU_VERSION_$*)' | cmp -s - $@ || echo '$(EMU_VERSION_$*)' > $@
+
+EMU_VERSION_fake-gcs-server = $(FAKE_GCS_SERVER_VERSION)
+EMU_VERSION_gcsfuse = $(GCSFUSE_VERSION)
+
+FORCE:
 
 $(PSTEST_SERVER): $(EMU_PSTEST_SRC)/main.go $(EMU_PSTEST_SRC)/go.mod $(EMU_PSTEST_SRC)/go.sum
 	@mkdir -p $(EMU_BIN)
 	cd $(EMU_PSTEST_SRC) && $(EMU_GOENV) $(GO) build -mod=readonly -trimpath -o $@ .
 
-$(FAKE_GCS_SERVER): $(EMU_STAMPS)/fake-gcs-server@$(FAKE_GCS_SERVER_VERSION)
+$(FAKE_GCS_SERVER): $(EMU_STAMPS)/fake-gcs-server.version
 	@mkdir -p $(EMU_BIN)
 	$(EMU_GOENV) $(GO) install -trimpath github.com/fsouza/fake-gcs-server@$(FAKE_GCS_SERVER_VERSION)
 	@touch $@
 
-$(GCSFUSE): $(EMU_STAMPS)/gcsfuse@$(GCSFUSE_VERSION)
+$(GCSFUSE): $(EMU_STAMPS)/gcsfuse.version
 	@mkdir -p $(EMU_BIN)
 	$(EMU_GOENV) $(GO) install -trimpath \
 		-ldflags "-X github.com/googlecloudplatform/gcsfuse/v3/common.gcsfuseVersion=$(GCSFUSE_VERSION:v%=%)" \
@@ -64,3 +76,7 @@ $(GCSFUSE): $(EMU_STAMPS)/gcsfuse@$(GCSFUSE_VERSION)
 emulators-clean:
 	rm -f $(PSTEST_SERVER) $(FAKE_GCS_SERVER) $(GCSFUSE)
 	rm -rf $(EMU_STAMPS)
+
+ifneq ($(EMU_IS_TOP),yes)
+.DEFAULT_GOAL := $(EMU_SAVED_DEFAULT_GOAL)
+endif
