@@ -15,13 +15,26 @@ from typing import Any
 from fileops_daemon import __version__
 from fileops_daemon.errors import DESCRIPTIONS, ErrorCode, PlanError
 
-__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_ERROR",
+    "EXIT_FAILED",
+    "EXIT_FORCED",
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "EXIT_STREAM_LOST",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_OK = 0  # planned or applied
 EXIT_ERROR = 1  # unexpected error (a bug, or the state folder is unusable)
 EXIT_USAGE = 2  # wrong command line
 EXIT_REJECTED = 3  # the plan was refused; nothing was touched
 EXIT_FAILED = 4  # the apply broke; rolled back, or the result says what remains
+EXIT_STREAM_LOST = 69  # daemon: the subscription stream ended for good (systemd restarts us)
+EXIT_FORCED = 75  # daemon: a second SIGTERM; in-flight plans are left to resume
+EXIT_CONFIG = 78  # daemon: the configuration is missing or wrong
 
 _EXIT_BY_STATUS = {
     "planned": EXIT_OK,
@@ -32,7 +45,8 @@ _EXIT_BY_STATUS = {
 
 _EPILOG = (
     "exit status: 0 planned/applied, 1 unexpected error, 2 usage, 3 rejected (nothing touched), "
-    "4 failed (rolled back).\n\nerror codes:\n"
+    "4 failed (rolled back); daemon: 69 stream lost, 75 forced stop, 78 bad configuration."
+    "\n\nerror codes:\n"
     + "\n".join(f"  {code.value:22} {DESCRIPTIONS[code]}" for code in ErrorCode)
 )
 
@@ -70,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     undo.add_argument("--root", required=True, help="the projects root holding the case folders")
     undo.add_argument("--state-dir", help="journals and results (default: ROOT/.fileops-state)")
     undo.add_argument("--dry-run", action="store_true", help="only show what undo would change")
+
+    commands.add_parser(
+        "run", help="the daemon: pull plans from Pub/Sub and apply them (config from FILEOPS_*)"
+    )
+    commands.add_parser(
+        "bootstrap", help="create the topics, subscription and buckets (idempotent)"
+    )
     return parser
 
 
@@ -174,6 +195,10 @@ def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in ("run", "bootstrap"):
+        from fileops_daemon.daemon import bootstrap_command, run_daemon
+
+        return run_daemon() if args.command == "run" else bootstrap_command()
     if args.command == "validate":
         return _validate(args)
     if args.command == "undo":
@@ -212,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from fileops_daemon.logs import configure_logging
 
-    configure_logging(json_output=False, level="INFO" if args.verbose else "WARNING")
+    if args.command not in ("run", "bootstrap"):  # the daemon configures its own logging
+        configure_logging(json_output=False, level="INFO" if args.verbose else "WARNING")
     try:
         return _run(args)
     except FileNotFoundError as exc:

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from fileops_daemon.errors import ErrorCode, PlanError
 from fileops_daemon.fsops import CaseFS, StepConflictError
-from fileops_daemon.journal import Journal, JournalState
+from fileops_daemon.journal import Journal, JournalState, SyncHook
 from fileops_daemon.limits import Limits
 from fileops_daemon.paths import WORK_DIR_NAME, nfc
 from fileops_daemon.plan import Plan
@@ -33,7 +33,15 @@ from fileops_daemon.store import PlanStore, case_lock
 from fileops_daemon.tree import Kind
 from fileops_daemon.undo import inverse_plan, undo_plan_id
 
-__all__ = ["TRANSIENT_ERRNOS", "ProgressCallback", "RetryPolicy", "apply_plan", "dry_run"]
+__all__ = [
+    "TRANSIENT_ERRNOS",
+    "Checkpoint",
+    "ProgressCallback",
+    "RetryPolicy",
+    "apply_plan",
+    "dry_run",
+    "idempotency_conflict",
+]
 
 log = structlog.get_logger("fileops.execute")
 
@@ -44,6 +52,16 @@ TRANSIENT_ERRNOS = frozenset(
 
 #: Called after every step with (steps done, steps in all).
 ProgressCallback = Callable[[int, int], None]
+
+
+class Checkpoint(Protocol):
+    """Where a daemon mirrors the journal so another machine can take the plan over."""
+
+    def journal_created(self, header_line: bytes) -> None:
+        """The steps, before the first one runs."""
+
+    def journal_synced(self, summary: dict[str, Any]) -> None:
+        """Durable progress; raising here stops the apply (e.g. the lease was lost)."""
 
 
 @dataclass(frozen=True)
@@ -131,9 +149,14 @@ def apply_plan(
     limits: Limits | None = None,
     retry: RetryPolicy | None = None,
     on_step: ProgressCallback | None = None,
+    checkpoint: Checkpoint | None = None,
     attempt: int = 1,
 ) -> dict[str, Any]:
-    """Apply (or, for a dry-run plan, simulate) ``plan`` and return its result document."""
+    """Apply (or, for a dry-run plan, simulate) ``plan`` and return its result document.
+
+    Exceptions raised by ``on_step`` or ``checkpoint`` stop the apply where it stands; the
+    journal stays, and the next call resumes.
+    """
     started = now()
     store = PlanStore(state_dir, plan.plan_id)
     stored = store.read_result()
@@ -146,7 +169,7 @@ def apply_plan(
             stored = store.read_result()  # finished while we waited for the lock?
             if stored is not None:
                 return _stored_outcome(plan, stored, started, attempt)
-            run = _open_run(plan, projects_root, store, limits, started, attempt)
+            run = _open_run(plan, projects_root, store, limits, started, attempt, checkpoint)
             if isinstance(run, dict):
                 return run
             run.retry = retry or RetryPolicy()
@@ -169,11 +192,11 @@ def _stored_outcome(
     plan: Plan, stored: dict[str, Any], started: datetime, attempt: int
 ) -> dict[str, Any]:
     if stored.get("plan_digest") != plan.digest:
-        return _idempotency_conflict(plan, started, attempt)
+        return idempotency_conflict(plan, started, attempt)
     return stored
 
 
-def _idempotency_conflict(plan: Plan, started: datetime, attempt: int) -> dict[str, Any]:
+def idempotency_conflict(plan: Plan, started: datetime, attempt: int) -> dict[str, Any]:
     error = PlanError(
         ErrorCode.IDEMPOTENCY_CONFLICT,
         f"plan_id {plan.plan_id!r} was already used for a plan with other operations; "
@@ -198,13 +221,15 @@ def _open_run(
     limits: Limits | None,
     started: datetime,
     attempt: int,
+    checkpoint: Checkpoint | None,
 ) -> _Run | dict[str, Any]:
     """Resume the journaled run of this plan, or simulate and start a new one."""
+    on_sync: SyncHook | None = checkpoint.journal_synced if checkpoint else None
     if store.has_journal():
-        journal, state = Journal.resume(store.journal_path)
+        journal, state = Journal.resume(store.journal_path, on_sync)
         if state.header["digest"] != plan.digest:
             journal.close()
-            return _idempotency_conflict(plan, started, attempt)
+            return idempotency_conflict(plan, started, attempt)
         log.info(
             "apply.resume",
             plan_id=plan.plan_id,
@@ -232,7 +257,10 @@ def _open_run(
         "changes": sim.changes(),
         "undo": inverse_plan(plan, sim.records),
     }
-    journal = Journal.create(store.journal_path, header, sim.steps)
+    header_line = Journal.header_line(header, sim.steps)
+    if checkpoint is not None:
+        checkpoint.journal_created(header_line)
+    journal = Journal.create(store.journal_path, header_line, on_sync)
     state = JournalState(header=header, steps=sim.steps)
     return _Run(plan, store, journal, state, sim.case_dir, started, attempt, resumed=False)
 

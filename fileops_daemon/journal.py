@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fileops_daemon.steps import Parts, Step
 
-__all__ = ["Journal", "JournalState"]
+__all__ = ["Journal", "JournalState", "SyncHook"]
+
+#: Called after every fsync with a summary of what is durable: done, undone, state, info.
+#: A daemon uses it to checkpoint progress where another machine can see it (and to notice
+#: that it lost its lease: the hook raises, and the apply stops).
+SyncHook = Callable[[dict[str, Any]], None]
 
 #: Marks kept unsynced at most; bounds the work a resume has to re-check.
 MAX_UNSYNCED = 1024
@@ -39,32 +45,42 @@ class JournalState:
 class Journal:
     """Append-only progress log; one writer at a time (the caller holds the plan lock)."""
 
-    def __init__(self, path: str, fd: int) -> None:
+    def __init__(self, path: str, fd: int, on_sync: SyncHook | None = None) -> None:
         self.path = path
         self._fd = fd
+        self._on_sync = on_sync
+        self._summary: dict[str, Any] = {"done": 0, "undone": 0, "state": "applying", "info": {}}
         self._pending: list[bytes] = []
         self._paths: set[Parts] = set()  # paths touched by steps whose marks are not synced
         self._ancestors: set[Parts] = set()
 
     # -- opening --------------------------------------------------------------------------------
 
-    @classmethod
-    def create(cls, path: str, header: dict[str, Any], steps: list[Step]) -> Journal:
+    @staticmethod
+    def header_line(header: dict[str, Any], steps: list[Step]) -> bytes:
         doc = dict(header, steps=[step.to_json() for step in steps])
-        line = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
-        tmp = path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)  # the journal exists whole, or not at all
-        _fsync_dir(os.path.dirname(path))
-        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND))
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
     @classmethod
-    def resume(cls, path: str) -> tuple[Journal, JournalState]:
+    def create(cls, path: str, header_line: bytes, on_sync: SyncHook | None = None) -> Journal:
+        _write_whole(path, header_line)
+        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND), on_sync)
+
+    @staticmethod
+    def seed(path: str, header_line: bytes, summary: dict[str, Any]) -> None:
+        """Rebuild a local journal from a checkpoint (a takeover on another machine)."""
+        done, undone = int(summary.get("done", 0)), int(summary.get("undone", 0))
+        lines = [header_line]
+        lines += [b'{"done":%d}\n' % i for i in range(done)]
+        lines += [b'{"undone":%d}\n' % i for i in range(done - 1, done - 1 - undone, -1)]
+        state = summary.get("state", "applying")
+        if state != "applying":
+            doc = dict(summary.get("info") or {}, state=state)
+            lines.append(json.dumps(doc, separators=(",", ":")).encode("utf-8") + b"\n")
+        _write_whole(path, b"".join(lines))
+
+    @classmethod
+    def resume(cls, path: str, on_sync: SyncHook | None = None) -> tuple[Journal, JournalState]:
         """Read the journal back, drop a torn last line, and reopen it for appending."""
         with open(path, "rb") as handle:
             data = handle.read()
@@ -86,14 +102,23 @@ class Journal:
                 state.info = {k: v for k, v in mark.items() if k != "state"}
         if end != len(data):
             os.truncate(path, end)
-        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND)), state
+        journal = cls(path, os.open(path, os.O_WRONLY | os.O_APPEND), on_sync)
+        journal._summary = {
+            "done": state.done,
+            "undone": len(state.undone),
+            "state": state.state,
+            "info": state.info,
+        }
+        return journal, state
 
     # -- writing --------------------------------------------------------------------------------
 
     def done(self, index: int, step: Step) -> None:
+        self._summary["done"] = index + 1
         self._mark(b'{"done":%d}\n' % index, step)
 
     def undone(self, index: int, step: Step) -> None:
+        self._summary["undone"] += 1
         self._mark(b'{"undone":%d}\n' % index, step)
 
     def before(self, step: Step) -> None:
@@ -102,6 +127,7 @@ class Journal:
             self.sync()
 
     def set_state(self, state: str, **info: Any) -> None:
+        self._summary["state"], self._summary["info"] = state, info
         doc = dict(info, state=state)
         self._pending.append(json.dumps(doc, separators=(",", ":")).encode("utf-8") + b"\n")
         self.sync()
@@ -113,6 +139,10 @@ class Journal:
         os.fdatasync(self._fd)
         self._paths.clear()
         self._ancestors.clear()
+        if self._on_sync is not None:
+            hook, self._on_sync = self._on_sync, None  # a hook that raised is not called again
+            hook(dict(self._summary))
+            self._on_sync = hook
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -137,6 +167,21 @@ class Journal:
                 if parts[:depth] in self._paths:
                     return True
         return False
+
+
+def _write_whole(path: str, data: bytes) -> None:
+    """Write a file so that it exists whole or not at all."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
 
 
 def _fsync_dir(path: str) -> None:

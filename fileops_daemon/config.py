@@ -1,0 +1,127 @@
+"""Daemon configuration: one frozen object, built once from the environment."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fileops_daemon.limits import Limits
+
+__all__ = ["Config", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon and the bootstrap need; see the README's configuration table."""
+
+    project: str
+    state_bucket: str
+    audit_bucket: str
+    plans_topic: str = "fileops-plans"
+    plans_subscription: str = "fileops-plans-daemon"
+    results_topic: str = "fileops-results"
+    dead_letter_topic: str = "fileops-plans-dead-letter"
+    projects_root: str = "/projects"
+    state_dir: str = "/var/lib/fileops"
+    limits: Limits = field(default_factory=Limits)
+    concurrency: int = 4
+    flow_max_messages: int = 8
+    flow_max_bytes: int = 64 << 20
+    lease_seconds: float = 120.0
+    ack_deadline_seconds: int = 60
+    max_delivery_attempts: int = 5
+    drain_seconds: float = 60.0
+    retry_attempts: int = 6
+    retry_initial_wait: float = 0.5
+    retry_max_wait: float = 10.0
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        project = env.get("FILEOPS_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
+        if not project:
+            raise ConfigError("FILEOPS_PROJECT (or GOOGLE_CLOUD_PROJECT) is required")
+        state_bucket = env.get("FILEOPS_STATE_BUCKET")
+        if not state_bucket:
+            raise ConfigError("FILEOPS_STATE_BUCKET is required")
+        concurrency = _int(env, "FILEOPS_CONCURRENCY", 4)
+        defaults = cls(project=project, state_bucket=state_bucket, audit_bucket=state_bucket)
+        try:
+            limits = Limits.from_env(env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        log_format = env.get("FILEOPS_LOG_FORMAT", "json")
+        if log_format not in ("json", "console"):
+            raise ConfigError(f"FILEOPS_LOG_FORMAT must be json or console, got {log_format!r}")
+        return cls(
+            project=project,
+            state_bucket=state_bucket,
+            audit_bucket=env.get("FILEOPS_AUDIT_BUCKET") or state_bucket,
+            plans_topic=env.get("FILEOPS_PLANS_TOPIC") or defaults.plans_topic,
+            plans_subscription=env.get("FILEOPS_PLANS_SUBSCRIPTION") or defaults.plans_subscription,
+            results_topic=env.get("FILEOPS_RESULTS_TOPIC") or defaults.results_topic,
+            dead_letter_topic=env.get("FILEOPS_DEAD_LETTER_TOPIC") or defaults.dead_letter_topic,
+            projects_root=env.get("FILEOPS_PROJECTS_ROOT") or defaults.projects_root,
+            state_dir=env.get("FILEOPS_STATE_DIR") or defaults.state_dir,
+            limits=limits,
+            concurrency=concurrency,
+            flow_max_messages=_int(env, "FILEOPS_FLOW_MAX_MESSAGES", concurrency * 2),
+            flow_max_bytes=_int(env, "FILEOPS_FLOW_MAX_BYTES", defaults.flow_max_bytes),
+            lease_seconds=_float(env, "FILEOPS_LEASE_SECONDS", defaults.lease_seconds),
+            ack_deadline_seconds=_int(
+                env, "FILEOPS_ACK_DEADLINE_SECONDS", defaults.ack_deadline_seconds, minimum=10
+            ),
+            max_delivery_attempts=_int(
+                env, "FILEOPS_MAX_DELIVERY_ATTEMPTS", defaults.max_delivery_attempts, minimum=5
+            ),
+            drain_seconds=_float(env, "FILEOPS_DRAIN_SECONDS", defaults.drain_seconds),
+            retry_attempts=_int(env, "FILEOPS_RETRY_ATTEMPTS", defaults.retry_attempts),
+            retry_initial_wait=_float(
+                env, "FILEOPS_RETRY_INITIAL_WAIT", defaults.retry_initial_wait
+            ),
+            retry_max_wait=_float(env, "FILEOPS_RETRY_MAX_WAIT", defaults.retry_max_wait),
+            worker_id=env.get("FILEOPS_WORKER_ID") or defaults.worker_id,
+            log_json=log_format == "json",
+            log_level=env.get("FILEOPS_LOG_LEVEL", "INFO").upper(),
+        )
+
+    def topic_path(self, topic: str) -> str:
+        return f"projects/{self.project}/topics/{topic}"
+
+    def subscription_path(self, subscription: str) -> str:
+        return f"projects/{self.project}/subscriptions/{subscription}"

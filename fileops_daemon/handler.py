@@ -1,0 +1,263 @@
+"""What one plan message becomes: claim, check, apply, record, answer. The consumer acks.
+
+Every message ends in exactly one of two ways: ACK after its result is published and audited
+(and, for an apply, recorded in the ledger), or NACK when a transient fault kept us from
+deciding (Pub/Sub redelivers; the dead-letter topic catches what keeps failing).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from fileops_daemon.config import Config
+from fileops_daemon.errors import ErrorCode, PlanError
+from fileops_daemon.execute import RetryPolicy, apply_plan, dry_run, idempotency_conflict
+from fileops_daemon.journal import Journal
+from fileops_daemon.ledger import (
+    Claimed,
+    Completed,
+    Conflict,
+    Held,
+    LeaseLostError,
+    Ledger,
+    Record,
+)
+from fileops_daemon.outputs import AuditLog, Delivery, ResultPublisher
+from fileops_daemon.plan import Plan, parse_plan
+from fileops_daemon.results import now, refusal_result
+from fileops_daemon.store import PlanStore
+
+__all__ = ["Disposition", "LeaseKeeper", "PlanHandler"]
+
+log = structlog.get_logger("fileops.handler")
+
+
+class Disposition(enum.Enum):
+    ACK = "ack"
+    NACK = "nack"
+
+
+class LeaseKeeper:
+    """Keeps a claimed plan's lease alive and mirrors the journal to the ledger.
+
+    Renews from a thread every third of the lease, and on every journal sync (with the
+    progress). Each write names the generation it read: if another daemon took the plan over,
+    the write fails, ``lost`` is set, and the next step raises LeaseLostError.
+    """
+
+    def __init__(self, ledger: Ledger, record: Record, interval: float) -> None:
+        self.ledger = ledger
+        self.record = record
+        self.interval = interval
+        self.lost = threading.Event()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._progress: dict[str, Any] = dict(record.progress)
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._renew()
+            except LeaseLostError:
+                return
+            except Exception:  # a transient GCS fault: the next beat tries again
+                log.warning("lease.renew_failed", plan_id=self.record.plan_id, exc_info=True)
+
+    def _renew(self, **progress: Any) -> None:
+        with self._lock:
+            if self.lost.is_set():
+                raise LeaseLostError(f"plan {self.record.plan_id} was taken over")
+            self._progress.update(progress)
+            try:
+                self.record = self.ledger.renew(self.record, dict(self._progress))
+            except LeaseLostError:
+                self.lost.set()
+                raise
+
+    # -- the executor's hooks -------------------------------------------------------------------
+
+    def journal_created(self, header_line: bytes) -> None:
+        self.ledger.save_journal(self.record.plan_id, header_line)
+
+    def journal_synced(self, summary: dict[str, Any]) -> None:
+        self._renew(**summary)
+
+    def on_step(self, done: int, total: int) -> None:
+        if self.lost.is_set():
+            raise LeaseLostError(f"plan {self.record.plan_id} was taken over")
+        with self._lock:
+            self._progress.update(steps_done=done, steps_total=total)
+
+
+class PlanHandler:
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        results: ResultPublisher,
+        audit: AuditLog,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.results = results
+        self.audit = audit
+        self.step_retry = RetryPolicy(
+            attempts=config.retry_attempts,
+            initial_wait=config.retry_initial_wait,
+            max_wait=config.retry_max_wait,
+        )
+
+    def handle(self, delivery: Delivery) -> Disposition:
+        started = now()
+        attrs = delivery.attributes
+        bound = log.bind(
+            message_id=delivery.message_id,
+            plan_id=attrs.get("plan_id", ""),
+            case_name=attrs.get("case_name", ""),
+            attempt=delivery.delivery_attempt,
+        )
+        try:
+            plan = parse_plan(delivery.data, self.config.limits)
+            _check_attributes(plan, attrs)
+        except PlanError as exc:
+            result = _refusal(delivery, exc, started)
+            bound.bind(plan_id=result["plan_id"], case_name=result["case_name"]).warning(
+                "plan.rejected", code=exc.code.value, error=exc.message
+            )
+            return self._answer(result, delivery)
+        bound = bound.bind(plan_id=plan.plan_id, case_name=plan.case_name)
+        if plan.dry_run:
+            return self._answer(self._dry_run(plan, started, delivery), delivery)
+        return self._apply(plan, started, delivery, bound)
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def _answer(self, result: dict[str, Any], delivery: Delivery) -> Disposition:
+        """Audit, publish, log; only then is the message done."""
+        self.audit.write(result, delivery)
+        self.results.publish(result)
+        log.info(
+            "plan.answered",
+            plan_id=result["plan_id"],
+            case_name=result["case_name"],
+            status=result["status"],
+            dry_run=result["dry_run"],
+            changes=len(result["changes"]),
+            errors=[error["code"] for error in result["errors"]],
+            message_id=delivery.message_id,
+        )
+        return Disposition.ACK
+
+    def _dry_run(self, plan: Plan, started: Any, delivery: Delivery) -> dict[str, Any]:
+        record = self.ledger.read(plan.plan_id)
+        if record is not None and record.digest != plan.digest:
+            return idempotency_conflict(plan, started, delivery.delivery_attempt)
+        if record is not None and record.state == "done" and record.result is not None:
+            return record.result
+        return dry_run(
+            plan,
+            self.config.projects_root,
+            limits=self.config.limits,
+            attempt=delivery.delivery_attempt,
+        )
+
+    def _apply(self, plan: Plan, started: Any, delivery: Delivery, bound: Any) -> Disposition:
+        deadline = time.monotonic() + self.config.lease_seconds + 5
+        while True:
+            outcome = self.ledger.claim(plan.plan_id, plan.digest, plan.case_name)
+            if isinstance(outcome, Conflict):
+                result = idempotency_conflict(plan, started, delivery.delivery_attempt)
+                return self._answer(result, delivery)
+            if isinstance(outcome, Completed):
+                bound.info("plan.redelivered", status=(outcome.record.result or {}).get("status"))
+                assert outcome.record.result is not None
+                return self._answer(outcome.record.result, delivery)
+            if isinstance(outcome, Claimed):
+                break
+            assert isinstance(outcome, Held)
+            # Another daemon holds a live lease: wait for its outcome, or for its lease to end.
+            if time.monotonic() > deadline:
+                bound.info("plan.held_elsewhere", owner=outcome.record.owner)
+                return Disposition.NACK
+            time.sleep(min(1.0, self.config.lease_seconds / 10))
+        if outcome.takeover:
+            bound.warning(
+                "lease.takeover",
+                previous_owner=outcome.record.owner,
+                progress=outcome.record.progress,
+            )
+            self._seed_local_journal(plan, outcome.record)
+        with LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3) as keeper:
+            try:
+                result = apply_plan(
+                    plan,
+                    self.config.projects_root,
+                    self.config.state_dir,
+                    limits=self.config.limits,
+                    retry=self.step_retry,
+                    on_step=keeper.on_step,
+                    checkpoint=keeper,
+                    attempt=delivery.delivery_attempt,
+                )
+            except LeaseLostError:
+                bound.warning("lease.lost")
+                return Disposition.NACK
+        if result["status"] == "failed" and result.get("remaining"):
+            # The rollback could not finish (the mount keeps failing): try again later.
+            bound.error("plan.rollback_incomplete", remaining=len(result["remaining"]))
+            return Disposition.NACK
+        if result["status"] == "rejected" and result["errors"][0]["code"] == "plan_busy":
+            return Disposition.NACK
+        self.ledger.complete(keeper.record, result)
+        return self._answer(result, delivery)
+
+    def _seed_local_journal(self, plan: Plan, record: Record) -> None:
+        """A takeover: rebuild the journal from the ledger unless this machine has it."""
+        store = PlanStore(self.config.state_dir, plan.plan_id)
+        if store.has_journal():
+            return
+        header = self.ledger.load_journal(plan.plan_id)
+        if header is None:
+            return  # the previous owner died before its first step: start afresh
+        os.makedirs(store.folder, exist_ok=True)
+        Journal.seed(store.journal_path, header, record.progress)
+
+
+def _check_attributes(plan: Plan, attributes: dict[str, str]) -> None:
+    """Attributes route and filter messages; they must not disagree with the plan."""
+    for name, value in (("plan_id", plan.plan_id), ("case_name", plan.case_name)):
+        given = attributes.get(name)
+        if given is not None and given != value:
+            raise PlanError(
+                ErrorCode.SCHEMA_VIOLATION,
+                f"message attribute {name}={given!r} disagrees with the plan's {value!r}",
+            )
+
+
+def _refusal(delivery: Delivery, error: PlanError, started: Any) -> dict[str, Any]:
+    try:
+        document = json.loads(delivery.data)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        document = {}
+    for name in ("plan_id", "case_name"):
+        if not isinstance(document.get(name), str) and name in delivery.attributes:
+            document[name] = delivery.attributes[name]
+    return refusal_result(document, error, started, attempt=delivery.delivery_attempt)

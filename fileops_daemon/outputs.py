@@ -1,0 +1,104 @@
+"""Where every plan's outcome goes: the results topic and the audit bucket."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.api_core.exceptions import PreconditionFailed
+from google.cloud import pubsub_v1, storage
+
+from fileops_daemon.cloud import CloudRetry
+
+__all__ = ["AuditLog", "Delivery", "ResultPublisher"]
+
+#: How much of an undecodable message the audit record keeps, for forensics.
+_RAW_KEEP_BYTES = 64 << 10
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One received plan message, independent of the Pub/Sub client's message type."""
+
+    data: bytes
+    attributes: dict[str, str]
+    message_id: str
+    delivery_attempt: int = 1
+    publish_time: datetime | None = None
+    ordering_key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ResultPublisher:
+    """Publishes result documents with the attributes ops filter on."""
+
+    def __init__(
+        self, publisher: pubsub_v1.PublisherClient, topic_path: str, retry: CloudRetry
+    ) -> None:
+        self.publisher = publisher
+        self.topic_path = topic_path
+        self.retry = retry
+
+    def publish(self, result: dict[str, Any]) -> str:
+        data = json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+        def send() -> str:
+            future = self.publisher.publish(
+                self.topic_path,
+                data,
+                plan_id=result["plan_id"],
+                case_name=result["case_name"],
+                status=result["status"],
+            )
+            message_id: str = future.result(timeout=60)
+            return message_id
+
+        return self.retry.call(send)
+
+
+class AuditLog:
+    """One object per plan message: ``<YYYY>/<MM>/<DD>/<plan_id>/<message_id>.json``."""
+
+    def __init__(self, bucket: storage.Bucket, retry: CloudRetry) -> None:
+        self.bucket = bucket
+        self.retry = retry
+
+    @staticmethod
+    def object_name(result: dict[str, Any], delivery: Delivery) -> str:
+        day = datetime.fromisoformat(result["started_at"].replace("Z", "+00:00")).astimezone(UTC)
+        plan = result["plan_id"] or "_unidentified"
+        return f"{day:%Y/%m/%d}/{plan}/{delivery.message_id}.json"
+
+    def write(self, result: dict[str, Any], delivery: Delivery) -> str:
+        """Write the record once; a redelivered message finds it there and leaves it."""
+        record: dict[str, Any] = {
+            "result": result,
+            "message": {
+                "id": delivery.message_id,
+                "attributes": delivery.attributes,
+                "delivery_attempt": delivery.delivery_attempt,
+                "publish_time": delivery.publish_time.isoformat()
+                if delivery.publish_time
+                else None,
+            },
+        }
+        if result["status"] == "rejected" and not result["operations"]:
+            raw = delivery.data[:_RAW_KEEP_BYTES]
+            record["message"]["data_base64"] = base64.b64encode(raw).decode("ascii")
+            record["message"]["data_bytes"] = len(delivery.data)
+        name = self.object_name(result, delivery)
+        blob = self.bucket.blob(name)
+        # if_generation_match=0: an earlier delivery of this message may have audited it.
+        with contextlib.suppress(PreconditionFailed):
+            self.retry.call(
+                blob.upload_from_string,
+                json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8"),
+                content_type="application/json",
+                if_generation_match=0,
+                retry=None,
+            )
+        return name

@@ -1,0 +1,28 @@
+"""Wires the daemon together from a Config: clients, ledger, outputs, handler, consumer."""
+
+from __future__ import annotations
+
+from google.cloud import pubsub_v1
+
+from fileops_daemon.cloud import CloudRetry, storage_client
+from fileops_daemon.config import Config
+from fileops_daemon.consumer import Consumer
+from fileops_daemon.handler import PlanHandler
+from fileops_daemon.ledger import Ledger
+from fileops_daemon.outputs import AuditLog, ResultPublisher
+
+__all__ = ["build_consumer"]
+
+
+def build_consumer(config: Config) -> Consumer:
+    retry = CloudRetry(config.retry_attempts, config.retry_initial_wait, config.retry_max_wait)
+    storage = storage_client(config.project)
+    ledger = Ledger(
+        storage.bucket(config.state_bucket), config.worker_id, config.lease_seconds, retry
+    )
+    results = ResultPublisher(
+        pubsub_v1.PublisherClient(), config.topic_path(config.results_topic), retry
+    )
+    audit = AuditLog(storage.bucket(config.audit_bucket), retry)
+    handler = PlanHandler(config, ledger, results, audit)
+    return Consumer(config, handler, pubsub_v1.SubscriberClient())
