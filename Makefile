@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help run test lint unit fmt clean
+.PHONY: help run demo-local test lint fmt clean venv
 
 help:
-	@echo "make run    - local demo: sample projects folder, a plan as dry run, then applied, then undone"
+	@echo "make run    - emulators + daemon on ./run/projects; the seed plan as a dry run, then applied"
+	@echo "make demo-local - the local CLI only: plan, apply, undo on ./run/projects"
 	@echo "make test   - lint + the whole test suite (installs what it needs)"
 	@echo "make lint   - ruff and mypy (strict on the package)"
 
@@ -22,18 +23,21 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check fileops_daemon tests
-	$(BIN)/ruff format --check fileops_daemon tests
+	$(BIN)/ruff check fileops_daemon tests scripts
+	$(BIN)/ruff format --check fileops_daemon tests scripts
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format fileops_daemon tests
-	$(BIN)/ruff check --fix fileops_daemon tests
+	$(BIN)/ruff format fileops_daemon tests scripts
+	$(BIN)/ruff check --fix fileops_daemon tests scripts
 
 test: lint
 	$(BIN)/pytest
 
-run: $(STAMP)
+run: $(STAMP) emulators
+	$(BIN)/python scripts/run_stack.py
+
+demo-local: $(STAMP)
 	bash scripts/demo-local.sh
 
 clean:
