@@ -1,0 +1,63 @@
+"""Daemon configuration comes from FILEOPS_* variables; mistakes name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fileops_daemon.config import Config, ConfigError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "fileops.env.example"
+
+
+def env_file(path: Path) -> dict[str, str]:
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            pairs[name] = value
+    return pairs
+
+
+def test_the_shipped_example_is_a_complete_valid_configuration() -> None:
+    config = Config.from_env(env_file(EXAMPLE))
+    assert config.project == "my-law-firm-prod"
+    assert config.audit_bucket == "my-law-firm-fileops-audit"
+    assert config.projects_root == "/projects"
+    assert config.limits.max_deletes == 1000
+    assert config.log_json is True
+
+
+def test_every_setting_in_the_example_is_one_the_daemon_reads() -> None:
+    readme = (EXAMPLE.parent.parent / "README.md").read_text()
+    undocumented = [name for name in env_file(EXAMPLE) if f"`{name}`" not in readme]
+    assert not undocumented
+
+
+def test_defaults_need_only_project_and_state_bucket() -> None:
+    config = Config.from_env({"FILEOPS_PROJECT": "p", "FILEOPS_STATE_BUCKET": "s"})
+    assert config.audit_bucket == "s"
+    assert config.flow_max_messages == 2 * config.concurrency
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FILEOPS_STATE_BUCKET": "s"}, "FILEOPS_PROJECT"),
+        ({"FILEOPS_PROJECT": "p"}, "FILEOPS_STATE_BUCKET"),
+        ({"FILEOPS_CONCURRENCY": "many"}, "FILEOPS_CONCURRENCY"),
+        ({"FILEOPS_LEASE_SECONDS": "-1"}, "FILEOPS_LEASE_SECONDS"),
+        ({"FILEOPS_MAX_DELIVERY_ATTEMPTS": "2"}, "FILEOPS_MAX_DELIVERY_ATTEMPTS"),
+        ({"FILEOPS_MAX_DELETES": "0"}, "FILEOPS_MAX_DELETES"),
+        ({"FILEOPS_LOG_FORMAT": "xml"}, "FILEOPS_LOG_FORMAT"),
+    ],
+)
+def test_a_bad_setting_names_the_variable(env: dict[str, str], named: str) -> None:
+    base = {"FILEOPS_PROJECT": "p", "FILEOPS_STATE_BUCKET": "s"}
+    base.update(env)
+    for key in ("FILEOPS_PROJECT", "FILEOPS_STATE_BUCKET"):
+        if key == named:
+            base.pop(key)
+    with pytest.raises(ConfigError, match=named):
+        Config.from_env(base)
