@@ -23,6 +23,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_STREAM_LOST",
+    "EXIT_TIMEOUT",
     "EXIT_USAGE",
     "main",
 ]
@@ -32,6 +33,7 @@ EXIT_ERROR = 1  # unexpected error (a bug, or the state folder is unusable)
 EXIT_USAGE = 2  # wrong command line
 EXIT_REJECTED = 3  # the plan was refused; nothing was touched
 EXIT_FAILED = 4  # the apply broke; rolled back, or the result says what remains
+EXIT_TIMEOUT = 5  # submit --wait: no result in time (the plan stays queued)
 EXIT_STREAM_LOST = 69  # daemon: the subscription stream ended for good (systemd restarts us)
 EXIT_FORCED = 75  # daemon: a second SIGTERM; in-flight plans are left to resume
 EXIT_CONFIG = 78  # daemon: the configuration is missing or wrong
@@ -45,7 +47,8 @@ _EXIT_BY_STATUS = {
 
 _EPILOG = (
     "exit status: 0 planned/applied, 1 unexpected error, 2 usage, 3 rejected (nothing touched), "
-    "4 failed (rolled back); daemon: 69 stream lost, 75 forced stop, 78 bad configuration."
+    "4 failed (rolled back), 5 no result in time; daemon: 69 stream lost, 75 forced stop, "
+    "78 bad configuration."
     "\n\nerror codes:\n"
     + "\n".join(f"  {code.value:22} {DESCRIPTIONS[code]}" for code in ErrorCode)
 )
@@ -79,11 +82,34 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--root", required=True, help="the projects root holding the case folders")
     apply.add_argument("--state-dir", help="journals and results (default: ROOT/.fileops-state)")
 
-    undo = command("undo", "apply the stored inverse of an applied plan")
+    undo = command(
+        "undo",
+        "undo an applied plan: publish its inverse to the daemon (dry run unless --apply), "
+        "or with --root apply the locally stored inverse",
+    )
     undo.add_argument("plan_id")
-    undo.add_argument("--root", required=True, help="the projects root holding the case folders")
-    undo.add_argument("--state-dir", help="journals and results (default: ROOT/.fileops-state)")
-    undo.add_argument("--dry-run", action="store_true", help="only show what undo would change")
+    undo.add_argument("--root", help="local mode: the projects root holding the case folders")
+    undo.add_argument("--state-dir", help="local mode: journals (default: ROOT/.fileops-state)")
+    undo.add_argument("--dry-run", action="store_true", help="local mode: only show the changes")
+    undo.add_argument("--apply", action="store_true", help="daemon mode: apply, not a dry run")
+    undo.add_argument("--wait", action="store_true", help="daemon mode: wait for the result")
+    undo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+
+    submit = command("submit", "publish a plan to the daemon (a dry run unless --apply)")
+    submit.add_argument("plan", help="plan file, or - for stdin")
+    submit.add_argument("--apply", action="store_true", help="apply it (sets dry_run false)")
+    submit.add_argument("--wait", action="store_true", help="wait for and print the result")
+    submit.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+
+    watch = command("watch", "print results as they arrive, one line per plan")
+    watch.add_argument("--case", help="only this case")
+    watch.add_argument("--status", choices=["planned", "applied", "rejected", "failed"])
+    watch.add_argument("--subscription", help="reuse (or create and keep) this subscription")
+    watch.add_argument("--count", type=int, default=0, help="stop after this many results")
+    watch.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+
+    status = command("status", "a plan's ledger record: state, owner, lease, progress, result")
+    status.add_argument("plan_id")
 
     commands.add_parser(
         "run", help="the daemon: pull plans from Pub/Sub and apply them (config from FILEOPS_*)"
@@ -201,6 +227,18 @@ def _run(args: argparse.Namespace) -> int:
         return run_daemon() if args.command == "run" else bootstrap_command()
     if args.command == "validate":
         return _validate(args)
+    if args.command in ("submit", "watch", "status") or (
+        args.command == "undo" and args.root is None
+    ):
+        from fileops_daemon import ops
+
+        handlers = {
+            "submit": ops.submit_command,
+            "watch": ops.watch_command,
+            "status": ops.status_command,
+            "undo": ops.undo_command,
+        }
+        return int(handlers[args.command](args))
     if args.command == "undo":
         return _undo(args)
     plan, refusal = _parse(_read(args.plan))

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fileops_daemon.limits import Limits
+from fileops_daemon.signing import load_key
 
 __all__ = ["Config", "ConfigError"]
 
@@ -69,6 +70,8 @@ class Config:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     log_json: bool = True
     log_level: str = "INFO"
+    #: HMAC keys plans must be signed with (current first); empty: plans are not authenticated.
+    signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -85,6 +88,13 @@ class Config:
             limits = Limits.from_env(env)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        keys = []
+        for name in ("FILEOPS_SIGNING_KEY_FILE", "FILEOPS_SIGNING_KEY_FILE_PREVIOUS"):
+            if env.get(name):
+                try:
+                    keys.append(load_key(env[name]))
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(f"{name}: {exc}") from None
         log_format = env.get("FILEOPS_LOG_FORMAT", "json")
         if log_format not in ("json", "console"):
             raise ConfigError(f"FILEOPS_LOG_FORMAT must be json or console, got {log_format!r}")
@@ -118,6 +128,7 @@ class Config:
             worker_id=env.get("FILEOPS_WORKER_ID") or defaults.worker_id,
             log_json=log_format == "json",
             log_level=env.get("FILEOPS_LOG_LEVEL", "INFO").upper(),
+            signing_keys=tuple(keys),
         )
 
     def topic_path(self, topic: str) -> str:

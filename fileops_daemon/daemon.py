@@ -68,6 +68,11 @@ def run_daemon() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    if not config.signing_keys:
+        log.warning(
+            "daemon.plans_not_authenticated",
+            hint="set FILEOPS_SIGNING_KEY_FILE to refuse plans not signed with the shared key",
+        )
     consumer = build_consumer(config)
     consumer.start()
     log.info(

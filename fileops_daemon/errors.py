@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     TREE_CHANGED = "tree_changed"
     IO_ERROR = "io_error"
     UNDO_UNAVAILABLE = "undo_unavailable"
+    SIGNATURE_INVALID = "signature_invalid"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -66,6 +67,7 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.TREE_CHANGED: "the tree changed between the check and the step; rolled back",
     ErrorCode.IO_ERROR: "the filesystem failed (EIO, ESTALE, ...) after retries",
     ErrorCode.UNDO_UNAVAILABLE: "no inverse plan is stored for this plan_id",
+    ErrorCode.SIGNATURE_INVALID: "the plan is unsigned or its HMAC signature does not match",
     ErrorCode.INTERNAL_ERROR: "a bug in fileops-daemon; the plan was not applied",
 }
 

@@ -32,9 +32,13 @@ from fileops_daemon.ledger import (
 from fileops_daemon.outputs import AuditLog, Delivery, ResultPublisher
 from fileops_daemon.plan import Plan, parse_plan
 from fileops_daemon.results import now, refusal_result
+from fileops_daemon.signing import verify
 from fileops_daemon.store import PlanStore
 
-__all__ = ["Disposition", "LeaseKeeper", "PlanHandler"]
+__all__ = ["REPLY_ATTRIBUTE", "Disposition", "LeaseKeeper", "PlanHandler"]
+
+#: Attribute a client sets on its plans; the daemon copies it onto their results.
+REPLY_ATTRIBUTE = "client_id"
 
 log = structlog.get_logger("fileops.handler")
 
@@ -133,6 +137,8 @@ class PlanHandler:
             attempt=delivery.delivery_attempt,
         )
         try:
+            if self.config.signing_keys:  # before parsing: forged plans get no further
+                verify(self.config.signing_keys, delivery.data, attrs)
             plan = parse_plan(delivery.data, self.config.limits)
             _check_attributes(plan, attrs)
         except PlanError as exc:
@@ -151,7 +157,13 @@ class PlanHandler:
     def _answer(self, result: dict[str, Any], delivery: Delivery) -> Disposition:
         """Audit, publish, log; only then is the message done."""
         self.audit.write(result, delivery)
-        self.results.publish(result)
+        # An agent's client tags its plans; the tag routes the result to its subscription.
+        reply = (
+            {REPLY_ATTRIBUTE: delivery.attributes[REPLY_ATTRIBUTE]}
+            if (REPLY_ATTRIBUTE in delivery.attributes)
+            else {}
+        )
+        self.results.publish(result, reply)
         log.info(
             "plan.answered",
             plan_id=result["plan_id"],
@@ -224,7 +236,10 @@ class PlanHandler:
             return Disposition.NACK
         if result["status"] == "rejected" and result["errors"][0]["code"] == "plan_busy":
             return Disposition.NACK
-        self.ledger.complete(keeper.record, result)
+        undo = None
+        if result["status"] == "applied":
+            undo = PlanStore(self.config.state_dir, plan.plan_id).read_undo()
+        self.ledger.complete(keeper.record, result, undo)
         return self._answer(result, delivery)
 
     def _seed_local_journal(self, plan: Plan, record: Record) -> None:

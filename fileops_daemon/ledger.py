@@ -55,6 +55,7 @@ class Record:
     takeovers: int = 0
     progress: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
+    undo: dict[str, Any] | None = None  # the inverse plan of an applied plan
     updated_at: float = 0.0
     generation: int = 0  # of the GCS object this was read from or written as; not stored
 
@@ -212,9 +213,16 @@ class Ledger:
         except PreconditionFailed as exc:
             raise LeaseLostError(f"plan {record.plan_id} was taken over by another daemon") from exc
 
-    def complete(self, record: Record, result: dict[str, Any]) -> Record:
+    def complete(
+        self, record: Record, result: dict[str, Any], undo: dict[str, Any] | None = None
+    ) -> Record:
         done = replace(
-            record, state="done", result=result, token=uuid.uuid4().hex, lease_expires_at=0.0
+            record,
+            state="done",
+            result=result,
+            undo=undo,
+            token=uuid.uuid4().hex,
+            lease_expires_at=0.0,
         )
         try:
             return self._write(done, record.generation)

@@ -43,7 +43,7 @@ class ResultPublisher:
         self.topic_path = topic_path
         self.retry = retry
 
-    def publish(self, result: dict[str, Any]) -> str:
+    def publish(self, result: dict[str, Any], extra: dict[str, str] | None = None) -> str:
         data = json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
         def send() -> str:
@@ -53,6 +53,7 @@ class ResultPublisher:
                 plan_id=result["plan_id"],
                 case_name=result["case_name"],
                 status=result["status"],
+                **(extra or {}),
             )
             message_id: str = future.result(timeout=60)
             return message_id

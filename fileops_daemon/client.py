@@ -1,0 +1,160 @@
+"""The agent side: publish a plan, and wait for its result.
+
+Waiting: each client owns one results subscription filtered on its own ``client_id``
+attribute (the daemon copies that attribute from the plan message onto the result). So a
+client receives only its own results, however many agents share the topic. The subscription
+is created before the first publish (no result can be missed), deleted by ``close()``, and
+expires by itself after a day unused if a client dies without closing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from google.api_core.exceptions import AlreadyExists, NotFound
+from google.cloud import pubsub_v1
+from google.protobuf import duration_pb2
+
+from fileops_daemon.handler import REPLY_ATTRIBUTE
+from fileops_daemon.signing import SIGNATURE_ATTRIBUTE, load_key, sign
+
+__all__ = ["ClientConfig", "FileopsClient"]
+
+#: Shortest expiration Pub/Sub allows: a dead client's subscription goes away after this.
+_EXPIRY_SECONDS = 24 * 3600
+#: Shortest retention Pub/Sub allows.
+_RETENTION_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    project: str
+    plans_topic: str = "fileops-plans"
+    results_topic: str = "fileops-results"
+    signing_key: bytes | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientConfig:
+        env = os.environ if env is None else env
+        project = env.get("FILEOPS_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
+        if not project:
+            raise ValueError("FILEOPS_PROJECT (or GOOGLE_CLOUD_PROJECT) is required")
+        key_file = env.get("FILEOPS_SIGNING_KEY_FILE")
+        return cls(
+            project=project,
+            plans_topic=env.get("FILEOPS_PLANS_TOPIC") or cls.plans_topic,
+            results_topic=env.get("FILEOPS_RESULTS_TOPIC") or cls.results_topic,
+            signing_key=load_key(key_file) if key_file else None,
+        )
+
+
+class FileopsClient:
+    """Publishes plans (signed when a key is configured) and waits for their results."""
+
+    def __init__(self, config: ClientConfig, client_id: str | None = None) -> None:
+        self.config = config
+        self.client_id = client_id or f"c{uuid.uuid4().hex[:16]}"
+        self._publisher = pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
+        self._subscriber: pubsub_v1.SubscriberClient | None = None
+        self._subscription = (
+            f"projects/{config.project}/subscriptions/fileops-results-{self.client_id}"
+        )
+        self._waiting: dict[str, dict[str, Any]] = {}  # results that arrived for other plans
+
+    def __enter__(self) -> FileopsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._subscriber is not None:
+            with contextlib.suppress(NotFound):
+                self._subscriber.delete_subscription(subscription=self._subscription)
+            self._subscriber.close()
+            self._subscriber = None
+        self._publisher.stop()
+
+    def _ensure_subscription(self) -> pubsub_v1.SubscriberClient:
+        if self._subscriber is None:
+            subscriber = pubsub_v1.SubscriberClient()
+            with contextlib.suppress(AlreadyExists):
+                subscriber.create_subscription(
+                    request={
+                        "name": self._subscription,
+                        "topic": f"projects/{self.config.project}/topics/"
+                        f"{self.config.results_topic}",
+                        "filter": f'attributes.{REPLY_ATTRIBUTE} = "{self.client_id}"',
+                        "ack_deadline_seconds": 10,
+                        "expiration_policy": {
+                            "ttl": duration_pb2.Duration(seconds=_EXPIRY_SECONDS)
+                        },
+                        "message_retention_duration": duration_pb2.Duration(
+                            seconds=_RETENTION_SECONDS
+                        ),
+                    }
+                )
+            self._subscriber = subscriber
+        return self._subscriber
+
+    def publish(self, plan: Mapping[str, Any]) -> str:
+        """Publish one plan; returns the Pub/Sub message id."""
+        self._ensure_subscription()
+        data = json.dumps(plan, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        attributes = {
+            "plan_id": str(plan.get("plan_id", "")),
+            "case_name": str(plan.get("case_name", "")),
+            "dry_run": "false" if plan.get("dry_run") is False else "true",
+            REPLY_ATTRIBUTE: self.client_id,
+        }
+        if self.config.signing_key is not None:
+            attributes[SIGNATURE_ATTRIBUTE] = sign(self.config.signing_key, data)
+        future = self._publisher.publish(
+            f"projects/{self.config.project}/topics/{self.config.plans_topic}",
+            data,
+            ordering_key=attributes["case_name"],
+            **attributes,
+        )
+        message_id: str = future.result(timeout=60)
+        return message_id
+
+    def wait(self, plan_id: str, timeout: float) -> dict[str, Any] | None:
+        """The result for ``plan_id``, or None if none arrived within ``timeout`` seconds."""
+        subscriber = self._ensure_subscription()
+        deadline = time.monotonic() + timeout
+        while True:
+            if plan_id in self._waiting:
+                return self._waiting.pop(plan_id)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            response = subscriber.pull(
+                request={"subscription": self._subscription, "max_messages": 50},
+                timeout=max(1.0, min(remaining, 10.0)),
+            )
+            if not response.received_messages:
+                time.sleep(min(0.2, max(remaining, 0)))
+                continue
+            subscriber.acknowledge(
+                request={
+                    "subscription": self._subscription,
+                    "ack_ids": [m.ack_id for m in response.received_messages],
+                }
+            )
+            for received in response.received_messages:
+                result = json.loads(received.message.data)
+                self._waiting[result["plan_id"]] = result
+
+    def submit(self, plan: Mapping[str, Any], timeout: float = 60.0) -> dict[str, Any] | None:
+        """Publish and wait; None when the daemon did not answer in time."""
+        self.publish(plan)
+        return self.wait(str(plan.get("plan_id", "")), timeout)
