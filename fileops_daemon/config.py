@@ -72,6 +72,8 @@ class Config:
     log_level: str = "INFO"
     #: HMAC keys plans must be signed with (current first); empty: plans are not authenticated.
     signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    #: Localhost port of /metrics and /healthz; 0 = off.
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -129,6 +131,7 @@ class Config:
             log_json=log_format == "json",
             log_level=env.get("FILEOPS_LOG_LEVEL", "INFO").upper(),
             signing_keys=tuple(keys),
+            metrics_port=_int(env, "FILEOPS_METRICS_PORT", 0, minimum=0),
         )
 
     def topic_path(self, topic: str) -> str:

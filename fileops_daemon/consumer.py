@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,6 +16,7 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from fileops_daemon.config import Config
 from fileops_daemon.handler import Disposition, PlanHandler
+from fileops_daemon.metrics import Metrics
 from fileops_daemon.outputs import Delivery
 
 __all__ = ["Consumer"]
@@ -43,12 +43,12 @@ class Consumer:
         config: Config,
         handler: PlanHandler,
         subscriber: pubsub_v1.SubscriberClient,
-        on_activity: Callable[[], None] | None = None,
+        metrics: Metrics,
     ) -> None:
         self.config = config
         self.handler = handler
         self.subscriber = subscriber
-        self.on_activity = on_activity
+        self.metrics = metrics
         self._future: Any = None
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -115,6 +115,7 @@ class Consumer:
         disposition = Disposition.NACK
         with self._lock:
             self._in_flight += 1
+        self.metrics.in_flight.inc()
         try:
             disposition = self.handler.handle(delivery_of(message))
         except Exception:
@@ -133,5 +134,4 @@ class Consumer:
                 message.nack()
             with self._lock:
                 self._in_flight -= 1
-            if self.on_activity is not None:
-                self.on_activity()
+            self.metrics.in_flight.dec()

@@ -13,6 +13,8 @@ import structlog
 
 from fileops_daemon.config import Config, ConfigError
 from fileops_daemon.logs import configure_logging
+from fileops_daemon.metrics import Metrics, serve_metrics
+from fileops_daemon.notify import Notifier
 
 __all__ = ["bootstrap_command", "run_daemon"]
 
@@ -73,20 +75,36 @@ def run_daemon() -> int:
             "daemon.plans_not_authenticated",
             hint="set FILEOPS_SIGNING_KEY_FILE to refuse plans not signed with the shared key",
         )
-    consumer = build_consumer(config)
+    metrics = Metrics()
+    notifier = Notifier()
+    tick = min(1.0, notifier.watchdog_interval or 1.0)
+    consumer = build_consumer(config, metrics)
     consumer.start()
+    if config.metrics_port:
+        server = serve_metrics(
+            metrics,
+            config.metrics_port,
+            healthy=lambda: consumer.running() and metrics.loop_is_fresh(max(10.0, 5 * tick)),
+        )
+        log.info("daemon.metrics", address=f"http://127.0.0.1:{server.server_address[1]}")
+    notifier.notify("READY=1", f"STATUS=pulling {config.plans_subscription}")
     log.info(
         "daemon.ready",
         worker=config.worker_id,
         projects_root=config.projects_root,
         subscription=config.plans_subscription,
+        systemd=notifier.enabled,
     )
     while not stop.is_set():
-        stop.wait(1.0)
+        stop.wait(tick)
         if not consumer.running():
             log.error("daemon.stream_lost")
+            notifier.notify("STOPPING=1", "STATUS=the pull stream ended")
             consumer.stop(config.drain_seconds)
             return EXIT_STREAM_LOST
+        metrics.tick()
+        notifier.notify("WATCHDOG=1")  # the loop is alive and the stream is up
+    notifier.notify("STOPPING=1", f"STATUS=draining {consumer.in_flight} plan(s)")
     drained = consumer.stop(config.drain_seconds)
     log.info("daemon.exit", drained=drained, in_flight=consumer.in_flight)
     if not drained:

@@ -29,6 +29,7 @@ from fileops_daemon.ledger import (
     Ledger,
     Record,
 )
+from fileops_daemon.metrics import Metrics
 from fileops_daemon.outputs import AuditLog, Delivery, ResultPublisher
 from fileops_daemon.plan import Plan, parse_plan
 from fileops_daemon.results import now, refusal_result
@@ -116,8 +117,10 @@ class PlanHandler:
         ledger: Ledger,
         results: ResultPublisher,
         audit: AuditLog,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or Metrics()
         self.ledger = ledger
         self.results = results
         self.audit = audit
@@ -130,6 +133,8 @@ class PlanHandler:
     def handle(self, delivery: Delivery) -> Disposition:
         started = now()
         attrs = delivery.attributes
+        if delivery.delivery_attempt > 1:
+            self.metrics.redeliveries.inc()
         bound = log.bind(
             message_id=delivery.message_id,
             plan_id=attrs.get("plan_id", ""),
@@ -164,6 +169,7 @@ class PlanHandler:
             else {}
         )
         self.results.publish(result, reply)
+        self.metrics.plans.labels(result["status"], str(result["dry_run"]).lower()).inc()
         log.info(
             "plan.answered",
             plan_id=result["plan_id"],
@@ -198,6 +204,8 @@ class PlanHandler:
                 return self._answer(result, delivery)
             if isinstance(outcome, Completed):
                 bound.info("plan.redelivered", status=(outcome.record.result or {}).get("status"))
+                if delivery.delivery_attempt <= 1:  # a second message for a finished plan
+                    self.metrics.redeliveries.inc()
                 assert outcome.record.result is not None
                 return self._answer(outcome.record.result, delivery)
             if isinstance(outcome, Claimed):
@@ -214,7 +222,9 @@ class PlanHandler:
                 previous_owner=outcome.record.owner,
                 progress=outcome.record.progress,
             )
+            self.metrics.lease_takeovers.inc()
             self._seed_local_journal(plan, outcome.record)
+        begun = time.monotonic()
         with LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3) as keeper:
             try:
                 result = apply_plan(
@@ -230,6 +240,9 @@ class PlanHandler:
             except LeaseLostError:
                 bound.warning("lease.lost")
                 return Disposition.NACK
+        self.metrics.apply_seconds.observe(time.monotonic() - begun)
+        if result["status"] == "applied":
+            self.metrics.steps_applied.inc(result.get("steps", 0))
         if result["status"] == "failed" and result.get("remaining"):
             # The rollback could not finish (the mount keeps failing): try again later.
             bound.error("plan.rollback_incomplete", remaining=len(result["remaining"]))

@@ -9,12 +9,13 @@ from fileops_daemon.config import Config
 from fileops_daemon.consumer import Consumer
 from fileops_daemon.handler import PlanHandler
 from fileops_daemon.ledger import Ledger
+from fileops_daemon.metrics import Metrics
 from fileops_daemon.outputs import AuditLog, ResultPublisher
 
 __all__ = ["build_consumer"]
 
 
-def build_consumer(config: Config) -> Consumer:
+def build_consumer(config: Config, metrics: Metrics) -> Consumer:
     retry = CloudRetry(config.retry_attempts, config.retry_initial_wait, config.retry_max_wait)
     storage = storage_client(config.project)
     ledger = Ledger(
@@ -24,5 +25,5 @@ def build_consumer(config: Config) -> Consumer:
         pubsub_v1.PublisherClient(), config.topic_path(config.results_topic), retry
     )
     audit = AuditLog(storage.bucket(config.audit_bucket), retry)
-    handler = PlanHandler(config, ledger, results, audit)
-    return Consumer(config, handler, pubsub_v1.SubscriberClient())
+    handler = PlanHandler(config, ledger, results, audit, metrics)
+    return Consumer(config, handler, pubsub_v1.SubscriberClient(), metrics)
