@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("plan", help="plan file, or - for stdin")
     apply.add_argument("--root", required=True, help="the projects root holding the case folders")
     apply.add_argument("--state-dir", help="journals and results (default: ROOT/.fileops-state)")
+    apply.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        metavar="N",
+        help="steps run at once (default $FILEOPS_APPLY_PARALLELISM or 1; try 16 on gcsfuse)",
+    )
 
     undo = command(
         "undo",
@@ -212,8 +219,16 @@ def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
     if progress is not None:
         progress.start()
     try:
+        parallel = getattr(args, "parallel", None)
+        if parallel is None:
+            parallel = int(os.environ.get("FILEOPS_APPLY_PARALLELISM") or 1)
         return apply_plan(
-            plan, args.root, _state_dir(args), limits=Limits.from_env(), on_step=update
+            plan,
+            args.root,
+            _state_dir(args),
+            limits=Limits.from_env(),
+            on_step=update,
+            parallelism=max(1, parallel),
         )
     finally:
         if progress is not None:

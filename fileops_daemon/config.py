@@ -58,6 +58,8 @@ class Config:
     state_dir: str = "/var/lib/fileops"
     limits: Limits = field(default_factory=Limits)
     concurrency: int = 4
+    #: File steps of one plan run at once (each is a network round trip on gcsfuse).
+    apply_parallelism: int = 8
     flow_max_messages: int = 8
     flow_max_bytes: int = 64 << 20
     lease_seconds: float = 120.0
@@ -112,6 +114,7 @@ class Config:
             state_dir=env.get("FILEOPS_STATE_DIR") or defaults.state_dir,
             limits=limits,
             concurrency=concurrency,
+            apply_parallelism=_int(env, "FILEOPS_APPLY_PARALLELISM", defaults.apply_parallelism),
             flow_max_messages=_int(env, "FILEOPS_FLOW_MAX_MESSAGES", concurrency * 2),
             flow_max_bytes=_int(env, "FILEOPS_FLOW_MAX_BYTES", defaults.flow_max_bytes),
             lease_seconds=_float(env, "FILEOPS_LEASE_SECONDS", defaults.lease_seconds),

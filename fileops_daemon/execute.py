@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -71,6 +72,25 @@ class RetryPolicy:
     attempts: int = 5
     initial_wait: float = 0.2
     max_wait: float = 5.0
+
+
+@dataclass
+class _Outcome:
+    """How one step ended, handed from a worker thread to the coordinator."""
+
+    index: int
+    started: bool = False  # got past its re-check (so it may have half-run)
+    error: Exception | None = None
+
+
+def _overlap(a: Step, b: Step) -> bool:
+    """Whether two steps touch the same path, or one touches a parent of the other's."""
+    for x in a.touched():
+        for y in b.touched():
+            shorter = min(len(x), len(y))
+            if x[:shorter] == y[:shorter]:
+                return True
+    return False
 
 
 class _State(Enum):
@@ -150,6 +170,7 @@ def apply_plan(
     retry: RetryPolicy | None = None,
     on_step: ProgressCallback | None = None,
     checkpoint: Checkpoint | None = None,
+    parallelism: int = 1,
     attempt: int = 1,
 ) -> dict[str, Any]:
     """Apply (or, for a dry-run plan, simulate) ``plan`` and return its result document.
@@ -174,6 +195,7 @@ def apply_plan(
                 return run
             run.retry = retry or RetryPolicy()
             run.on_step = on_step
+            run.parallelism = parallelism
             return run.execute()
     except PlanError as exc:  # busy lock
         return build_result(
@@ -234,7 +256,7 @@ def _open_run(
             "apply.resume",
             plan_id=plan.plan_id,
             case_name=plan.case_name,
-            done=state.done,
+            done=len(state.done),
             state=state.state,
         )
         case_dir = os.path.join(projects_root, state.header["case_folder"])
@@ -290,7 +312,8 @@ class _Run:
         self.resumed = resumed
         self.retry = RetryPolicy()
         self.on_step: ProgressCallback | None = None
-        self._started_step = False  # whether the current step got past its re-check
+        self.parallelism = 1
+        self._half_run: list[int] = []
         self.log = log.bind(plan_id=plan.plan_id, case_name=plan.case_name)
 
     # -- the run ----------------------------------------------------------------------------------
@@ -316,8 +339,8 @@ class _Run:
                         self.journal.set_state("rolling_back", **failure)
                         self.state.state, self.state.info = "rolling_back", failure
                 if self.state.state in ("rolling_back", "rollback_stuck"):
-                    remaining = self._rollback()
-                    final = "rollback_stuck" if remaining else "rolled_back"
+                    remaining, transient = self._rollback()
+                    final = "rollback_stuck" if transient else "rolled_back"
                     info = {k: v for k, v in self.state.info.items() if k != "remaining"}
                     self.journal.set_state(final, remaining=remaining, **info)
                     self.state.state = final
@@ -348,7 +371,7 @@ class _Run:
             operation=info.get("operation"),
         )
         remaining: list[str] = info.get("remaining", [])
-        touched = {self.state.steps[i].operation for i in range(self.state.done)}
+        touched = {self.state.steps[i].operation for i in self.state.done}
         operations = []
         for op in header["operations"]:
             if op["outcome"] == "ok":
@@ -358,7 +381,7 @@ class _Run:
         if remaining:
             extra["remaining"] = remaining
         result = self._result("failed", operations, [], [error], extra)
-        if not remaining:  # final: a rerun returns it; a stuck rollback is retried instead
+        if self.state.state == "rolled_back":  # final: a rerun returns it
             self.store.write_result(result)
         self.log.error("apply.failed", code=error.code.value, remaining=len(remaining))
         return result
@@ -387,26 +410,75 @@ class _Run:
     # -- forward ----------------------------------------------------------------------------------
 
     def _forward(self) -> dict[str, Any] | None:
-        """Run the remaining steps; return the failure (code, message, step) or None."""
+        """Run the steps not yet done; return the first failure (code, message, step) or None.
+
+        Up to ``parallelism`` steps run at once. A step starts only when no running step
+        touches one of its paths (or a parent or child of one), so steps that depend on each
+        other keep the plan's order. On a failure no new step starts; the running ones finish.
+        """
         steps = self.state.steps
         total = len(steps)
-        reconciling = self.resumed  # after a crash, unmarked steps may have run already
-        for index in range(self.state.done, total):
-            step = steps[index]
-            self.journal.before(step)
-            self._started_step = False
+        # After a crash, steps without a durable mark may have run already: accept "done".
+        allow_done = self.resumed
+        pending = [i for i in range(total) if i not in self.state.done]
+        failure: dict[str, Any] | None = None
+        if self.parallelism <= 1:
+            for index in pending:
+                self.journal.before(steps[index])
+                failure = self._settle(self._work(index, allow_done), total)
+                if failure is not None:
+                    break
+            return failure
+        running: dict[Future[_Outcome], int] = {}
+        with ThreadPoolExecutor(self.parallelism, thread_name_prefix="apply") as pool:
             try:
-                ran = self._attempt(step, index, allow_done=reconciling)
-            except Exception as exc:  # any failure, even a bug, ends in a rollback
-                return self._failure(exc, index, step)
-            reconciling = reconciling and not ran
-            self.journal.done(index, step)
-            self.state.done = index + 1
-            if self.on_step is not None:
-                self.on_step(index + 1, total)
+                for index in pending:
+                    step = steps[index]
+                    while running and (
+                        len(running) >= self.parallelism
+                        or any(_overlap(step, steps[i]) for i in running.values())
+                    ):
+                        failure = self._collect(running, total) or failure
+                    if failure is not None:
+                        break
+                    self.journal.before(step)
+                    running[pool.submit(self._work, index, allow_done)] = index
+            finally:
+                while running:  # let the running steps end, and journal them
+                    failure = self._collect(running, total) or failure
+        return failure
+
+    def _collect(self, running: dict[Future[_Outcome], int], total: int) -> dict[str, Any] | None:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        failure = None
+        for future in sorted(finished, key=lambda f: running[f]):
+            del running[future]
+            failure = self._settle(future.result(), total) or failure
+        return failure
+
+    def _settle(self, outcome: _Outcome, total: int) -> dict[str, Any] | None:
+        """Journal a finished step (coordinator thread only); the failure if it failed."""
+        step = self.state.steps[outcome.index]
+        if outcome.error is not None:
+            if outcome.started:
+                self._half_run.append(outcome.index)
+            return self._failure(outcome.error, outcome.index, step, started=outcome.started)
+        self.journal.done(outcome.index, step)
+        self.state.done.add(outcome.index)
+        if self.on_step is not None:
+            self.on_step(len(self.state.done), total)
         return None
 
-    def _failure(self, exc: Exception, index: int, step: Step) -> dict[str, Any]:
+    def _work(self, index: int, allow_done: bool) -> _Outcome:
+        """Run one step in a worker thread; every failure comes back as a value."""
+        outcome = _Outcome(index)
+        try:
+            self._attempt(self.state.steps[index], index, allow_done=allow_done, outcome=outcome)
+        except Exception as exc:  # any failure, even a bug, ends in a rollback
+            outcome.error = exc
+        return outcome
+
+    def _failure(self, exc: Exception, index: int, step: Step, *, started: bool) -> dict[str, Any]:
         if isinstance(exc, StepConflictError):
             code, message = exc.code, exc.message
         elif isinstance(exc, OSError):
@@ -415,7 +487,8 @@ class _Run:
             self.log.exception("apply.bug", step=index)
             code, message = ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
         return {
-            "started": self._started_step,  # False: refused by its re-check, never ran
+            "started": started,  # False: refused by its re-check, never ran
+            "half_run": sorted(self._half_run),  # failed after starting: may have half-run
             "code": code.value,
             "message": f"step {index + 1} of {len(self.state.steps)} ({step.describe()}): "
             f"{message}; everything done before it was rolled back",
@@ -423,7 +496,9 @@ class _Run:
             "operation": step.operation,
         }
 
-    def _attempt(self, step: Step, index: int, *, allow_done: bool) -> bool:
+    def _attempt(
+        self, step: Step, index: int, *, allow_done: bool, outcome: _Outcome | None = None
+    ) -> bool:
         """Check and run one step, retrying transient errors; True when it ran now."""
         retrying = Retrying(
             stop=stop_after_attempt(self.retry.attempts),
@@ -435,15 +510,20 @@ class _Run:
         for attempt in retrying:
             with attempt:
                 # A retry may follow a half-done try: then the step may already show as done.
-                ran = self._advance(step, index, allow_done=allow_done or not first)
+                ran = self._advance(
+                    step, index, allow_done=allow_done or not first, outcome=outcome
+                )
                 first = False
                 return ran
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _advance(self, step: Step, index: int, *, allow_done: bool) -> bool:
+    def _advance(
+        self, step: Step, index: int, *, allow_done: bool, outcome: _Outcome | None = None
+    ) -> bool:
         state = self._check(step)
         if state is _State.PENDING:
-            self._started_step = True
+            if outcome is not None:
+                outcome.started = True
             self._run(step, index)
             return True
         if not allow_done:
@@ -559,15 +639,20 @@ class _Run:
 
     # -- rollback ---------------------------------------------------------------------------------
 
-    def _rollback(self) -> list[str]:
-        """Undo the steps that ran, last first; return those that could not be undone."""
+    def _rollback(self) -> tuple[list[str], bool]:
+        """Undo the steps that ran, last first.
+
+        Returns the steps that could not be undone, and whether any of them failed for a
+        passing reason (EIO...): then a later run retries the rollback. Otherwise what is
+        left is final (e.g. a folder someone else put files in is kept, with their files).
+        """
         steps = self.state.steps
-        failed = self.state.info.get("step")
-        started = self.state.info.get("started", True)
-        if started and isinstance(failed, int) and failed == self.state.done < len(steps):
-            self._settle_failed_step(steps[failed], failed)
+        for failed in self.state.info.get("half_run", []):
+            if failed not in self.state.done:
+                self._settle_failed_step(steps[failed], failed)
         remaining: list[str] = []
-        for index in reversed(range(self.state.done)):
+        transient = False
+        for index in sorted(self.state.done, reverse=True):
             if index in self.state.undone:
                 continue
             inverse = steps[index].inverse()
@@ -577,11 +662,12 @@ class _Run:
             except Exception as exc:  # keep undoing the others; report this one
                 message = exc.message if isinstance(exc, StepConflictError) else str(exc)
                 remaining.append(f"{steps[index].describe()} (undo failed: {message})")
+                transient = transient or _is_transient(exc)
                 continue
             self.journal.undone(index, inverse)
             self.state.undone.add(index)
-        self.log.info("apply.rolled_back", remaining=len(remaining))
-        return remaining
+        self.log.info("apply.rolled_back", remaining=len(remaining), retry_later=transient)
+        return remaining, transient
 
     def _settle_failed_step(self, step: Step, index: int) -> None:
         """The step that failed may have half-run; count it as done, or undo its half."""
@@ -589,7 +675,7 @@ class _Run:
             state = self._check(step)
             if state is _State.DONE:
                 self.journal.done(index, step)
-                self.state.done = index + 1
+                self.state.done.add(index)
             elif state is _State.DUPLICATE:
                 # The copy made by an interrupted rename; the original is still in place.
                 assert step.src is not None

@@ -235,6 +235,7 @@ class PlanHandler:
                     retry=self.step_retry,
                     on_step=keeper.on_step,
                     checkpoint=keeper,
+                    parallelism=self.config.apply_parallelism,
                     attempt=delivery.delivery_attempt,
                 )
             except LeaseLostError:
@@ -243,7 +244,8 @@ class PlanHandler:
         self.metrics.apply_seconds.observe(time.monotonic() - begun)
         if result["status"] == "applied":
             self.metrics.steps_applied.inc(result.get("steps", 0))
-        if result["status"] == "failed" and result.get("remaining"):
+        store = PlanStore(self.config.state_dir, plan.plan_id)
+        if result["status"] == "failed" and store.read_result() is None:
             # The rollback could not finish (the mount keeps failing): try again later.
             bound.error("plan.rollback_incomplete", remaining=len(result["remaining"]))
             return Disposition.NACK
@@ -251,7 +253,7 @@ class PlanHandler:
             return Disposition.NACK
         undo = None
         if result["status"] == "applied":
-            undo = PlanStore(self.config.state_dir, plan.plan_id).read_undo()
+            undo = store.read_undo()
         self.ledger.complete(keeper.record, result, undo)
         return self._answer(result, delivery)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from fileops_daemon.steps import Parts, Step
 
-__all__ = ["Journal", "JournalState", "SyncHook"]
+__all__ = ["Journal", "JournalState", "SyncHook", "from_ranges", "to_ranges"]
 
 #: Called after every fsync with a summary of what is durable: done, undone, state, info.
 #: A daemon uses it to checkpoint progress where another machine can see it (and to notice
@@ -36,7 +36,7 @@ class JournalState:
 
     header: dict[str, Any]
     steps: list[Step]
-    done: int = 0  # steps[0:done] ran
+    done: set[int] = field(default_factory=set)  # steps that ran (any order: parallel apply)
     undone: set[int] = field(default_factory=set)  # steps rolled back
     state: str = "applying"  # applying | rolling_back | applied | rolled_back | rollback_stuck
     info: dict[str, Any] = field(default_factory=dict)
@@ -49,7 +49,9 @@ class Journal:
         self.path = path
         self._fd = fd
         self._on_sync = on_sync
-        self._summary: dict[str, Any] = {"done": 0, "undone": 0, "state": "applying", "info": {}}
+        self._done: set[int] = set()
+        self._undone: set[int] = set()
+        self._state: tuple[str, dict[str, Any]] = ("applying", {})
         self._pending: list[bytes] = []
         self._paths: set[Parts] = set()  # paths touched by steps whose marks are not synced
         self._ancestors: set[Parts] = set()
@@ -69,10 +71,9 @@ class Journal:
     @staticmethod
     def seed(path: str, header_line: bytes, summary: dict[str, Any]) -> None:
         """Rebuild a local journal from a checkpoint (a takeover on another machine)."""
-        done, undone = int(summary.get("done", 0)), int(summary.get("undone", 0))
         lines = [header_line]
-        lines += [b'{"done":%d}\n' % i for i in range(done)]
-        lines += [b'{"undone":%d}\n' % i for i in range(done - 1, done - 1 - undone, -1)]
+        lines += [b'{"done":%d}\n' % i for i in from_ranges(summary.get("done", []))]
+        lines += [b'{"undone":%d}\n' % i for i in from_ranges(summary.get("undone", []))]
         state = summary.get("state", "applying")
         if state != "applying":
             doc = dict(summary.get("info") or {}, state=state)
@@ -94,7 +95,7 @@ class Journal:
         for raw in lines[1:]:
             mark = json.loads(raw)
             if "done" in mark:
-                state.done = max(state.done, mark["done"] + 1)
+                state.done.add(mark["done"])
             elif "undone" in mark:
                 state.undone.add(mark["undone"])
             elif "state" in mark:
@@ -103,22 +104,18 @@ class Journal:
         if end != len(data):
             os.truncate(path, end)
         journal = cls(path, os.open(path, os.O_WRONLY | os.O_APPEND), on_sync)
-        journal._summary = {
-            "done": state.done,
-            "undone": len(state.undone),
-            "state": state.state,
-            "info": state.info,
-        }
+        journal._done, journal._undone = set(state.done), set(state.undone)
+        journal._state = (state.state, state.info)
         return journal, state
 
     # -- writing --------------------------------------------------------------------------------
 
     def done(self, index: int, step: Step) -> None:
-        self._summary["done"] = index + 1
+        self._done.add(index)
         self._mark(b'{"done":%d}\n' % index, step)
 
     def undone(self, index: int, step: Step) -> None:
-        self._summary["undone"] += 1
+        self._undone.add(index)
         self._mark(b'{"undone":%d}\n' % index, step)
 
     def before(self, step: Step) -> None:
@@ -127,7 +124,7 @@ class Journal:
             self.sync()
 
     def set_state(self, state: str, **info: Any) -> None:
-        self._summary["state"], self._summary["info"] = state, info
+        self._state = (state, info)
         doc = dict(info, state=state)
         self._pending.append(json.dumps(doc, separators=(",", ":")).encode("utf-8") + b"\n")
         self.sync()
@@ -141,7 +138,7 @@ class Journal:
         self._ancestors.clear()
         if self._on_sync is not None:
             hook, self._on_sync = self._on_sync, None  # a hook that raised is not called again
-            hook(dict(self._summary))
+            hook(self.summary())
             self._on_sync = hook
 
     def close(self) -> None:
@@ -149,6 +146,15 @@ class Journal:
             self.sync()
             os.close(self._fd)
             self._fd = -1
+
+    def summary(self) -> dict[str, Any]:
+        """What the journal holds, compactly: done and undone steps as index ranges."""
+        return {
+            "done": to_ranges(self._done),
+            "undone": to_ranges(self._undone),
+            "state": self._state[0],
+            "info": self._state[1],
+        }
 
     def _mark(self, line: bytes, step: Step) -> None:
         self._pending.append(line)
@@ -167,6 +173,21 @@ class Journal:
                 if parts[:depth] in self._paths:
                     return True
         return False
+
+
+def to_ranges(indices: set[int]) -> list[list[int]]:
+    """{0,1,2,5} -> [[0,2],[5,5]]: a checkpoint stays small when most steps are done."""
+    ranges: list[list[int]] = []
+    for index in sorted(indices):
+        if ranges and ranges[-1][1] == index - 1:
+            ranges[-1][1] = index
+        else:
+            ranges.append([index, index])
+    return ranges
+
+
+def from_ranges(ranges: list[list[int]]) -> list[int]:
+    return [index for first, last in ranges for index in range(first, last + 1)]
 
 
 def _write_whole(path: str, data: bytes) -> None:

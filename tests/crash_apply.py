@@ -1,6 +1,7 @@
 """Subprocess for the crash tests: apply a plan and SIGKILL ourselves after step N.
 
-Usage: python -m tests.crash_apply PLAN.json ROOT STATE KILL_AT   (KILL_AT < 0: never)
+Usage: python -m tests.crash_apply PLAN.json ROOT STATE KILL_AT [PARALLELISM]
+(KILL_AT < 0: never)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fileops_daemon.plan import parse_plan
 def main() -> None:
     configure_logging(json_output=True)
     plan_path, root, state, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    parallelism = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     with open(plan_path, "rb") as handle:
         plan = parse_plan(handle.read())
 
@@ -25,7 +27,9 @@ def main() -> None:
         if done == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    result = apply_plan(plan, root, state, on_step=on_step, retry=RetryPolicy(1, 0, 0))
+    result = apply_plan(
+        plan, root, state, on_step=on_step, retry=RetryPolicy(1, 0, 0), parallelism=parallelism
+    )
     print(json.dumps({"status": result["status"], "errors": result["errors"]}))
 
 

@@ -130,10 +130,11 @@ def expected(template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 def run_worker(
-    plan: Path, root: Path, state: Path, kill_at: int
+    plan: Path, root: Path, state: Path, kill_at: int, parallelism: int
 ) -> subprocess.CompletedProcess[str]:
+    args = [str(plan), str(root), str(state), str(kill_at), str(parallelism)]
     return subprocess.run(
-        [sys.executable, "-m", "tests.crash_apply", str(plan), str(root), str(state), str(kill_at)],
+        [sys.executable, "-m", "tests.crash_apply", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -150,10 +151,15 @@ def test_the_plan_is_big_enough(step_count: int) -> None:
     assert step_count >= 2000
 
 
+PARALLELISM = [1, 8]  # the sequential and the parallel executor
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(14))
+@pytest.mark.parametrize("parallelism", PARALLELISM)
+@pytest.mark.parametrize("seed", range(8))
 def test_sigkill_at_a_random_step_then_rerun_gives_the_uninterrupted_tree(
     seed: int,
+    parallelism: int,
     template: Path,
     plan_file: Path,
     step_count: int,
@@ -166,34 +172,43 @@ def test_sigkill_at_a_random_step_then_rerun_gives_the_uninterrupted_tree(
     shutil.copytree(template, root, symlinks=True)
     before = file_hashes(snapshot(root))
 
-    killed = run_worker(plan_file, root, state, kill_at)
+    killed = run_worker(plan_file, root, state, kill_at, parallelism)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     # The interrupted tree holds every file exactly as often as before (or one extra copy
     # that the plan itself makes): nothing is ever lost.
     assert not (before - file_hashes(snapshot(root))), "a file went missing mid-apply"
 
-    finished = run_worker(plan_file, root, state, -1)
+    finished = run_worker(plan_file, root, state, -1, parallelism)
     assert finished.returncode == 0, finished.stderr
     assert json.loads(finished.stdout)["status"] == "applied", finished.stdout
     assert snapshot(root) == expected
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("parallelism", PARALLELISM)
 def test_killed_three_times_in_a_row_still_finishes_right(
-    template: Path, plan_file: Path, step_count: int, expected: dict[str, Any], tmp_path: Path
+    parallelism: int,
+    template: Path,
+    plan_file: Path,
+    step_count: int,
+    expected: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
     root, state = tmp_path / "projects", tmp_path / "state"
     shutil.copytree(template, root, symlinks=True)
     # Each run resumes and then dies again further on (kill_at counts this run's steps).
     for kill_at in (step_count // 5, step_count // 3, step_count // 2):
-        assert run_worker(plan_file, root, state, kill_at).returncode == -signal.SIGKILL
-    assert run_worker(plan_file, root, state, -1).returncode == 0
+        assert (
+            run_worker(plan_file, root, state, kill_at, parallelism).returncode == -signal.SIGKILL
+        )
+    assert run_worker(plan_file, root, state, -1, parallelism).returncode == 0
     assert snapshot(root) == expected
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("parallelism", PARALLELISM)
 def test_sigkill_at_random_moments_of_the_real_cli(
-    template: Path, plan_file: Path, expected: dict[str, Any], tmp_path: Path
+    parallelism: int, template: Path, plan_file: Path, expected: dict[str, Any], tmp_path: Path
 ) -> None:
     """Kills land wherever they land: inside a copy, between a write and its rename, ..."""
     fileops = [sys.executable, "-m", "fileops_daemon.cli"]
@@ -209,6 +224,8 @@ def test_sigkill_at_random_moments_of_the_real_cli(
             str(probe_root),
             "--state-dir",
             str(tmp_path / "probe-state"),
+            "--parallel",
+            str(parallelism),
         ],
         cwd=REPO,
         check=True,
@@ -217,7 +234,7 @@ def test_sigkill_at_random_moments_of_the_real_cli(
     full = time.monotonic() - started
 
     rng = random.Random(2024)
-    for round_ in range(5):
+    for round_ in range(4):
         root, state = tmp_path / f"r{round_}", tmp_path / f"s{round_}"
         shutil.copytree(template, root, symlinks=True)
         command = [
@@ -228,6 +245,8 @@ def test_sigkill_at_random_moments_of_the_real_cli(
             str(root),
             "--state-dir",
             str(state),
+            "--parallel",
+            str(parallelism),
         ]
         for _ in range(3):
             process = subprocess.Popen(

@@ -204,3 +204,64 @@ class TestJournal:
         assert header["digest"] == parse_plan(plan_doc(REORG)).digest
         assert len(header["steps"]) == sum(1 for line in lines if '"done"' in line)
         assert json.loads(lines[-1])["state"] == "applied"
+
+
+class TestParallelApply:
+    def test_parallel_apply_gives_the_same_tree_as_sequential(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        import shutil
+
+        twin = tmp_path / "twin"
+        shutil.copytree(world.root, twin, symlinks=True)
+        moves = [
+            {
+                "type": "move",
+                "from": f"{CASE}/uncategorized/file{i}.pdf",
+                "to": f"{CASE}/Medical Records/file{i}.pdf",
+            }
+            for i in range(1, 4)
+        ]
+        ops = [
+            *REORG[:1],
+            *moves,
+            {
+                "type": "move",
+                "from": f"{CASE}/Medical Records",
+                "to": f"{CASE}/Investigation/medical",
+            },
+        ]
+        one = apply_doc(plan_doc(ops), world.root, world.state)
+        many = apply_doc(plan_doc(ops), twin, tmp_path / "state2", parallelism=8)
+        assert one["status"] == many["status"] == "applied"
+        assert snapshot(world.root) == snapshot(twin)
+
+    def test_a_failure_in_the_parallel_executor_rolls_everything_back(self, world: World) -> None:
+        for i in range(40):
+            (world.case / "uncategorized" / f"extra{i}.pdf").write_text(f"extra {i}")
+        before = snapshot(world.root)
+        ops = [{"type": "mkdir", "path": f"{CASE}/sorted"}] + [
+            {
+                "type": "move",
+                "from": f"{CASE}/uncategorized/extra{i}.pdf",
+                "to": f"{CASE}/sorted/extra{i}.pdf",
+            }
+            for i in range(40)
+        ]
+        intruder = world.case / "sorted" / "extra30.pdf"
+
+        def race(done: int, total: int) -> None:
+            if done == 5 and not intruder.exists():
+                intruder.write_text("someone else's file")
+
+        result = apply_doc(plan_doc(ops), world.root, world.state, on_step=race, parallelism=8)
+        assert result["status"] == "failed"
+        assert error_codes(result) == ["tree_changed"]
+        # Every move was undone; the folder the plan made stays, as it holds the intruder's file.
+        assert intruder.read_text() == "someone else's file"
+        assert [line.split(" (")[0] for line in result["remaining"]] == ["mkdir sorted"]
+        after = snapshot(world.root)
+        del after[f"{CASE}/sorted"], after[f"{CASE}/sorted/extra30.pdf"]
+        assert after == before
+        again = apply_doc(plan_doc(ops), world.root, world.state)
+        assert again == result, "a final failure is stored and returned, not retried"
