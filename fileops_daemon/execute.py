@@ -500,34 +500,44 @@ class _Run:
         self, step: Step, index: int, *, allow_done: bool, outcome: _Outcome | None = None
     ) -> bool:
         """Check and run one step, retrying transient errors; True when it ran now."""
+        try:
+            return self._advance(step, index, allow_done=allow_done, outcome=outcome)
+        except OSError as exc:
+            if not _is_transient(exc) or self.retry.attempts <= 1:
+                raise
+        # Backoff only once a first try failed: the common path builds no retry machinery.
         retrying = Retrying(
-            stop=stop_after_attempt(self.retry.attempts),
+            stop=stop_after_attempt(self.retry.attempts - 1),
             wait=wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait),
             retry=retry_if_exception(_is_transient),
             reraise=True,
         )
-        first = True
-        for attempt in retrying:
-            with attempt:
-                # A retry may follow a half-done try: then the step may already show as done.
-                ran = self._advance(
-                    step, index, allow_done=allow_done or not first, outcome=outcome
-                )
-                first = False
-                return ran
-        raise AssertionError("unreachable")  # pragma: no cover
+        # A retry may follow a half-done try: then the step may already show as done.
+        ran: bool = retrying(self._advance, step, index, allow_done=True, outcome=outcome)
+        return ran
 
     def _advance(
         self, step: Step, index: int, *, allow_done: bool, outcome: _Outcome | None = None
     ) -> bool:
+        if not allow_done:
+            # The usual path: each operation checks its own precondition atomically (mkdir
+            # and rename-without-replace fail if the target exists, rmdir if it is not an
+            # empty folder), so a conflict is raised before anything changes.
+            if outcome is not None:
+                outcome.started = True
+            try:
+                self._run(step, index)
+            except StepConflictError:
+                if outcome is not None:
+                    outcome.started = False
+                raise
+            return True
         state = self._check(step)
         if state is _State.PENDING:
             if outcome is not None:
                 outcome.started = True
             self._run(step, index)
             return True
-        if not allow_done:
-            raise StepConflictError(f"{'/'.join(step.dst)} appeared meanwhile")
         if state is _State.DUPLICATE:
             self._drop_duplicate(step)
         return False
@@ -618,6 +628,8 @@ class _Run:
                 raise StepConflictError(
                     f"the folder {'/'.join(step.dst)} is not empty: something was added to it"
                 ) from exc
+            if exc.errno == errno.ENOTDIR:
+                raise StepConflictError(f"{step.describe()}: a folder was replaced") from exc
             raise
 
     def _staging(self, index: int) -> Parts:

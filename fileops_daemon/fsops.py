@@ -8,6 +8,7 @@ re-check right before a plain rename where it does not (FUSE filesystems such as
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -73,6 +74,7 @@ class CaseFS:
         self._root = os.open(case_dir, _DIR_FLAGS)
         self._device = os.fstat(self._root).st_dev
         self._noreplace = _renameat2 is not None
+        self._made: set[Parts] = set()  # our own folders known to exist (makedirs)
 
     def close(self) -> None:
         if self._root >= 0:
@@ -87,36 +89,38 @@ class CaseFS:
 
     # -- walking --------------------------------------------------------------------------------
 
+    def open_folder(self, parts: Parts) -> int:
+        """A descriptor of the folder at ``parts``; refuses links and mounts on the way.
+
+        Returns the case root's own descriptor for ``()``; release with ``close_folder``.
+        """
+        fd = self._root
+        for depth, name in enumerate(parts, start=1):
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                self.close_folder(fd)
+                raise _walk_error(exc, parts[:depth]) from exc
+            self.close_folder(fd)
+            fd = child
+            if os.fstat(fd).st_dev != self._device:
+                os.close(fd)
+                raise StepConflictError(
+                    f"{_show(parts[:depth])} is another filesystem", ErrorCode.MOUNT_CROSSING
+                )
+        return fd
+
+    def close_folder(self, fd: int) -> None:
+        if fd != self._root:
+            os.close(fd)
+
     @contextmanager
     def folder(self, parts: Parts) -> Iterator[int]:
-        """A descriptor of the folder at ``parts``; refuses links and mounts on the way."""
-        fds: list[int] = []
-        fd = self._root
+        fd = self.open_folder(parts)
         try:
-            for depth, name in enumerate(parts, start=1):
-                where = _show(parts[:depth])
-                try:
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno == errno.ELOOP:
-                        raise StepConflictError(
-                            f"{_show(parts[:depth])} became a symbolic link",
-                            ErrorCode.SYMLINK_REFUSED,
-                        ) from exc
-                    if exc.errno == errno.ENOTDIR:
-                        raise StepConflictError(f"{where} is no longer a folder") from exc
-                    if exc.errno == errno.ENOENT:
-                        raise FolderMissingError(f"the folder {where} is gone") from exc
-                    raise
-                fds.append(fd)
-                if os.fstat(fd).st_dev != self._device:
-                    raise StepConflictError(
-                        f"{_show(parts[:depth])} is another filesystem", ErrorCode.MOUNT_CROSSING
-                    )
             yield fd
         finally:
-            for opened in fds:
-                os.close(opened)
+            self.close_folder(fd)
 
     def kind(self, parts: Parts) -> Kind | None:
         """What stands at ``parts`` now (links are reported, not followed); None if nothing."""
@@ -156,11 +160,14 @@ class CaseFS:
     def makedirs(self, parts: Parts) -> None:
         """Create the daemon's own folders (trash, staging) as needed."""
         for depth in range(1, len(parts) + 1):
+            if parts[:depth] in self._made:
+                continue
             try:
                 self.mkdir(parts[:depth])
             except FileExistsError:
                 if self.kind(parts[:depth]) is not Kind.DIR:
                     raise StepConflictError(f"{_show(parts[:depth])} is not a folder") from None
+            self._made.add(parts[:depth])
 
     def rmdir(self, parts: Parts) -> None:
         with self.folder(parts[:-1]) as fd:
@@ -172,27 +179,38 @@ class CaseFS:
 
     def rename(self, src: Parts, dst: Parts) -> None:
         """Rename a file; never replaces an existing destination."""
-        with self.folder(src[:-1]) as src_fd, self.folder(dst[:-1]) as dst_fd:
-            if not stat.S_ISREG(os.lstat(src[-1], dir_fd=src_fd).st_mode):
-                raise StepConflictError(f"{_show(src)} is no longer a plain file")
-            if self._noreplace:
-                result = _renameat2(
-                    src_fd, os.fsencode(src[-1]), dst_fd, os.fsencode(dst[-1]), _RENAME_NOREPLACE
-                )
-                if result == 0:
-                    return
-                code = ctypes.get_errno()
-                if code == errno.EEXIST:
-                    raise StepConflictError(f"{_show(dst)} appeared meanwhile")
-                if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-                    raise OSError(code, os.strerror(code), _show(src))
-                self._noreplace = False  # this filesystem has no RENAME_NOREPLACE
+        src_fd = self.open_folder(src[:-1])
+        try:
+            dst_fd = src_fd if dst[:-1] == src[:-1] else self.open_folder(dst[:-1])
             try:
-                os.lstat(dst[-1], dir_fd=dst_fd)
-            except FileNotFoundError:
-                os.rename(src[-1], dst[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                self._rename_at(src_fd, src, dst_fd, dst)
+            finally:
+                if dst_fd != src_fd:
+                    self.close_folder(dst_fd)
+        finally:
+            self.close_folder(src_fd)
+
+    def _rename_at(self, src_fd: int, src: Parts, dst_fd: int, dst: Parts) -> None:
+        if not stat.S_ISREG(os.lstat(src[-1], dir_fd=src_fd).st_mode):
+            raise StepConflictError(f"{_show(src)} is no longer a plain file")
+        if self._noreplace:
+            result = _renameat2(
+                src_fd, os.fsencode(src[-1]), dst_fd, os.fsencode(dst[-1]), _RENAME_NOREPLACE
+            )
+            if result == 0:
                 return
-            raise StepConflictError(f"{_show(dst)} appeared meanwhile")
+            code = ctypes.get_errno()
+            if code == errno.EEXIST:
+                raise StepConflictError(f"{_show(dst)} appeared meanwhile")
+            if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+                raise OSError(code, os.strerror(code), _show(src))
+            self._noreplace = False  # this filesystem has no RENAME_NOREPLACE
+        try:
+            os.lstat(dst[-1], dir_fd=dst_fd)
+        except FileNotFoundError:
+            os.rename(src[-1], dst[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            return
+        raise StepConflictError(f"{_show(dst)} appeared meanwhile")
 
     def copy(self, src: Parts, dst: Parts, staging: Parts) -> None:
         """Copy a file through a staging name, so ``dst`` appears whole or not at all."""
@@ -214,11 +232,20 @@ class CaseFS:
             self._stage(staging, lambda out: _copy_fd(src_fd, out, info.st_size), info.st_mode)
         finally:
             os.close(src_fd)
-        self.rename(staging, dst)
+        self._publish(staging, dst)
 
     def write(self, dst: Parts, content: bytes, staging: Parts) -> None:
         self._stage(staging, lambda out: _write_all(out, content), 0o644)
-        self.rename(staging, dst)
+        self._publish(staging, dst)
+
+    def _publish(self, staging: Parts, dst: Parts) -> None:
+        """Give the staged file its final name; on a conflict, drop the staged copy."""
+        try:
+            self.rename(staging, dst)
+        except StepConflictError:
+            with contextlib.suppress(OSError):
+                self.unlink(staging)
+            raise
 
     def _stage(self, staging: Parts, fill: Callable[[int], None], mode: int) -> None:
         self.makedirs(staging[:-1])
@@ -230,6 +257,17 @@ class CaseFS:
                 os.fsync(out)  # content is durable before its name appears
             finally:
                 os.close(out)
+
+
+def _walk_error(exc: OSError, parts: Parts) -> Exception:
+    where = _show(parts)
+    if exc.errno == errno.ELOOP:
+        return StepConflictError(f"{where} became a symbolic link", ErrorCode.SYMLINK_REFUSED)
+    if exc.errno == errno.ENOTDIR:
+        return StepConflictError(f"{where} is no longer a folder")
+    if exc.errno == errno.ENOENT:
+        return FolderMissingError(f"the folder {where} is gone")
+    return exc
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -8,6 +8,7 @@ not inside ``case``. What the disk holds (symlinks, look-alike spellings, mounts
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -22,6 +23,13 @@ WORK_DIR_NAME = ".fileops"
 # Bidirectional controls disguise names ("invoice\u202efdp.exe" shows as "invoiceexe.pdf").
 _BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+# Control characters (Unicode category Cc: C0, DEL, C1), unpaired surrogates, bidi controls
+# and the backslash; one regex instead of a per-character loop (plans hold 10,000 paths).
+_FORBIDDEN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\\\\\ud800-\udfff" + "".join(sorted(_BIDI_CONTROLS)) + "]"
 )
 
 
@@ -45,33 +53,19 @@ def _refuse(code: ErrorCode, message: str, operation: int | None, raw: str) -> P
 
 
 def _check_characters(raw: str, what: str, operation: int | None) -> None:
-    for char in raw:
-        category = unicodedata.category(char)
-        if category == "Cc":
-            raise _refuse(
-                ErrorCode.PATH_INVALID,
-                f"{what} contains the control character U+{ord(char):04X}",
-                operation,
-                raw,
-            )
-        if category == "Cs":
-            raise _refuse(
-                ErrorCode.PATH_INVALID, f"{what} contains an unpaired surrogate", operation, raw
-            )
-        if char in _BIDI_CONTROLS:
-            raise _refuse(
-                ErrorCode.PATH_INVALID,
-                f"{what} contains the bidirectional control U+{ord(char):04X}",
-                operation,
-                raw,
-            )
-    if "\\" in raw:
-        raise _refuse(
-            ErrorCode.PATH_INVALID,
-            f"{what} contains a backslash; separate folders with '/'",
-            operation,
-            raw,
-        )
+    found = _FORBIDDEN.search(raw)
+    if found is None:
+        return
+    char = found.group()
+    if char == "\\":
+        message = f"{what} contains a backslash; separate folders with '/'"
+    elif unicodedata.category(char) == "Cs":
+        message = f"{what} contains an unpaired surrogate"
+    elif char in _BIDI_CONTROLS:
+        message = f"{what} contains the bidirectional control U+{ord(char):04X}"
+    else:
+        message = f"{what} contains the control character U+{ord(char):04X}"
+    raise _refuse(ErrorCode.PATH_INVALID, message, operation, raw)
 
 
 def check_case_name(case_name: str) -> str:

@@ -10,6 +10,9 @@ from rich.tree import Tree
 
 __all__ = ["change_tree", "print_result", "summary_line"]
 
+#: A tree of thousands of lines helps nobody (and takes seconds to draw).
+MAX_SHOWN_CHANGES = 200
+
 _STATUS_STYLE = {"planned": "cyan", "applied": "green", "rejected": "yellow", "failed": "red"}
 
 
@@ -52,10 +55,14 @@ def change_tree(result: dict[str, Any]) -> Tree:
             branches[parts] = branch(parts[:-1]).add(escape(parts[-1]))
         return branches[parts]
 
-    for change in result["changes"]:
+    shown = result["changes"][:MAX_SHOWN_CHANGES]
+    for change in shown:
         path, label = _label(change)
         node = branch(tuple(path.split("/")[1:]))
         node.label = f"{node.label}  {label}"
+    hidden = len(result["changes"]) - len(shown)
+    if hidden > 0:
+        root.add(f"[dim]... and {hidden} more change(s); --json lists them all[/]")
     return root
 
 

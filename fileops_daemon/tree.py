@@ -217,6 +217,8 @@ class VirtualTree:
 
 def refuse_unsafe(node: Node, *, raw: str, operation: int) -> None:
     """Symbolic links, foreign mounts and special files are never touched."""
+    if node.kind is Kind.FILE or node.kind is Kind.DIR:
+        return
     where = "/".join(node.parts)
     if node.kind is Kind.SYMLINK:
         raise PlanError(

@@ -161,3 +161,30 @@ class TestErrorCodes:
         assert (limits.max_deletes, limits.max_operations) == (5, 7)
         with pytest.raises(ValueError, match="positive"):
             Limits.from_env({"FILEOPS_MAX_STEPS": "0"})
+
+
+class TestValidatorsAgree:
+    """jsonschema-rs decides fast; jsonschema (the reference) must agree on every verdict."""
+
+    @pytest.mark.parametrize(
+        "document",
+        [
+            SEED,
+            {**SEED, "dry_run": "no"},
+            {**SEED, "operations": []},
+            {**SEED, "surprise": 1},
+            {**SEED, "plan_id": "../x"},
+            plan_doc([{"type": "move", "from": f"{CASE}/a"}]),
+            plan_doc([{"type": "mkdir", "path": f"{CASE}/a", "overwrite": True}]),
+            plan_doc([{"type": "write", "path": f"{CASE}/a", "content": "x", "encoding": "hex"}]),
+            plan_doc([{"type": "copy", "from": "a", "to": "b", "expect": {}}]),
+            plan_doc([{"type": "delete", "path": f"{CASE}/a", "expect": {"size": -1}}]),
+        ],
+    )
+    def test_same_verdict(self, document: dict[str, object]) -> None:
+        import jsonschema_rs
+        from jsonschema import Draft202012Validator
+
+        schema = load_schema("plan")
+        reference = Draft202012Validator(schema).is_valid(document)
+        assert jsonschema_rs.validator_for(schema).is_valid(document) == reference
