@@ -90,9 +90,14 @@ class PlanError(Exception):
         self.path = path
 
     def to_dict(self) -> dict[str, object]:
-        doc: dict[str, object] = {"code": self.code.value, "message": self.message}
+        doc: dict[str, object] = {"code": self.code.value, "message": _printable(self.message)}
         if self.operation is not None:
             doc["operation"] = self.operation
         if self.path is not None:
-            doc["path"] = self.path
+            doc["path"] = _printable(self.path)
         return doc
+
+
+def _printable(text: str) -> str:
+    """Text that can be encoded as UTF-8: a hostile path's lone surrogates become U+FFFD."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")

@@ -99,7 +99,13 @@ class CaseFS:
             try:
                 child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
+                # O_PATH|O_NOFOLLOW on a link gives ENOTDIR, not ELOOP: say which it was.
+                link = exc.errno == errno.ENOTDIR and _is_link(name, fd)
                 self.close_folder(fd)
+                if link:
+                    raise StepConflictError(
+                        f"{_show(parts[:depth])} became a symbolic link", ErrorCode.SYMLINK_REFUSED
+                    ) from exc
                 raise _walk_error(exc, parts[:depth]) from exc
             self.close_folder(fd)
             fd = child
@@ -257,6 +263,13 @@ class CaseFS:
                 os.fsync(out)  # content is durable before its name appears
             finally:
                 os.close(out)
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
 
 
 def _walk_error(exc: OSError, parts: Parts) -> Exception:

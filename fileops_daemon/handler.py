@@ -219,7 +219,7 @@ class PlanHandler:
         if outcome.takeover:
             bound.warning(
                 "lease.takeover",
-                previous_owner=outcome.record.owner,
+                previous_owner=outcome.previous_owner,
                 progress=outcome.record.progress,
             )
             self.metrics.lease_takeovers.inc()

@@ -77,6 +77,7 @@ class Record:
 class Claimed:
     record: Record
     takeover: bool = False
+    previous_owner: str | None = None  # on a takeover: the daemon whose lease expired
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,8 @@ class Ledger:
                 takeovers=current.takeovers + 1,
             )
             try:
-                return Claimed(self._write(taken, current.generation), takeover=True)
+                written = self._write(taken, current.generation)
+                return Claimed(written, takeover=True, previous_owner=current.owner)
             except PreconditionFailed:
                 continue  # someone else took it first; look again
         current = self.read(plan_id)

@@ -98,7 +98,8 @@ class Plan:
 def plan_digest(document: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON without ``dry_run``: a dry run and its apply share it."""
     content = {key: value for key, value in document.items() if key != "dry_run"}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # ensure_ascii: a canonical form for every JSON string, lone surrogates included.
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
