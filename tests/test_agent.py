@@ -1,0 +1,317 @@
+"""The agent tool and the operators' CLI against a real daemon on the emulators."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fileops_daemon.agent import apply_reorg_plan, langchain_tool, submit_file_ops_plan
+from fileops_daemon.client import ClientConfig, FileopsClient
+from fileops_daemon.signing import sign
+from tests.daemon_support import Stack, many_writes_plan, schema_errors, wait_until
+from tests.support import CASE, snapshot
+
+pytest_plugins = ["tests.conftest_daemon"]
+
+REPO = Path(__file__).resolve().parent.parent
+OPS = [
+    {"type": "mkdir", "path": f"{CASE}/Investigation/photos"},
+    {
+        "type": "move",
+        "from": f"{CASE}/uncategorized/file1.pdf",
+        "to": f"{CASE}/Medical Records/file1.pdf",
+    },
+]
+
+
+def plan(
+    plan_id: str, *, dry_run: bool = True, ops: list[dict[str, Any]] | None = None, case: str = CASE
+) -> dict[str, Any]:
+    return {
+        "plan_id": plan_id,
+        "case_name": case,
+        "dry_run": dry_run,
+        "operations": ops if ops is not None else OPS,
+    }
+
+
+def seed_case(stack: Stack) -> Path:
+    case = stack.case(CASE, {"uncategorized/file1.pdf": "one\n", "uncategorized/file2.pdf": "2\n"})
+    (case / "Medical Records").mkdir()
+    return case
+
+
+def fileops(stack: Stack, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fileops_daemon.cli", *args],
+        cwd=REPO,
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[FileopsClient]:
+    with FileopsClient(ClientConfig(project=stack.project)) as made:
+        yield made
+
+
+@pytest.fixture
+def running(stack: Stack) -> Stack:
+    """A bootstrapped stack with the sample case and one daemon."""
+    stack.bootstrap()
+    seed_case(stack)
+    stack.start_daemon("a")
+    return stack
+
+
+class TestAgentTool:
+    def test_dry_run_then_apply_through_the_daemon(
+        self, running: Stack, client: FileopsClient
+    ) -> None:
+        before = running.tree()
+        planned = submit_file_ops_plan(plan("agent-1"), client=client, timeout=30)
+        assert planned["status"] == "planned", planned
+        assert not schema_errors(planned)
+        assert running.tree() == before
+        applied = submit_file_ops_plan(plan("agent-1", dry_run=False), client=client, timeout=30)
+        assert applied["status"] == "applied", applied
+        assert (running.root / CASE / "Medical Records" / "file1.pdf").read_text() == "one\n"
+
+    def test_a_plan_the_daemon_refuses_comes_back_as_codes(
+        self, running: Stack, client: FileopsClient
+    ) -> None:
+        ops = [{"type": "move", "from": f"{CASE}/nope.pdf", "to": f"{CASE}/x.pdf"}]
+        result = submit_file_ops_plan(
+            plan("agent-2", dry_run=False, ops=ops), client=client, timeout=30
+        )
+        assert result["status"] == "rejected"
+        assert result["operations"][0]["code"] == "source_missing"
+        text = apply_reorg_plan(
+            json.dumps(plan("agent-3", ops=ops)), True, client=client, timeout=30
+        )
+        assert "source_missing" in text and "new plan_id" in text
+
+    def test_a_traversal_is_refused_without_a_round_trip(self, client: FileopsClient) -> None:
+        ops = [{"type": "delete", "path": f"{CASE}/../Other"}]
+        started = time.monotonic()
+        result = submit_file_ops_plan(plan("agent-4", ops=ops), client=client, timeout=30)
+        assert result["status"] == "rejected"
+        assert result["errors"][0]["code"] == "path_invalid"
+        assert time.monotonic() - started < 5
+
+    def test_bad_json_text_is_explained(self, client: FileopsClient) -> None:
+        assert "not valid JSON" in apply_reorg_plan("{oops", True, client=client)
+
+    def test_no_daemon_means_pending_after_the_timeout(
+        self, stack: Stack, client: FileopsClient
+    ) -> None:
+        stack.bootstrap()
+        seed_case(stack)
+        result = submit_file_ops_plan(plan("agent-5"), client=client, timeout=2)
+        assert result["status"] == "pending"
+        assert "queued" in result["message"]
+
+    def test_the_langchain_tool_takes_a_plan_and_answers_in_words(
+        self, running: Stack, client: FileopsClient
+    ) -> None:
+        tool = langchain_tool(client=client, timeout=30)
+        assert "dry_run" in tool.description and "trash" in tool.description
+        assert set(tool.args) >= {"plan_id", "case_name", "operations", "dry_run"}
+        text = tool.invoke(plan("agent-6"))
+        assert "planned" in text and "Medical Records/file1.pdf" in text
+        assert "dry_run false" in text
+
+
+class TestSignedPlans:
+    def test_signed_plans_pass_and_unsigned_or_forged_ones_are_refused(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        current, previous = tmp_path / "current.key", tmp_path / "previous.key"
+        current.write_text("current-key-0123456789\n")
+        previous.write_text("previous-key-0123456789\n")
+        stack.bootstrap()
+        case = seed_case(stack)
+        stack.start_daemon(
+            "a",
+            FILEOPS_SIGNING_KEY_FILE=str(current),
+            FILEOPS_SIGNING_KEY_FILE_PREVIOUS=str(previous),
+        )
+        before = snapshot(case)
+        project = stack.project
+        with FileopsClient(ClientConfig(project=project)) as unsigned:
+            refused = unsigned.submit(plan("sig-1", dry_run=False), timeout=30)
+        assert refused is not None and refused["errors"][0]["code"] == "signature_invalid"
+        forged_key = b"forged-key-0123456789"
+        with FileopsClient(ClientConfig(project=project, signing_key=forged_key)) as forger:
+            forged = forger.submit(plan("sig-2", dry_run=False), timeout=30)
+        assert forged is not None and forged["errors"][0]["code"] == "signature_invalid"
+        assert snapshot(case) == before
+        # A valid signature over other bytes does not carry over to a changed plan.
+        data = json.dumps(plan("sig-3", dry_run=False)).encode()
+        stack.publish(
+            json.dumps(plan("sig-3", dry_run=False, ops=OPS[:1])).encode(),
+            attributes={
+                "plan_id": "sig-3",
+                "case_name": CASE,
+                "signature": sign(b"current-key-0123456789", data),
+            },
+        )
+        tampered = stack.results.wait_plan("sig-3", 30)[0]
+        assert tampered["errors"][0]["code"] == "signature_invalid"
+        assert snapshot(case) == before
+        with FileopsClient(
+            ClientConfig(project=project, signing_key=b"previous-key-0123456789")
+        ) as old:
+            rotated = old.submit(plan("sig-4"), timeout=30)
+        assert rotated is not None and rotated["status"] == "planned"
+        with FileopsClient(
+            ClientConfig(project=project, signing_key=b"current-key-0123456789")
+        ) as good:
+            applied = good.submit(plan("sig-5", dry_run=False), timeout=30)
+        assert applied is not None and applied["status"] == "applied"
+
+    def test_without_a_key_the_daemon_says_once_that_plans_are_not_authenticated(
+        self, running: Stack
+    ) -> None:
+        daemon = running.daemons[0]
+        assert len(daemon.events("daemon.plans_not_authenticated")) == 1
+
+
+class TestOperatorCli:
+    def test_submit_dry_run_then_apply_and_wait(self, running: Stack, tmp_path: Path) -> None:
+        path = tmp_path / "plan.json"
+        path.write_text(json.dumps(plan("cli-1")))
+        dry = fileops(running, "submit", str(path), "--wait", "--json", "--timeout", "30")
+        assert dry.returncode == 0, dry.stderr
+        assert json.loads(dry.stdout)["status"] == "planned"
+        real = fileops(running, "submit", str(path), "--apply", "--wait", "--timeout", "30")
+        assert real.returncode == 0, real.stderr
+        assert "applied" in real.stdout and "file1.pdf" in real.stdout
+
+    def test_submit_exits_3_on_a_rejected_plan(self, running: Stack, tmp_path: Path) -> None:
+        path = tmp_path / "plan.json"
+        ops = [{"type": "delete", "path": f"{CASE}/nope"}]
+        path.write_text(json.dumps(plan("cli-2", ops=ops)))
+        run = fileops(running, "submit", str(path), "--wait", "--timeout", "30")
+        assert run.returncode == 3
+        assert "source_missing" in run.stderr and "Traceback" not in run.stderr
+
+    def test_submit_times_out_with_exit_5_when_no_daemon_runs(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        stack.bootstrap()
+        path = tmp_path / "plan.json"
+        path.write_text(json.dumps(plan("cli-3")))
+        run = fileops(stack, "submit", str(path), "--wait", "--timeout", "2")
+        assert run.returncode == 5
+        assert "no result" in run.stderr
+
+    def test_watch_shows_other_processes_results_filtered_by_case_and_status(
+        self, running: Stack, client: FileopsClient
+    ) -> None:
+        other = running.case("Other-Case", {"a.txt": "a\n"})
+        watch = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fileops_daemon.cli",
+                "watch",
+                "--case",
+                CASE,
+                "--status",
+                "applied",
+                "--json",
+                "--count",
+                "2",
+                "--timeout",
+                "60",
+            ],
+            cwd=REPO,
+            env=running.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(3)  # the watch subscription must exist before the results are published
+            publisher = [
+                plan("w-1"),  # planned: filtered out by status
+                plan("w-2", dry_run=False, ops=OPS[:1]),  # applied, this case
+                plan(
+                    "w-3",
+                    dry_run=False,
+                    case="Other-Case",
+                    ops=[{"type": "mkdir", "path": "Other-Case/x"}],
+                ),  # other case
+                plan("w-4", dry_run=False, ops=[{"type": "delete", "path": f"{CASE}/no"}]),
+                plan("w-5", dry_run=False, ops=OPS[1:]),  # applied, this case
+            ]
+            for document in publisher:
+                assert client.submit(document, timeout=30) is not None
+            out, err = watch.communicate(timeout=60)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+        assert watch.returncode == 0, err
+        seen = [json.loads(line) for line in out.splitlines()]
+        assert [r["plan_id"] for r in seen] == ["w-2", "w-5"]
+        assert (other / "x").is_dir()
+
+    def test_status_shows_progress_moving_during_a_long_apply(self, stack: Stack) -> None:
+        stack.bootstrap()
+        stack.case(CASE)
+        stack.start_daemon("a", FILEOPS_APPLY_PARALLELISM="1", FILEOPS_LEASE_SECONDS="1.5")
+        stack.publish(many_writes_plan(CASE, "long-1", 2500))
+        readings: list[int] = []
+
+        def progressed() -> bool:
+            run = fileops(stack, "status", "long-1", "--json")
+            if run.returncode == 0:
+                record = json.loads(run.stdout)
+                if record["state"] == "claimed":
+                    readings.append(int(record["progress"].get("steps_done", 0)))
+            return len(set(readings)) >= 2 and readings[-1] > readings[0]
+
+        wait_until(progressed, 120, "two different progress readings", interval=0.3)
+        human = fileops(stack, "status", "long-1")
+        assert human.returncode == 0 and "long-1" in human.stdout
+        result = stack.results.wait_plan("long-1", 180)[-1]
+        assert result["status"] == "applied"
+        done = json.loads(fileops(stack, "status", "long-1", "--json").stdout)
+        assert done["state"] == "done" and done["result"]["status"] == "applied"
+
+    def test_status_of_an_unknown_plan(self, running: Stack) -> None:
+        run = fileops(running, "status", "never-sent")
+        assert run.returncode == 3 and "no plan" in run.stderr
+
+    def test_undo_restores_the_tree(self, running: Stack, client: FileopsClient) -> None:
+        before = snapshot(running.root, skip_work_dirs=True)
+        ops = [
+            *OPS,
+            {"type": "delete", "path": f"{CASE}/uncategorized/file2.pdf"},
+            {"type": "write", "path": f"{CASE}/notes.txt", "content": "n"},
+        ]
+        applied = client.submit(plan("undo-1", dry_run=False, ops=ops), timeout=30)
+        assert applied is not None and applied["status"] == "applied"
+        assert snapshot(running.root, skip_work_dirs=True) != before
+        preview = fileops(running, "undo", "undo-1", "--wait", "--json", "--timeout", "30")
+        assert preview.returncode == 0, preview.stderr
+        assert json.loads(preview.stdout)["status"] == "planned"
+        undone = fileops(
+            running, "undo", "undo-1", "--apply", "--wait", "--json", "--timeout", "30"
+        )
+        assert undone.returncode == 0, undone.stderr
+        assert json.loads(undone.stdout)["plan_id"] == "undo-1.undo"
+        assert snapshot(running.root, skip_work_dirs=True) == before
