@@ -22,7 +22,7 @@ import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from fileops_daemon.errors import ErrorCode, PlanError
-from fileops_daemon.fsops import CaseFS, StepConflictError
+from fileops_daemon.fsops import CaseFS, FolderMissingError, StepConflictError
 from fileops_daemon.journal import Journal, JournalState, SyncHook
 from fileops_daemon.limits import Limits
 from fileops_daemon.paths import WORK_DIR_NAME, nfc
@@ -608,7 +608,10 @@ class _Run:
             if step.kind == "mkdir":
                 fs.mkdir(step.dst)
             elif step.kind == "rmdir":
-                fs.rmdir(step.dst)
+                # Already gone is fine: on gcsfuse a folder with no placeholder object exists
+                # only through its files, and vanishes with the last one moved out.
+                with contextlib.suppress(FileNotFoundError, FolderMissingError):
+                    fs.rmdir(step.dst)
             elif step.kind == "rename":
                 assert step.src is not None
                 fs.rename(step.src, step.dst)

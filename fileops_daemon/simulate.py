@@ -321,6 +321,13 @@ class _Simulator:
         if existing is node:
             record.outcome, record.message = "noop", f"{src} is already at {dst}"
             return
+        if existing is not None and node.is_within(existing):
+            raise PlanError(
+                ErrorCode.MOVE_INTO_ITSELF,
+                f"{dst} holds {src}; a folder cannot be replaced by something inside it",
+                operation=op.index,
+                path=str(dst),
+            )
         self._clear_destination(parent, dst, op, record, kind=node.kind)
         origin = node.parts
         name = nfc(dst.parts[-1])

@@ -275,3 +275,19 @@ class TestUnicode:
             (world.case / unicodedata.normalize(form, "café")).mkdir()
         result = dry(world, [{"type": "write", "path": f"{CASE}/café/x.txt", "content": "x"}])
         assert error_codes(result) == ["path_ambiguous"]
+
+
+def test_a_folder_cannot_overwrite_the_folder_that_holds_it(world: World) -> None:
+    (world.case / "Investigation" / "photos").mkdir()
+    result = dry(
+        world,
+        [
+            {
+                "type": "move",
+                "from": f"{CASE}/Investigation/photos",
+                "to": f"{CASE}/Investigation",
+                "overwrite": True,
+            }
+        ],
+    )
+    assert error_codes(result) == ["move_into_itself"]
