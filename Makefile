@@ -6,13 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help run demo-local test lint fmt clean venv
+.PHONY: help run demo-local test lint fmt clean venv install
 
 help:
 	@echo "make run    - emulators + daemon on ./run/projects; the seed plan as a dry run, then applied"
 	@echo "make demo-local - the local CLI only: plan, apply, undo on ./run/projects"
 	@echo "make test   - lint + the whole test suite (installs what it needs)"
 	@echo "make lint   - ruff and mypy (strict on the package)"
+	@echo "make bench  - benchmarks: figures and ratios against baselines measured in the same run"
+	@echo "make install - on a VM, as root: venv under /opt/fileops, units, env file, user"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +33,12 @@ fmt: $(STAMP)
 	$(BIN)/ruff format fileops_daemon tests scripts
 	$(BIN)/ruff check --fix fileops_daemon tests scripts
 
-test: lint
+test: lint system-deps
 	$(BIN)/pytest
+
+# Onto a GCE VM, as root: FILEOPS_PROJECTS_BUCKET=my-bucket make install (see the README).
+install:
+	bash scripts/install.sh
 
 run: $(STAMP) emulators
 	$(BIN)/python scripts/run_stack.py
