@@ -46,9 +46,23 @@ __all__ = [
 
 log = structlog.get_logger("fileops.execute")
 
-#: Errors a network filesystem (gcsfuse) returns for passing faults: retried with backoff.
+#: Errors a network filesystem returns for passing faults: retried with backoff. gcsfuse
+#: passes connection errors through (an unreachable bucket gives ECONNREFUSED, not EIO).
 TRANSIENT_ERRNOS = frozenset(
-    {errno.EIO, errno.ESTALE, errno.EAGAIN, errno.ETIMEDOUT, errno.EBUSY, errno.EINTR}
+    {
+        errno.EIO,
+        errno.ESTALE,
+        errno.EAGAIN,
+        errno.ETIMEDOUT,
+        errno.EBUSY,
+        errno.EINTR,
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.ENOTCONN,
+    }
 )
 
 #: Called after every step with (steps done, steps in all).
@@ -135,8 +149,8 @@ def simulation_result(sim: Simulation, started: datetime, *, attempt: int = 1) -
     )
 
 
-def _io_rejection(plan: Plan, exc: OSError, started: datetime, attempt: int) -> dict[str, Any]:
-    error = PlanError(ErrorCode.IO_ERROR, f"reading the tree failed: {exc}")
+def _rejection(plan: Plan, error: PlanError, started: datetime, attempt: int) -> dict[str, Any]:
+    """A ``rejected`` result for a plan refused as a whole (nothing was touched)."""
     return build_result(
         plan_id=plan.plan_id,
         case_name=plan.case_name,
@@ -147,6 +161,11 @@ def _io_rejection(plan: Plan, exc: OSError, started: datetime, attempt: int) -> 
         attempt=attempt,
         extra={"plan_digest": plan.digest},
     )
+
+
+def _io_rejection(plan: Plan, exc: OSError, started: datetime, attempt: int) -> dict[str, Any]:
+    error = PlanError(ErrorCode.IO_ERROR, f"reading the tree failed: {exc}")
+    return _rejection(plan, error, started, attempt)
 
 
 def dry_run(
@@ -198,16 +217,7 @@ def apply_plan(
             run.parallelism = parallelism
             return run.execute()
     except PlanError as exc:  # busy lock
-        return build_result(
-            plan_id=plan.plan_id,
-            case_name=plan.case_name,
-            dry_run=False,
-            status="rejected",
-            started=started,
-            errors=[exc],
-            attempt=attempt,
-            extra={"plan_digest": plan.digest},
-        )
+        return _rejection(plan, exc, started, attempt)
 
 
 def _stored_outcome(
@@ -224,16 +234,7 @@ def idempotency_conflict(plan: Plan, started: datetime, attempt: int) -> dict[st
         f"plan_id {plan.plan_id!r} was already used for a plan with other operations; "
         "use a new plan_id",
     )
-    return build_result(
-        plan_id=plan.plan_id,
-        case_name=plan.case_name,
-        dry_run=plan.dry_run,
-        status="rejected",
-        started=started,
-        errors=[error],
-        attempt=attempt,
-        extra={"plan_digest": plan.digest},
-    )
+    return _rejection(plan, error, started, attempt)
 
 
 def _open_run(
@@ -662,11 +663,17 @@ class _Run:
         left is final (e.g. a folder someone else put files in is kept, with their files).
         """
         steps = self.state.steps
-        for failed in self.state.info.get("half_run", []):
-            if failed not in self.state.done:
-                self._settle_failed_step(steps[failed], failed)
         remaining: list[str] = []
         transient = False
+        for failed in self.state.info.get("half_run", []):
+            if failed in self.state.done:
+                continue
+            try:
+                self._settle_failed_step(steps[failed], failed)
+            except Exception as exc:  # unsettled, it may hold a second copy: retry later
+                message = exc.message if isinstance(exc, StepConflictError) else str(exc)
+                remaining.append(f"{steps[failed].describe()} (half done: {message})")
+                transient = transient or _is_transient(exc)
         for index in sorted(self.state.done, reverse=True):
             if index in self.state.undone:
                 continue
@@ -681,23 +688,31 @@ class _Run:
                 continue
             self.journal.undone(index, inverse)
             self.state.undone.add(index)
+        if remaining:
+            self.log.warning(
+                "apply.rollback_incomplete", remaining=remaining[:20], retry_later=transient
+            )
         self.log.info("apply.rolled_back", remaining=len(remaining), retry_later=transient)
         return remaining, transient
 
     def _settle_failed_step(self, step: Step, index: int) -> None:
-        """The step that failed may have half-run; count it as done, or undo its half."""
+        """The step that failed may have half-run; count it as done, or undo its half.
+
+        I/O errors propagate (the rollback is then retried later); a step whose pre- and
+        postcondition both fail did not change anything and is left alone.
+        """
         try:
             state = self._check(step)
-            if state is _State.DONE:
-                self.journal.done(index, step)
-                self.state.done.add(index)
-            elif state is _State.DUPLICATE:
-                # The copy made by an interrupted rename; the original is still in place.
-                assert step.src is not None
-                if self.fs.sha256(step.src) == self.fs.sha256(step.dst):
-                    self.fs.unlink(step.dst)
-        except (StepConflictError, OSError):
-            pass  # left as it is: neither condition holds, so the step did not change it
+        except StepConflictError:
+            return
+        if state is _State.DONE:
+            self.journal.done(index, step)
+            self.state.done.add(index)
+        elif state is _State.DUPLICATE:
+            # The copy made by an interrupted rename; the original is still in place.
+            assert step.src is not None
+            if self.fs.sha256(step.src) == self.fs.sha256(step.dst):
+                self.fs.unlink(step.dst)
 
     def _remove_empty_work_dirs(self) -> None:
         """Drop this plan's empty trash and staging folders (the trash keeps what it holds)."""

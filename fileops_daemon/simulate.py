@@ -161,6 +161,7 @@ class _Simulator:
         self.limits = limits
         self.steps: list[Step] = []
         self.trashed_files = 0
+        self._work_dirs_checked: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -236,7 +237,20 @@ class _Simulator:
             )
         self._trash(existing, op, record, raw=str(path))
 
+    def _check_work_dir(self, area: str, op: Operation) -> None:
+        """Our own trash or staging folder must be a real folder (or not exist yet): a link
+        planted there is refused now, before anything changes, not met mid-apply."""
+        if area in self._work_dirs_checked:
+            return
+        parts = (WORK_DIR_NAME, self.plan.plan_id, area)
+        raw = "/".join((self.plan.case_name, *parts))
+        for depth in range(1, len(parts) + 1):
+            if self.tree.folder(parts[:depth], raw=raw, operation=op.index) is None:
+                break
+        self._work_dirs_checked.add(area)
+
     def _trash(self, node: Node, op: Operation, record: OpRecord, *, raw: str) -> None:
+        self._check_work_dir("trash", op)
         original = node.parts
         target = trash_parts(self.plan.plan_id, op.index, original)
         files = self._transfer(node, target, op, raw=raw)
@@ -338,6 +352,7 @@ class _Simulator:
         record.moved, record.kind = (origin, target), node.kind
 
     def copy(self, op: Operation, paths: dict[str, CasePath], record: OpRecord) -> None:
+        self._check_work_dir("staging", op)
         src, dst = paths["from"], paths["to"]
         node = self._existing(src, op)
         if node.kind is not Kind.FILE:
@@ -375,6 +390,7 @@ class _Simulator:
         self._trash(node, op, record, raw=str(path))
 
     def write(self, op: Operation, paths: dict[str, CasePath], record: OpRecord) -> None:
+        self._check_work_dir("staging", op)
         path = paths["path"]
         content = op.content or b""
         parent = self._parent(path, op)
