@@ -166,7 +166,7 @@ class _Simulator:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _existing(self, path: CasePath, op: Operation) -> Node:
-        node = self.tree.lookup(path.parts, raw=str(path), operation=op.index)
+        node = self.tree.lookup(path.parts, raw=path, operation=op.index)
         if node is None:
             raise PlanError(
                 ErrorCode.SOURCE_MISSING,
@@ -177,7 +177,7 @@ class _Simulator:
         return node
 
     def _parent(self, path: CasePath, op: Operation) -> Node:
-        parent = self.tree.folder(path.parts[:-1], raw=str(path), operation=op.index)
+        parent = self.tree.folder(path.parts[:-1], raw=path, operation=op.index)
         if parent is None:
             raise PlanError(
                 ErrorCode.PARENT_MISSING,
@@ -188,7 +188,7 @@ class _Simulator:
             )
         return parent
 
-    def _check_expect(self, node: Node, op: Operation, raw: str) -> None:
+    def _check_expect(self, node: Node, op: Operation, raw: object) -> None:
         if op.expect is None:
             return
         if node.kind is not Kind.FILE:
@@ -196,31 +196,31 @@ class _Simulator:
                 ErrorCode.TYPE_CONFLICT,
                 f"{raw} is a folder; expect applies to files",
                 operation=op.index,
-                path=raw,
+                path=str(raw),
             )
         if op.expect.size is not None and node.size != op.expect.size:
             raise PlanError(
                 ErrorCode.PRECONDITION_FAILED,
                 f"{raw} is {node.size} bytes, the plan expected {op.expect.size}",
                 operation=op.index,
-                path=raw,
+                path=str(raw),
             )
         if op.expect.sha256 is not None and node.sha256 != op.expect.sha256:
             raise PlanError(
                 ErrorCode.PRECONDITION_FAILED,
                 f"{raw} has sha256 {node.sha256}, the plan expected {op.expect.sha256}",
                 operation=op.index,
-                path=raw,
+                path=str(raw),
             )
 
     def _clear_destination(
         self, parent: Node, path: CasePath, op: Operation, record: OpRecord, *, kind: Kind
     ) -> None:
         """Refuse an existing destination, or send it to the trash when overwrite is set."""
-        existing = self.tree.child(parent, path.parts[-1], raw=str(path), operation=op.index)
+        existing = self.tree.child(parent, path.parts[-1], raw=path, operation=op.index)
         if existing is None:
             return
-        refuse_unsafe(existing, raw=str(path), operation=op.index)
+        refuse_unsafe(existing, raw=path, operation=op.index)
         if not op.overwrite:
             raise PlanError(
                 ErrorCode.DESTINATION_EXISTS,
@@ -235,7 +235,7 @@ class _Simulator:
                 operation=op.index,
                 path=str(path),
             )
-        self._trash(existing, op, record, raw=str(path))
+        self._trash(existing, op, record, raw=path)
 
     def _check_work_dir(self, area: str, op: Operation) -> None:
         """Our own trash or staging folder must be a real folder (or not exist yet): a link
@@ -249,7 +249,7 @@ class _Simulator:
                 break
         self._work_dirs_checked.add(area)
 
-    def _trash(self, node: Node, op: Operation, record: OpRecord, *, raw: str) -> None:
+    def _trash(self, node: Node, op: Operation, record: OpRecord, *, raw: object) -> None:
         self._check_work_dir("trash", op)
         original = node.parts
         target = trash_parts(self.plan.plan_id, op.index, original)
@@ -261,11 +261,11 @@ class _Simulator:
                 ErrorCode.LIMIT_EXCEEDED,
                 f"the plan sends more than {self.limits.max_deletes} items to the trash",
                 operation=op.index,
-                path=raw,
+                path=str(raw),
             )
         record.trashed.append((original, target))
 
-    def _transfer(self, node: Node, target: Parts, op: Operation, *, raw: str) -> int:
+    def _transfer(self, node: Node, target: Parts, op: Operation, *, raw: object) -> int:
         """Steps that move ``node`` to ``target``; folders go file by file. Returns files moved."""
         if node.kind is Kind.FILE:
             self._add(Step("rename", target, op.index, src=node.parts))
@@ -313,7 +313,7 @@ class _Simulator:
                         ErrorCode.TYPE_CONFLICT,
                         f"{CasePath(path.case, path.parts[:depth])} is a file, not a folder",
                         operation=op.index,
-                        path=raw,
+                        path=str(raw),
                     )
             node = child
         if not record.created:
@@ -331,7 +331,7 @@ class _Simulator:
                 operation=op.index,
                 path=str(dst),
             )
-        existing = self.tree.child(parent, dst.parts[-1], raw=str(dst), operation=op.index)
+        existing = self.tree.child(parent, dst.parts[-1], raw=dst, operation=op.index)
         if existing is node:
             record.outcome, record.message = "noop", f"{src} is already at {dst}"
             return
@@ -346,7 +346,7 @@ class _Simulator:
         origin = node.parts
         name = nfc(dst.parts[-1])
         target = (*parent.parts, name)
-        record.files = self._transfer(node, target, op, raw=str(src))
+        record.files = self._transfer(node, target, op, raw=src)
         self.tree.detach(node)
         self.tree.attach(node, parent, name)
         record.moved, record.kind = (origin, target), node.kind
@@ -364,7 +364,7 @@ class _Simulator:
             )
         self._check_expect(node, op, str(src))
         parent = self._parent(dst, op)
-        existing = self.tree.child(parent, dst.parts[-1], raw=str(dst), operation=op.index)
+        existing = self.tree.child(parent, dst.parts[-1], raw=dst, operation=op.index)
         if existing is node:
             raise PlanError(
                 ErrorCode.DESTINATION_EXISTS,
@@ -387,7 +387,7 @@ class _Simulator:
         path = paths["path"]
         node = self._existing(path, op)
         self._check_expect(node, op, str(path))
-        self._trash(node, op, record, raw=str(path))
+        self._trash(node, op, record, raw=path)
 
     def write(self, op: Operation, paths: dict[str, CasePath], record: OpRecord) -> None:
         self._check_work_dir("staging", op)

@@ -136,7 +136,7 @@ class VirtualTree:
 
     # -- lookups --------------------------------------------------------------------------------
 
-    def child(self, parent: Node, name: str, *, raw: str, operation: int) -> Node | None:
+    def child(self, parent: Node, name: str, *, raw: object, operation: int) -> Node | None:
         """The child called ``name`` (any normalisation form), refusing ambiguous names."""
         key = nfc(name)
         found = self.children(parent).get(key)
@@ -146,11 +146,11 @@ class VirtualTree:
                 f"two names in {'/'.join(parent.parts) or 'the case folder'} read as {key!r} "
                 "after Unicode normalisation; rename one first",
                 operation=operation,
-                path=raw,
+                path=str(raw),
             )
         return found
 
-    def folder(self, parts: tuple[str, ...], *, raw: str, operation: int) -> Node | None:
+    def folder(self, parts: tuple[str, ...], *, raw: object, operation: int) -> Node | None:
         """Walk folders from the case root; None when one is missing."""
         node = self.root
         for name in parts:
@@ -163,12 +163,12 @@ class VirtualTree:
                     ErrorCode.TYPE_CONFLICT,
                     f"{'/'.join(child.parts)} is a file, not a folder",
                     operation=operation,
-                    path=raw,
+                    path=str(raw),
                 )
             node = child
         return node
 
-    def lookup(self, parts: tuple[str, ...], *, raw: str, operation: int) -> Node | None:
+    def lookup(self, parts: tuple[str, ...], *, raw: object, operation: int) -> Node | None:
         """The node at ``parts`` (file or folder), or None when it or a parent is missing."""
         parent = self.folder(parts[:-1], raw=raw, operation=operation)
         if parent is None:
@@ -192,7 +192,7 @@ class VirtualTree:
         node.parent = None
 
     def walk(
-        self, node: Node, *, raw: str, operation: int
+        self, node: Node, *, raw: object, operation: int
     ) -> Iterator[tuple[tuple[str, ...], Node]]:
         """Every item below ``node`` (pre-order) with its path relative to ``node``."""
         stack: list[tuple[tuple[str, ...], Node]] = [((), node)]
@@ -208,14 +208,14 @@ class VirtualTree:
                         f"{'/'.join(current.parts)} holds names that are equal after Unicode "
                         "normalisation; rename one first",
                         operation=operation,
-                        path=raw,
+                        path=str(raw),
                     )
                 for child in sorted(children.values(), key=lambda n: n.name, reverse=True):
                     refuse_unsafe(child, raw=raw, operation=operation)
                     stack.append(((*rel, child.name), child))
 
 
-def refuse_unsafe(node: Node, *, raw: str, operation: int) -> None:
+def refuse_unsafe(node: Node, *, raw: object, operation: int) -> None:
     """Symbolic links, foreign mounts and special files are never touched."""
     if node.kind is Kind.FILE or node.kind is Kind.DIR:
         return
@@ -225,19 +225,19 @@ def refuse_unsafe(node: Node, *, raw: str, operation: int) -> None:
             ErrorCode.SYMLINK_REFUSED,
             f"{where} is a symbolic link; fileops never follows or moves links",
             operation=operation,
-            path=raw,
+            path=str(raw),
         )
     if node.kind is Kind.MOUNT:
         raise PlanError(
             ErrorCode.MOUNT_CROSSING,
             f"{where} is another filesystem mounted inside the case",
             operation=operation,
-            path=raw,
+            path=str(raw),
         )
     if node.kind is Kind.OTHER:
         raise PlanError(
             ErrorCode.TYPE_CONFLICT,
             f"{where} is a special file (device, pipe or socket)",
             operation=operation,
-            path=raw,
+            path=str(raw),
         )
