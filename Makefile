@@ -1,5 +1,6 @@
 # fileops-daemon developer entry points. Everything installs itself on first use.
 include mk/emulators.mk
+include mk/bench.mk
 
 PYTHON ?= python3
 VENV := .venv
@@ -25,13 +26,13 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check fileops_daemon tests scripts
-	$(BIN)/ruff format --check fileops_daemon tests scripts
+	$(BIN)/ruff check fileops_daemon tests scripts bench
+	$(BIN)/ruff format --check fileops_daemon tests scripts bench
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format fileops_daemon tests scripts
-	$(BIN)/ruff check --fix fileops_daemon tests scripts
+	$(BIN)/ruff format fileops_daemon tests scripts bench
+	$(BIN)/ruff check --fix fileops_daemon tests scripts bench
 
 test: lint system-deps
 	$(BIN)/pytest

@@ -143,7 +143,9 @@ def _emit(result: dict[str, Any], as_json: bool) -> int:
     from fileops_daemon.render import summary_line
 
     if as_json:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        # One compact line: with indent, json falls back to its pure-Python encoder, which
+        # takes ~0.3 s on a 10,000-operation result (pipe through jq to read it).
+        sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
     else:
         from rich.console import Console
 

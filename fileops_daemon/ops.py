@@ -37,7 +37,7 @@ def _fail(message: str, code: int) -> int:
 
 def _show(result: dict[str, Any], as_json: bool) -> int:
     if as_json:
-        print(json.dumps(result, ensure_ascii=False, indent=2))
+        print(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
     else:
         print_result(result, Console(highlight=False))
     code = _EXIT_BY_STATUS.get(result["status"], EXIT_FAILED)

@@ -1,0 +1,1 @@
+"""Benchmarks of fileops-daemon: ``make bench`` runs ``bench/run.py``."""
