@@ -82,7 +82,12 @@ class LeaseKeeper:
             except LeaseLostError:
                 return
             except Exception:  # a transient GCS fault: the next beat tries again
-                log.warning("lease.renew_failed", plan_id=self.record.plan_id, exc_info=True)
+                log.warning(
+                    "lease.renew_failed",
+                    plan_id=self.record.plan_id,
+                    case_name=self.record.case_name,
+                    exc_info=True,
+                )
 
     def _renew(self, **progress: Any) -> None:
         with self._lock:
