@@ -30,8 +30,10 @@ def snapshot(root: Path, *, skip_work_dirs: bool = False) -> dict[str, tuple[str
                 entries[rel] = ("link", os.readlink(full))
             elif os.path.isdir(full):
                 entries[rel] = ("dir",)
-            else:
+            elif os.path.isfile(full):
                 entries[rel] = ("file", hashlib.sha256(Path(full).read_bytes()).hexdigest())
+            else:  # a FIFO or socket: reading it would block
+                entries[rel] = ("special",)
     return entries
 
 
