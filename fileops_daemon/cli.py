@@ -294,8 +294,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command not in ("run", "bootstrap"):  # the daemon configures its own logging
         configure_logging(json_output=False, level="INFO" if args.verbose else "WARNING")
+    from fileops_daemon.config import ConfigError
+
     try:
         return _run(args)
+    except ConfigError as exc:
+        print(f"fileops: configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except FileNotFoundError as exc:
         print(f"fileops: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return EXIT_USAGE

@@ -22,6 +22,7 @@ from google.api_core.exceptions import AlreadyExists, NotFound
 from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
 
+from fileops_daemon.config import project_from_env
 from fileops_daemon.handler import REPLY_ATTRIBUTE
 from fileops_daemon.signing import SIGNATURE_ATTRIBUTE, load_key, sign
 
@@ -43,9 +44,7 @@ class ClientConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientConfig:
         env = os.environ if env is None else env
-        project = env.get("FILEOPS_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
-        if not project:
-            raise ValueError("FILEOPS_PROJECT (or GOOGLE_CLOUD_PROJECT) is required")
+        project = project_from_env(env)
         key_file = env.get("FILEOPS_SIGNING_KEY_FILE")
         return cls(
             project=project,

@@ -10,11 +10,19 @@ from dataclasses import dataclass, field
 from fileops_daemon.limits import Limits
 from fileops_daemon.signing import load_key
 
-__all__ = ["Config", "ConfigError"]
+__all__ = ["Config", "ConfigError", "project_from_env"]
 
 
 class ConfigError(ValueError):
     """A required setting is missing or malformed; the message names the variable."""
+
+
+def project_from_env(env: Mapping[str, str]) -> str:
+    """The Google Cloud project every fileops command works in."""
+    project = env.get("FILEOPS_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
+    if not project:
+        raise ConfigError("FILEOPS_PROJECT (or GOOGLE_CLOUD_PROJECT) is required")
+    return project
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -80,9 +88,7 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
-        project = env.get("FILEOPS_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT")
-        if not project:
-            raise ConfigError("FILEOPS_PROJECT (or GOOGLE_CLOUD_PROJECT) is required")
+        project = project_from_env(env)
         state_bucket = env.get("FILEOPS_STATE_BUCKET")
         if not state_bucket:
             raise ConfigError("FILEOPS_STATE_BUCKET is required")

@@ -83,15 +83,6 @@ class Consumer:
     def running(self) -> bool:
         return self._future is not None and not self._future.done()
 
-    def wait(self, timeout: float) -> None:
-        """Block up to ``timeout``; re-raises if the stream died for good."""
-        if self._future is None:
-            return
-        try:
-            self._future.result(timeout=timeout)
-        except TimeoutError:
-            return
-
     def stop(self, timeout: float) -> bool:
         """Stop pulling and wait for in-flight plans; True if they all finished in time."""
         if self._future is None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fileops_daemon.client import ClientConfig, FileopsClient
+from fileops_daemon.config import ConfigError, project_from_env
 from fileops_daemon.render import print_result, summary_line
 
 __all__ = ["status_command", "submit_command", "undo_command", "watch_command"]
@@ -83,12 +84,10 @@ def _ledger() -> Any:
     from fileops_daemon.cloud import CloudRetry, storage_client
     from fileops_daemon.ledger import Ledger
 
-    project = os.environ.get("FILEOPS_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    project = project_from_env(os.environ)
     bucket = os.environ.get("FILEOPS_STATE_BUCKET")
-    if not project or not bucket:
-        raise SystemExit(
-            _fail("configuration: FILEOPS_PROJECT and FILEOPS_STATE_BUCKET are required", 78)
-        )
+    if not bucket:
+        raise ConfigError("FILEOPS_STATE_BUCKET is required")
     return Ledger(storage_client(project).bucket(bucket), "fileops-cli", 0, CloudRetry(3))
 
 
