@@ -212,10 +212,20 @@ def apply_plan(
             run = _open_run(plan, projects_root, store, limits, started, attempt, checkpoint)
             if isinstance(run, dict):
                 return run
-            run.retry = retry or RetryPolicy()
-            run.on_step = on_step
-            run.parallelism = parallelism
-            return run.execute()
+            journal, state, case_dir, resumed = run
+            return _Run(
+                plan,
+                store,
+                journal,
+                state,
+                case_dir,
+                started,
+                attempt,
+                resumed=resumed,
+                retry=retry or RetryPolicy(),
+                on_step=on_step,
+                parallelism=max(1, parallelism),
+            ).execute()
     except PlanError as exc:  # busy lock
         return _rejection(plan, exc, started, attempt)
 
@@ -245,8 +255,12 @@ def _open_run(
     started: datetime,
     attempt: int,
     checkpoint: Checkpoint | None,
-) -> _Run | dict[str, Any]:
-    """Resume the journaled run of this plan, or simulate and start a new one."""
+) -> tuple[Journal, JournalState, str, bool] | dict[str, Any]:
+    """Reopen this plan's journal (resumed: True), or simulate and start a new one.
+
+    Returns the journal, its state, the case folder and whether it resumes; or the result
+    when there is nothing to run (a refusal).
+    """
     on_sync: SyncHook | None = checkpoint.journal_synced if checkpoint else None
     if store.has_journal():
         journal, state = Journal.resume(store.journal_path, on_sync)
@@ -261,7 +275,7 @@ def _open_run(
             state=state.state,
         )
         case_dir = os.path.join(projects_root, state.header["case_folder"])
-        return _Run(plan, store, journal, state, case_dir, started, attempt, resumed=True)
+        return journal, state, case_dir, True
     try:
         sim = simulate(plan, projects_root, limits)
     except OSError as exc:
@@ -285,7 +299,7 @@ def _open_run(
         checkpoint.journal_created(header_line)
     journal = Journal.create(store.journal_path, header_line, on_sync)
     state = JournalState(header=header, steps=sim.steps)
-    return _Run(plan, store, journal, state, sim.case_dir, started, attempt, resumed=False)
+    return journal, state, sim.case_dir, False
 
 
 class _Run:
@@ -302,6 +316,9 @@ class _Run:
         attempt: int,
         *,
         resumed: bool,
+        retry: RetryPolicy,
+        on_step: ProgressCallback | None,
+        parallelism: int,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -311,9 +328,9 @@ class _Run:
         self.started = started
         self.attempt = attempt
         self.resumed = resumed
-        self.retry = RetryPolicy()
-        self.on_step: ProgressCallback | None = None
-        self.parallelism = 1
+        self.retry = retry
+        self.on_step = on_step
+        self.parallelism = parallelism
         self._half_run: list[int] = []
         self.log = log.bind(plan_id=plan.plan_id, case_name=plan.case_name)
 
