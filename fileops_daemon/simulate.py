@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,9 +146,9 @@ def locate_case(projects_root: str, case_name: str) -> str:
         )
     case_dir = os.path.join(projects_root, candidates[0])
     info = os.lstat(case_dir)
-    if os.path.islink(case_dir):
+    if stat.S_ISLNK(info.st_mode):
         raise PlanError(ErrorCode.SYMLINK_REFUSED, f"the case folder {wanted!r} is a symbolic link")
-    if not os.path.isdir(case_dir):
+    if not stat.S_ISDIR(info.st_mode):
         raise PlanError(ErrorCode.CASE_MISSING, f"{wanted!r} in the projects root is not a folder")
     if info.st_dev != os.lstat(projects_root).st_dev:
         raise PlanError(ErrorCode.MOUNT_CROSSING, f"the case folder {wanted!r} is another mount")
