@@ -88,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="steps run at once (default $FILEOPS_APPLY_PARALLELISM or 1; try 16 on gcsfuse)",
     )
+    apply.add_argument(
+        "--max-steps-per-second",
+        type=_rate,
+        default=0.0,
+        metavar="R",
+        help="start at most R steps per second, to spare a shared bucket (default: no cap)",
+    )
 
     undo = command(
         "undo",
@@ -197,6 +204,16 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be 0 (no cap) or more, got {text}")
+    return value
+
+
 def _progress_callback() -> Any:
     """A progress bar on an interactive stderr, nothing otherwise."""
     if not sys.stderr.isatty():
@@ -216,6 +233,7 @@ def _progress_callback() -> Any:
 def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
     from fileops_daemon.execute import apply_plan
     from fileops_daemon.limits import Limits
+    from fileops_daemon.pacing import StepPacer
 
     progress, update = _progress_callback()
     if progress is not None:
@@ -231,6 +249,7 @@ def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
             limits=Limits.from_env(),
             on_step=update,
             parallelism=max(1, parallel),
+            pacer=StepPacer(getattr(args, "max_steps_per_second", 0.0)),
         )
     finally:
         if progress is not None:

@@ -46,8 +46,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {value}")
+    if not value >= 0:  # also refuses NaN
+        raise ConfigError(f"{name} must be a number of at least 0, got {raw!r}")
     return value
 
 
@@ -68,6 +68,8 @@ class Config:
     concurrency: int = 4
     #: File steps of one plan run at once (each is a network round trip on gcsfuse).
     apply_parallelism: int = 8
+    #: Cap on file steps started per second by this daemon, all plans together; 0 = no cap.
+    apply_max_steps_per_second: float = 0.0
     flow_max_messages: int = 8
     flow_max_bytes: int = 64 << 20
     lease_seconds: float = 120.0
@@ -121,6 +123,9 @@ class Config:
             limits=limits,
             concurrency=concurrency,
             apply_parallelism=_int(env, "FILEOPS_APPLY_PARALLELISM", defaults.apply_parallelism),
+            apply_max_steps_per_second=_float(
+                env, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND", defaults.apply_max_steps_per_second
+            ),
             flow_max_messages=_int(env, "FILEOPS_FLOW_MAX_MESSAGES", concurrency * 2),
             flow_max_bytes=_int(env, "FILEOPS_FLOW_MAX_BYTES", defaults.flow_max_bytes),
             lease_seconds=_float(env, "FILEOPS_LEASE_SECONDS", defaults.lease_seconds),

@@ -25,6 +25,7 @@ from fileops_daemon.errors import ErrorCode, PlanError
 from fileops_daemon.fsops import CaseFS, FolderMissingError, StepConflictError
 from fileops_daemon.journal import Journal, JournalState, SyncHook
 from fileops_daemon.limits import Limits
+from fileops_daemon.pacing import StepPacer
 from fileops_daemon.paths import WORK_DIR_NAME, nfc
 from fileops_daemon.plan import Plan
 from fileops_daemon.results import build_result, now
@@ -190,9 +191,12 @@ def apply_plan(
     on_step: ProgressCallback | None = None,
     checkpoint: Checkpoint | None = None,
     parallelism: int = 1,
+    pacer: StepPacer | None = None,
     attempt: int = 1,
 ) -> dict[str, Any]:
     """Apply (or, for a dry-run plan, simulate) ``plan`` and return its result document.
+
+    ``pacer`` caps the steps started per second (shared with other applies that use it).
 
     Exceptions raised by ``on_step`` or ``checkpoint`` stop the apply where it stands; the
     journal stays, and the next call resumes.
@@ -225,6 +229,7 @@ def apply_plan(
                 retry=retry or RetryPolicy(),
                 on_step=on_step,
                 parallelism=max(1, parallelism),
+                pacer=pacer or StepPacer(0),
             ).execute()
     except PlanError as exc:  # busy lock
         return _rejection(plan, exc, started, attempt)
@@ -319,6 +324,7 @@ class _Run:
         retry: RetryPolicy,
         on_step: ProgressCallback | None,
         parallelism: int,
+        pacer: StepPacer,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -331,6 +337,7 @@ class _Run:
         self.retry = retry
         self.on_step = on_step
         self.parallelism = parallelism
+        self.pacer = pacer
         self._half_run: list[int] = []
         self.log = log.bind(plan_id=plan.plan_id, case_name=plan.case_name)
 
@@ -442,6 +449,7 @@ class _Run:
         failure: dict[str, Any] | None = None
         if self.parallelism <= 1:
             for index in pending:
+                self.pacer.wait()
                 self.journal.before(steps[index])
                 failure = self._settle(self._work(index, allow_done), total)
                 if failure is not None:
@@ -459,6 +467,7 @@ class _Run:
                         failure = self._collect(running, total) or failure
                     if failure is not None:
                         break
+                    self.pacer.wait()
                     self.journal.before(step)
                     running[pool.submit(self._work, index, allow_done)] = index
             finally:

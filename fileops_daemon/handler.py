@@ -31,6 +31,7 @@ from fileops_daemon.ledger import (
 )
 from fileops_daemon.metrics import Metrics
 from fileops_daemon.outputs import AuditLog, Delivery, ResultPublisher
+from fileops_daemon.pacing import StepPacer
 from fileops_daemon.plan import Plan, parse_plan
 from fileops_daemon.results import now, refusal_result
 from fileops_daemon.signing import verify
@@ -134,6 +135,8 @@ class PlanHandler:
             initial_wait=config.retry_initial_wait,
             max_wait=config.retry_max_wait,
         )
+        # One pacer for the whole daemon: the cap is on the load all plans put on the bucket.
+        self.pacer = StepPacer(config.apply_max_steps_per_second)
 
     def handle(self, delivery: Delivery) -> Disposition:
         started = now()
@@ -241,6 +244,7 @@ class PlanHandler:
                     on_step=keeper.on_step,
                     checkpoint=keeper,
                     parallelism=self.config.apply_parallelism,
+                    pacer=self.pacer,
                     attempt=delivery.delivery_attempt,
                 )
             except LeaseLostError:

@@ -272,8 +272,11 @@ class TestOperatorCli:
     def test_status_shows_progress_moving_during_a_long_apply(self, stack: Stack) -> None:
         stack.bootstrap()
         stack.case(CASE)
-        stack.start_daemon("a", FILEOPS_APPLY_PARALLELISM="1", FILEOPS_LEASE_SECONDS="1.5")
-        stack.publish(many_writes_plan(CASE, "long-1", 2500))
+        # Paced to ~10 s so that several status calls land while it runs, on any machine.
+        stack.start_daemon(
+            "a", FILEOPS_APPLY_MAX_STEPS_PER_SECOND="150", FILEOPS_LEASE_SECONDS="1.5"
+        )
+        stack.publish(many_writes_plan(CASE, "long-1", 1500))
         readings: list[int] = []
 
         def progressed() -> bool:

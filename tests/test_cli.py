@@ -123,3 +123,24 @@ class TestApplyAndUndo:
     def test_help_lists_exit_codes_and_error_codes(self) -> None:
         run = fileops("--help")
         assert "exit status" in run.stdout and "symlink_refused" in run.stdout
+
+    def test_a_bad_steps_per_second_cap_is_a_usage_error_and_changes_nothing(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        before = snapshot(world.root)
+        path = write_json(tmp_path / "p.json", plan_doc(OPS, dry_run=False))
+        for bad in ("-1", "fast", "nan"):
+            run = fileops(
+                "apply", str(path), "--root", str(world.root), "--max-steps-per-second", bad
+            )
+            assert run.returncode == 2, (bad, run.stderr)
+            assert "--max-steps-per-second" in run.stderr and "Traceback" not in run.stderr
+        assert snapshot(world.root) == before
+
+    def test_a_capped_apply_applies(self, world: World, tmp_path: Path) -> None:
+        path = write_json(tmp_path / "p.json", plan_doc(OPS, dry_run=False))
+        args = ("apply", str(path), "--root", str(world.root), "--json")
+        run = fileops(*args, "--max-steps-per-second", "50")
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["status"] == "applied"
+        assert (world.case / "Medical Records" / "file1.pdf").exists()

@@ -39,6 +39,7 @@ def test_defaults_need_only_project_and_state_bucket() -> None:
     config = Config.from_env({"FILEOPS_PROJECT": "p", "FILEOPS_STATE_BUCKET": "s"})
     assert config.audit_bucket == "s"
     assert config.flow_max_messages == 2 * config.concurrency
+    assert config.apply_max_steps_per_second == 0  # no cap unless ops set one
 
 
 @pytest.mark.parametrize(
@@ -51,6 +52,8 @@ def test_defaults_need_only_project_and_state_bucket() -> None:
         ({"FILEOPS_MAX_DELIVERY_ATTEMPTS": "2"}, "FILEOPS_MAX_DELIVERY_ATTEMPTS"),
         ({"FILEOPS_MAX_DELETES": "0"}, "FILEOPS_MAX_DELETES"),
         ({"FILEOPS_LOG_FORMAT": "xml"}, "FILEOPS_LOG_FORMAT"),
+        ({"FILEOPS_APPLY_MAX_STEPS_PER_SECOND": "-5"}, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND"),
+        ({"FILEOPS_APPLY_MAX_STEPS_PER_SECOND": "nan"}, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND"),
     ],
 )
 def test_a_bad_setting_names_the_variable(env: dict[str, str], named: str) -> None:

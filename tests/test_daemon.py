@@ -358,7 +358,8 @@ def test_sigkill_mid_apply_then_another_daemon_takes_over(stack: Stack, machine:
     plan_id = f"big-{machine}"
     plan = many_writes_plan(CASE, plan_id, 4000)
     expected = stack.reference_after([plan])
-    a = stack.start_daemon("a")
+    # Paced to ~10 s, so the kill lands mid-apply on a fast machine too; B runs uncapped.
+    a = stack.start_daemon("a", FILEOPS_APPLY_MAX_STEPS_PER_SECOND="400")
     message_id = stack.publish(plan)
 
     def durable_progress() -> dict[str, Any] | None:
@@ -495,7 +496,10 @@ def test_sigterm_drains_within_bound_and_leaves_unfinished_plan_unacked(stack: S
     plan = many_writes_plan(CASE, "drain-1", 3000)
     expected = stack.reference_after([plan])
     drain = 1.0
-    a = stack.start_daemon("a", FILEOPS_DRAIN_SECONDS=str(drain))
+    # Paced to ~6 s: the plan cannot finish within the drain, however fast the machine.
+    a = stack.start_daemon(
+        "a", FILEOPS_DRAIN_SECONDS=str(drain), FILEOPS_APPLY_MAX_STEPS_PER_SECOND="500"
+    )
     message_id = stack.publish(plan)
     journal = stack.tmp / "state-a" / "plans" / "drain-1" / "journal.jsonl"
     wait_until(journal.exists, 20, "the apply to start (its journal)", 0.02)
@@ -531,7 +535,9 @@ def test_second_sigterm_during_drain_exits_at_once_with_75(stack: Stack) -> None
     stack.case(CASE, {"keep.txt": "keep\n"})
     plan = many_writes_plan(CASE, "force-1", 3000)
     expected = stack.reference_after([plan])
-    a = stack.start_daemon("a", FILEOPS_DRAIN_SECONDS="30")
+    a = stack.start_daemon(
+        "a", FILEOPS_DRAIN_SECONDS="30", FILEOPS_APPLY_MAX_STEPS_PER_SECOND="500"
+    )
     stack.publish(plan)
     journal = stack.tmp / "state-a" / "plans" / "force-1" / "journal.jsonl"
     wait_until(journal.exists, 20, "the apply to start (its journal)", 0.02)

@@ -254,7 +254,8 @@ def test_kill9_during_a_large_folder_move_then_restart(mounted: Mounted) -> None
         "dry_run": False,
         "operations": [{"type": "move", "from": f"{CASE}/inbox", "to": f"{CASE}/sorted"}],
     }
-    a = mounted.daemon("a", FILEOPS_APPLY_PARALLELISM="4")
+    # Paced to ~10 s so the kill lands mid-move; B runs uncapped.
+    a = mounted.daemon("a", FILEOPS_APPLY_PARALLELISM="4", FILEOPS_APPLY_MAX_STEPS_PER_SECOND="40")
     mounted.stack.publish(plan)
 
     def moved_some() -> bool:
@@ -295,6 +296,7 @@ def test_bucket_unreachable_mid_apply_rolls_back_and_loses_nothing(mounted: Moun
         FILEOPS_APPLY_PARALLELISM="2",
         FILEOPS_RETRY_ATTEMPTS="2",
         FILEOPS_MAX_DELIVERY_ATTEMPTS="100",
+        FILEOPS_APPLY_MAX_STEPS_PER_SECOND="30",  # ~10 s: the cut lands mid-move
     )
     mounted.stack.publish(plan)
 
