@@ -156,11 +156,15 @@ def watch_command(args: argparse.Namespace) -> int:
     from google.cloud import pubsub_v1
 
     config = ClientConfig.from_env()
-    conditions = []
-    if args.case:
-        conditions.append(f'attributes.case_name = "{args.case}"')
-    if args.status:
-        conditions.append(f'attributes.status = "{args.status}"')
+    asked = (("case_name", args.case), ("status", args.status))
+    wanted: dict[str, str] = {key: value for key, value in asked if value}
+    # The server filters what it can; a value that cannot sit in a filter literal (a quote,
+    # a backslash, or too long for the 256-byte filter) is matched here instead.
+    conditions = [
+        f'attributes.{key} = "{value}"'
+        for key, value in wanted.items()
+        if '"' not in value and "\\" not in value and len(value.encode()) <= 150
+    ]
     owned = args.subscription is None
     name = args.subscription or f"fileops-watch-{uuid.uuid4().hex[:12]}"
     path = f"projects/{config.project}/subscriptions/{name}"
@@ -181,6 +185,8 @@ def watch_command(args: argparse.Namespace) -> int:
     def on_result(message: Any) -> None:
         nonlocal seen
         message.ack()
+        if any(message.attributes.get(key) != value for key, value in wanted.items()):
+            return
         result = json.loads(message.data)
         with lock:
             if enough.is_set():
@@ -193,13 +199,13 @@ def watch_command(args: argparse.Namespace) -> int:
                 enough.set()
 
     future = subscriber.subscribe(path, callback=on_result)
-    if not args.json:
-        print(
-            f"watching {config.results_topic} via {name}"
-            + (f" where {' AND '.join(conditions)}" if conditions else ""),
-            file=sys.stderr,
-            flush=True,
-        )
+    # On stderr even with --json: scripts may wait for it (results published from now on show).
+    print(
+        f"watching {config.results_topic} via {name}"
+        + (f" where {' AND '.join(conditions)}" if conditions else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         enough.wait(args.timeout)
     except KeyboardInterrupt:

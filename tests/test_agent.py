@@ -60,6 +60,37 @@ def fileops(stack: Stack, *args: str, timeout: float = 90) -> subprocess.Complet
     )
 
 
+def watched(
+    stack: Stack, client: FileopsClient, plans: list[dict[str, Any]], count: int, *watch_args: str
+) -> list[dict[str, Any]]:
+    """Run ``fileops watch --json --count COUNT`` while ``plans`` are submitted; what it printed."""
+    watch = subprocess.Popen(
+        [
+            *[sys.executable, "-m", "fileops_daemon.cli", "watch", "--json"],
+            *watch_args,
+            *["--timeout", "60", "--count", str(count)],
+        ],
+        cwd=REPO,
+        env=stack.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Its subscription exists once it says so: results published after that show.
+        assert watch.stderr is not None
+        assert watch.stderr.readline().startswith("watching "), "watch did not start"
+        for document in plans:
+            assert client.submit(document, timeout=30) is not None
+        out, err = watch.communicate(timeout=60)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert watch.returncode == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
 @pytest.fixture
 def client(stack: Stack) -> Iterator[FileopsClient]:
     with FileopsClient(ClientConfig(project=stack.project)) as made:
@@ -221,53 +252,34 @@ class TestOperatorCli:
         self, running: Stack, client: FileopsClient
     ) -> None:
         other = running.case("Other-Case", {"a.txt": "a\n"})
-        watch = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fileops_daemon.cli",
-                "watch",
-                "--case",
-                CASE,
-                "--status",
-                "applied",
-                "--json",
-                "--count",
-                "2",
-                "--timeout",
-                "60",
-            ],
-            cwd=REPO,
-            env=running.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            time.sleep(3)  # the watch subscription must exist before the results are published
-            publisher = [
-                plan("w-1"),  # planned: filtered out by status
-                plan("w-2", dry_run=False, ops=OPS[:1]),  # applied, this case
-                plan(
-                    "w-3",
-                    dry_run=False,
-                    case="Other-Case",
-                    ops=[{"type": "mkdir", "path": "Other-Case/x"}],
-                ),  # other case
-                plan("w-4", dry_run=False, ops=[{"type": "delete", "path": f"{CASE}/no"}]),
-                plan("w-5", dry_run=False, ops=OPS[1:]),  # applied, this case
-            ]
-            for document in publisher:
-                assert client.submit(document, timeout=30) is not None
-            out, err = watch.communicate(timeout=60)
-        finally:
-            if watch.poll() is None:
-                watch.kill()
-                watch.wait()
-        assert watch.returncode == 0, err
-        seen = [json.loads(line) for line in out.splitlines()]
+        publish = [
+            plan("w-1"),  # planned: filtered out by status
+            plan("w-2", dry_run=False, ops=OPS[:1]),  # applied, this case
+            plan(
+                "w-3",
+                dry_run=False,
+                case="Other-Case",
+                ops=[{"type": "mkdir", "path": "Other-Case/x"}],
+            ),  # other case
+            plan("w-4", dry_run=False, ops=[{"type": "delete", "path": f"{CASE}/no"}]),
+            plan("w-5", dry_run=False, ops=OPS[1:]),  # applied, this case
+        ]
+        seen = watched(running, client, publish, 2, "--case", CASE, "--status", "applied")
         assert [r["plan_id"] for r in seen] == ["w-2", "w-5"]
         assert (other / "x").is_dir()
+
+    def test_watch_filters_a_case_whose_name_cannot_sit_in_a_pubsub_filter(
+        self, running: Stack, client: FileopsClient
+    ) -> None:
+        quoted = 'O"Neil \\ Sons-Case'
+        running.case(quoted, {"a.txt": "a\n"})
+        publish = [
+            plan("q-1", case=quoted, ops=[{"type": "mkdir", "path": f"{quoted}/x"}]),
+            plan("q-2"),  # another case
+            plan("q-3", case=quoted, ops=[{"type": "mkdir", "path": f"{quoted}/y"}]),
+        ]
+        seen = watched(running, client, publish, 2, "--case", quoted)
+        assert [r["plan_id"] for r in seen] == ["q-1", "q-3"]
 
     def test_status_shows_progress_moving_during_a_long_apply(self, stack: Stack) -> None:
         stack.bootstrap()
