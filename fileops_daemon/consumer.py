@@ -1,6 +1,6 @@
 """The pull loop: streaming pull with flow control, one handler call per message, and the one
 place that decides ack or nack. Shutdown: stop pulling, let in-flight plans finish within a
-bound, ack nothing that is not done."""
+bound, then hand the rest over (paused, lease released, nacked); ack nothing that is not done."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from fileops_daemon.outputs import Delivery
 __all__ = ["Consumer"]
 
 log = structlog.get_logger("fileops.consumer")
+
+#: How long paused plans get to release their leases and be nacked after the drain bound.
+HANDOVER_SECONDS = 10.0
 
 
 def delivery_of(message: Message) -> Delivery:
@@ -84,7 +87,11 @@ class Consumer:
         return self._future is not None and not self._future.done()
 
     def stop(self, timeout: float) -> bool:
-        """Stop pulling and wait for in-flight plans; True if they all finished in time."""
+        """Stop pulling and wait for in-flight plans; True if they all finished in time.
+
+        Plans still applying after ``timeout`` are handed over: paused between steps, their
+        leases released and their messages nacked, within HANDOVER_SECONDS more.
+        """
         if self._future is None:
             return True
         log.info("consumer.draining", in_flight=self.in_flight, timeout=timeout)
@@ -99,6 +106,11 @@ class Consumer:
 
         threading.Thread(target=wait_for_callbacks, daemon=True).start()
         done = finished.wait(timeout)
+        if not done:
+            log.info("consumer.handing_over", in_flight=self.in_flight)
+            self.handler.hand_over()
+            handed_over = finished.wait(HANDOVER_SECONDS)
+            log.info("consumer.handed_over", complete=handed_over, in_flight=self.in_flight)
         log.info("consumer.stopped", drained=done, in_flight=self.in_flight)
         return done
 

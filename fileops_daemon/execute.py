@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from fileops_daemon.undo import inverse_plan, undo_plan_id
 
 __all__ = [
     "TRANSIENT_ERRNOS",
+    "ApplyPaused",
     "Checkpoint",
     "ProgressCallback",
     "RetryPolicy",
@@ -68,6 +70,10 @@ TRANSIENT_ERRNOS = frozenset(
 
 #: Called after every step with (steps done, steps in all).
 ProgressCallback = Callable[[int, int], None]
+
+
+class ApplyPaused(Exception):  # noqa: N818 - a request honoured, not an error
+    """The apply stopped between steps because it was asked to; the same call resumes it."""
 
 
 class Checkpoint(Protocol):
@@ -192,11 +198,14 @@ def apply_plan(
     checkpoint: Checkpoint | None = None,
     parallelism: int = 1,
     pacer: StepPacer | None = None,
+    pause: threading.Event | None = None,
     attempt: int = 1,
 ) -> dict[str, Any]:
     """Apply (or, for a dry-run plan, simulate) ``plan`` and return its result document.
 
     ``pacer`` caps the steps started per second (shared with other applies that use it).
+    Once ``pause`` is set no further step starts: the running ones finish and are journaled,
+    and ApplyPaused is raised (a rollback under way is not paused: it puts the tree back).
 
     Exceptions raised by ``on_step`` or ``checkpoint`` stop the apply where it stands; the
     journal stays, and the next call resumes.
@@ -230,6 +239,7 @@ def apply_plan(
                 on_step=on_step,
                 parallelism=max(1, parallelism),
                 pacer=pacer or StepPacer(0),
+                pause=pause or threading.Event(),
             ).execute()
     except PlanError as exc:  # busy lock
         return _rejection(plan, exc, started, attempt)
@@ -325,6 +335,7 @@ class _Run:
         on_step: ProgressCallback | None,
         parallelism: int,
         pacer: StepPacer,
+        pause: threading.Event,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -338,6 +349,7 @@ class _Run:
         self.on_step = on_step
         self.parallelism = parallelism
         self.pacer = pacer
+        self.pause = pause
         self._half_run: list[int] = []
         self.log = log.bind(plan_id=plan.plan_id, case_name=plan.case_name)
 
@@ -439,7 +451,8 @@ class _Run:
 
         Up to ``parallelism`` steps run at once. A step starts only when no running step
         touches one of its paths (or a parent or child of one), so steps that depend on each
-        other keep the plan's order. On a failure no new step starts; the running ones finish.
+        other keep the plan's order. On a failure, or once ``pause`` is set, no new step
+        starts; the running ones finish.
         """
         steps = self.state.steps
         total = len(steps)
@@ -447,32 +460,42 @@ class _Run:
         allow_done = self.resumed
         pending = [i for i in range(total) if i not in self.state.done]
         failure: dict[str, Any] | None = None
+        paused = False
         if self.parallelism <= 1:
             for index in pending:
                 self.pacer.wait()
+                if self.pause.is_set():
+                    paused = True
+                    break
                 self.journal.before(steps[index])
                 failure = self._settle(self._work(index, allow_done), total)
                 if failure is not None:
                     break
-            return failure
-        running: dict[Future[_Outcome], int] = {}
-        with ThreadPoolExecutor(self.parallelism, thread_name_prefix="apply") as pool:
-            try:
-                for index in pending:
-                    step = steps[index]
-                    while running and (
-                        len(running) >= self.parallelism
-                        or any(_overlap(step, steps[i]) for i in running.values())
-                    ):
+        else:
+            running: dict[Future[_Outcome], int] = {}
+            with ThreadPoolExecutor(self.parallelism, thread_name_prefix="apply") as pool:
+                try:
+                    for index in pending:
+                        step = steps[index]
+                        while running and (
+                            len(running) >= self.parallelism
+                            or any(_overlap(step, steps[i]) for i in running.values())
+                        ):
+                            failure = self._collect(running, total) or failure
+                        if failure is not None:
+                            break
+                        self.pacer.wait()
+                        if self.pause.is_set():
+                            paused = True
+                            break
+                        self.journal.before(step)
+                        running[pool.submit(self._work, index, allow_done)] = index
+                finally:
+                    while running:  # let the running steps end, and journal them
                         failure = self._collect(running, total) or failure
-                    if failure is not None:
-                        break
-                    self.pacer.wait()
-                    self.journal.before(step)
-                    running[pool.submit(self._work, index, allow_done)] = index
-            finally:
-                while running:  # let the running steps end, and journal them
-                    failure = self._collect(running, total) or failure
+        if paused and failure is None:
+            self.log.info("apply.paused", done=len(self.state.done), steps=total)
+            raise ApplyPaused(f"plan {self.plan.plan_id} paused after {len(self.state.done)} steps")
         return failure
 
     def _collect(self, running: dict[Future[_Outcome], int], total: int) -> dict[str, Any] | None:

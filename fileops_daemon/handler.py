@@ -18,7 +18,13 @@ import structlog
 
 from fileops_daemon.config import Config
 from fileops_daemon.errors import ErrorCode, PlanError
-from fileops_daemon.execute import RetryPolicy, apply_plan, dry_run, idempotency_conflict
+from fileops_daemon.execute import (
+    ApplyPaused,
+    RetryPolicy,
+    apply_plan,
+    dry_run,
+    idempotency_conflict,
+)
 from fileops_daemon.journal import Journal
 from fileops_daemon.ledger import (
     Claimed,
@@ -137,6 +143,13 @@ class PlanHandler:
         )
         # One pacer for the whole daemon: the cap is on the load all plans put on the bucket.
         self.pacer = StepPacer(config.apply_max_steps_per_second)
+        self.handing_over = threading.Event()
+
+    def hand_over(self) -> None:
+        """Shutting down with plans still applying: pause them between steps, release their
+        leases and nack them, so another daemon resumes them at once instead of after the
+        lease and the ack deadline run out."""
+        self.handing_over.set()
 
     def handle(self, delivery: Delivery) -> Disposition:
         started = now()
@@ -219,11 +232,12 @@ class PlanHandler:
             if isinstance(outcome, Claimed):
                 break
             assert isinstance(outcome, Held)
-            # Another daemon holds a live lease: wait for its outcome, or for its lease to end.
-            if time.monotonic() > deadline:
+            # Another daemon holds a live lease: wait for its outcome, or for its lease to end
+            # (not while shutting down: the message goes back at once).
+            if time.monotonic() > deadline or self.handing_over.is_set():
                 bound.info("plan.held_elsewhere", owner=outcome.record.owner)
                 return Disposition.NACK
-            time.sleep(min(1.0, self.config.lease_seconds / 10))
+            self.handing_over.wait(min(1.0, self.config.lease_seconds / 10))
         if outcome.takeover:
             bound.warning(
                 "lease.takeover",
@@ -233,6 +247,7 @@ class PlanHandler:
             self.metrics.lease_takeovers.inc()
             self._seed_local_journal(plan, outcome.record)
         begun = time.monotonic()
+        paused = False
         with LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3) as keeper:
             try:
                 result = apply_plan(
@@ -245,11 +260,18 @@ class PlanHandler:
                     checkpoint=keeper,
                     parallelism=self.config.apply_parallelism,
                     pacer=self.pacer,
+                    pause=self.handing_over,
                     attempt=delivery.delivery_attempt,
                 )
             except LeaseLostError:
                 bound.warning("lease.lost")
                 return Disposition.NACK
+            except ApplyPaused:
+                paused = True  # release the lease once the keeper has stopped renewing it
+        if paused:
+            self.ledger.release(keeper.record)
+            bound.info("plan.handed_over", progress=keeper.record.progress)
+            return Disposition.NACK
         self.metrics.apply_seconds.observe(time.monotonic() - begun)
         if result["status"] == "applied":
             self.metrics.steps_applied.inc(result.get("steps", 0))

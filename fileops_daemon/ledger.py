@@ -10,6 +10,7 @@ that takes over an expired lease can resume from the last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -214,6 +215,13 @@ class Ledger:
             return self._write(renewed, record.generation)
         except PreconditionFailed as exc:
             raise LeaseLostError(f"plan {record.plan_id} was taken over by another daemon") from exc
+
+    def release(self, record: Record) -> None:
+        """End our lease now (the plan stays claimed, so the next daemon takes it over at
+        once); quietly nothing if someone already has."""
+        released = replace(record, token=uuid.uuid4().hex, lease_expires_at=0.0)
+        with contextlib.suppress(PreconditionFailed):
+            self._write(released, record.generation)
 
     def complete(
         self, record: Record, result: dict[str, Any], undo: dict[str, Any] | None = None

@@ -84,6 +84,11 @@ def answered_by_message(stack: Stack) -> Counter[str]:
     return Counter(e.get("message_id") for e in stack.all_events("plan.answered"))
 
 
+def event_time(event: dict[str, Any]) -> float:
+    """A log line's timestamp, in seconds."""
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
 def error_codes(result: dict[str, Any]) -> list[str]:
     return [error["code"] for error in result["errors"]]
 
@@ -490,7 +495,7 @@ def test_corrupt_ledger_record_sends_the_plan_to_the_dead_letter_topic(stack: St
 
 
 @pytest.mark.slow
-def test_sigterm_drains_within_bound_and_leaves_unfinished_plan_unacked(stack: Stack) -> None:
+def test_sigterm_drains_within_bound_then_hands_the_unfinished_plan_over(stack: Stack) -> None:
     stack.bootstrap()
     stack.case(CASE, {"keep.txt": "keep\n"})
     plan = many_writes_plan(CASE, "drain-1", 3000)
@@ -511,15 +516,23 @@ def test_sigterm_drains_within_bound_and_leaves_unfinished_plan_unacked(stack: S
     assert code == 0, f"exit code {code} after SIGTERM ({took:.1f}s); log:\n{a.tail()}"
     assert took <= drain + 3.0, f"took {took:.1f}s to exit with FILEOPS_DRAIN_SECONDS={drain}"
     exit_event = a.wait_for("daemon.exit", 0)
+    assert exit_event["drained"] is False, exit_event
+    a.wait_for("plan.handed_over", 0, plan_id="drain-1")
     record = stack.ledger_record("drain-1")
     assert record is not None and record["state"] == "claimed", (
-        f"the plan finished within the drain (make it bigger): {record}"
+        f"the plan finished within the drain (make it slower): {record}"
     )
-    assert exit_event["drained"] is False, exit_event
+    # Handed over: the lease is released, so the next daemon need not wait for it to run out.
+    assert record["owner"] == "worker-a" and record["lease_expires_at"] == 0, record
     stack.results.drain(0.5)
     assert not stack.results.results("drain-1"), "an unfinished plan was answered"
 
     b = stack.start_daemon("b", state_dir=stack.tmp / "state-a")
+    takeover = b.wait_for("lease.takeover", 30, plan_id="drain-1")
+    assert takeover["previous_owner"] == "worker-a"
+    # A nacked the message: it comes back at once, not after the 10 s ack deadline.
+    waited = event_time(takeover) - event_time(exit_event)
+    assert waited < 8.0, f"B took the plan over {waited:.1f}s after A exited"
     [result] = stack.results.wait_plan("drain-1", timeout=60)
     assert result["status"] == "applied", result
     b.wait_for("plan.answered", 5, message_id=message_id)  # redelivered: A never acked it

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
+import pytest
+
+from fileops_daemon.execute import ApplyPaused
 from fileops_daemon.paths import WORK_DIR_NAME
 from fileops_daemon.plan import parse_plan
 from fileops_daemon.store import PlanStore
@@ -265,3 +269,49 @@ class TestParallelApply:
         assert after == before
         again = apply_doc(plan_doc(ops), world.root, world.state)
         assert again == result, "a final failure is stored and returned, not retried"
+
+
+class TestPause:
+    """A daemon shutting down pauses its applies between steps and hands them over."""
+
+    @pytest.mark.parametrize("parallelism", [1, 8])
+    def test_a_paused_apply_stops_between_steps_and_the_next_call_finishes_it(
+        self, world: World, tmp_path: Path, parallelism: int
+    ) -> None:
+        import shutil
+
+        twin = tmp_path / "twin"
+        shutil.copytree(world.root, twin, symlinks=True)
+        ops = [{"type": "mkdir", "path": f"{CASE}/notes"}] + [
+            {"type": "write", "path": f"{CASE}/notes/n{i:03}.txt", "content": f"note {i}"}
+            for i in range(60)
+        ]
+        pause = threading.Event()
+        seen: list[int] = []
+
+        def stop_at_ten(done: int, total: int) -> None:
+            seen.append(done)
+            if done == 10:
+                pause.set()
+
+        with pytest.raises(ApplyPaused):
+            apply_doc(
+                plan_doc(ops),
+                world.root,
+                world.state,
+                on_step=stop_at_ten,
+                pause=pause,
+                parallelism=parallelism,
+            )
+        written = sorted(p.name for p in (world.case / "notes").iterdir())
+        # The mkdir and 9 writes were done; steps running when the pause came finish (and are
+        # journaled), none starts after it.
+        assert 9 <= len(written) <= 9 + parallelism, written
+        assert max(seen) == 1 + len(written)
+        assert PlanStore(str(world.state), "p-1").read_result() is None
+
+        resumed = apply_doc(plan_doc(ops), world.root, world.state)
+        assert resumed["status"] == "applied"
+        straight = apply_doc(plan_doc(ops), twin, tmp_path / "state2")
+        assert straight["status"] == "applied"
+        assert snapshot(world.root, skip_work_dirs=True) == snapshot(twin, skip_work_dirs=True)

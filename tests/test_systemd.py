@@ -29,6 +29,7 @@ import pytest
 
 from fileops_daemon.cli import EXIT_CONFIG, EXIT_FORCED
 from fileops_daemon.config import Config
+from fileops_daemon.consumer import HANDOVER_SECONDS
 from tests.emulators import harness
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,11 +235,12 @@ class TestDaemonUnit:
         assert f"/var/lib/{last(daemon_unit, 'Service', 'StateDirectory')}" == state_dir
         assert passwd_entry(installed, "fileops")[5] == state_dir
 
-    def test_systemd_waits_longer_than_the_drain(self, daemon_unit: Unit) -> None:
+    def test_systemd_waits_longer_than_the_drain_and_the_hand_over(self, daemon_unit: Unit) -> None:
         drain = float(env_example()["FILEOPS_DRAIN_SECONDS"])
         assert drain == Config.drain_seconds
         assert last(daemon_unit, "Service", "KillSignal") == "SIGTERM"
-        assert seconds(last(daemon_unit, "Service", "TimeoutStopSec")) >= drain + 15
+        stop = seconds(last(daemon_unit, "Service", "TimeoutStopSec"))
+        assert stop >= drain + HANDOVER_SECONDS + 10
 
     def test_restarts_on_failure_but_not_on_a_configuration_error(self, daemon_unit: Unit) -> None:
         assert last(daemon_unit, "Service", "Restart") == "on-failure"
