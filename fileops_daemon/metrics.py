@@ -42,7 +42,7 @@ class Metrics:
         )
         self.lease_takeovers = Counter(
             "fileops_lease_takeovers",
-            "Plans taken over from a daemon whose lease expired",
+            "Plans taken over from a daemon that died or handed them over on shutdown",
             registry=self.registry,
         )
         self.redeliveries = Counter(
