@@ -91,9 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--max-steps-per-second",
         type=_rate,
-        default=0.0,
+        default=None,
         metavar="R",
-        help="start at most R steps per second, to spare a shared bucket (default: no cap)",
+        help="start at most R steps per second, to spare a shared bucket "
+        "(default $FILEOPS_APPLY_MAX_STEPS_PER_SECOND or 0: no cap)",
     )
 
     undo = command(
@@ -231,6 +232,7 @@ def _progress_callback() -> Any:
 
 
 def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from fileops_daemon.config import env_float, env_int
     from fileops_daemon.execute import apply_plan
     from fileops_daemon.limits import Limits
     from fileops_daemon.pacing import StepPacer
@@ -239,9 +241,13 @@ def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
     if progress is not None:
         progress.start()
     try:
+        # Undo has no such options: it runs with the environment's settings.
         parallel = getattr(args, "parallel", None)
         if parallel is None:
-            parallel = int(os.environ.get("FILEOPS_APPLY_PARALLELISM") or 1)
+            parallel = env_int(os.environ, "FILEOPS_APPLY_PARALLELISM", 1)
+        rate = getattr(args, "max_steps_per_second", None)
+        if rate is None:
+            rate = env_float(os.environ, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND", 0.0)
         return apply_plan(
             plan,
             args.root,
@@ -249,7 +255,7 @@ def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
             limits=Limits.from_env(),
             on_step=update,
             parallelism=max(1, parallel),
-            pacer=StepPacer(getattr(args, "max_steps_per_second", 0.0)),
+            pacer=StepPacer(rate),
         )
     finally:
         if progress is not None:

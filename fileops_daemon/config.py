@@ -7,14 +7,11 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fileops_daemon.envvars import ConfigError, env_float, env_int
 from fileops_daemon.limits import Limits
 from fileops_daemon.signing import load_key
 
-__all__ = ["Config", "ConfigError", "project_from_env"]
-
-
-class ConfigError(ValueError):
-    """A required setting is missing or malformed; the message names the variable."""
+__all__ = ["Config", "ConfigError", "env_float", "env_int", "project_from_env"]
 
 
 def project_from_env(env: Mapping[str, str]) -> str:
@@ -23,32 +20,6 @@ def project_from_env(env: Mapping[str, str]) -> str:
     if not project:
         raise ConfigError("FILEOPS_PROJECT (or GOOGLE_CLOUD_PROJECT) is required")
     return project
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= 0:  # also refuses NaN
-        raise ConfigError(f"{name} must be a number of at least 0, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -94,12 +65,9 @@ class Config:
         state_bucket = env.get("FILEOPS_STATE_BUCKET")
         if not state_bucket:
             raise ConfigError("FILEOPS_STATE_BUCKET is required")
-        concurrency = _int(env, "FILEOPS_CONCURRENCY", 4)
+        concurrency = env_int(env, "FILEOPS_CONCURRENCY", 4)
         defaults = cls(project=project, state_bucket=state_bucket, audit_bucket=state_bucket)
-        try:
-            limits = Limits.from_env(env)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        limits = Limits.from_env(env)
         keys = []
         for name in ("FILEOPS_SIGNING_KEY_FILE", "FILEOPS_SIGNING_KEY_FILE_PREVIOUS"):
             if env.get(name):
@@ -122,30 +90,30 @@ class Config:
             state_dir=env.get("FILEOPS_STATE_DIR") or defaults.state_dir,
             limits=limits,
             concurrency=concurrency,
-            apply_parallelism=_int(env, "FILEOPS_APPLY_PARALLELISM", defaults.apply_parallelism),
-            apply_max_steps_per_second=_float(
+            apply_parallelism=env_int(env, "FILEOPS_APPLY_PARALLELISM", defaults.apply_parallelism),
+            apply_max_steps_per_second=env_float(
                 env, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND", defaults.apply_max_steps_per_second
             ),
-            flow_max_messages=_int(env, "FILEOPS_FLOW_MAX_MESSAGES", concurrency * 2),
-            flow_max_bytes=_int(env, "FILEOPS_FLOW_MAX_BYTES", defaults.flow_max_bytes),
-            lease_seconds=_float(env, "FILEOPS_LEASE_SECONDS", defaults.lease_seconds),
-            ack_deadline_seconds=_int(
+            flow_max_messages=env_int(env, "FILEOPS_FLOW_MAX_MESSAGES", concurrency * 2),
+            flow_max_bytes=env_int(env, "FILEOPS_FLOW_MAX_BYTES", defaults.flow_max_bytes),
+            lease_seconds=env_float(env, "FILEOPS_LEASE_SECONDS", defaults.lease_seconds),
+            ack_deadline_seconds=env_int(
                 env, "FILEOPS_ACK_DEADLINE_SECONDS", defaults.ack_deadline_seconds, minimum=10
             ),
-            max_delivery_attempts=_int(
+            max_delivery_attempts=env_int(
                 env, "FILEOPS_MAX_DELIVERY_ATTEMPTS", defaults.max_delivery_attempts, minimum=5
             ),
-            drain_seconds=_float(env, "FILEOPS_DRAIN_SECONDS", defaults.drain_seconds),
-            retry_attempts=_int(env, "FILEOPS_RETRY_ATTEMPTS", defaults.retry_attempts),
-            retry_initial_wait=_float(
+            drain_seconds=env_float(env, "FILEOPS_DRAIN_SECONDS", defaults.drain_seconds),
+            retry_attempts=env_int(env, "FILEOPS_RETRY_ATTEMPTS", defaults.retry_attempts),
+            retry_initial_wait=env_float(
                 env, "FILEOPS_RETRY_INITIAL_WAIT", defaults.retry_initial_wait
             ),
-            retry_max_wait=_float(env, "FILEOPS_RETRY_MAX_WAIT", defaults.retry_max_wait),
+            retry_max_wait=env_float(env, "FILEOPS_RETRY_MAX_WAIT", defaults.retry_max_wait),
             worker_id=env.get("FILEOPS_WORKER_ID") or defaults.worker_id,
             log_json=log_format == "json",
             log_level=env.get("FILEOPS_LOG_LEVEL", "INFO").upper(),
             signing_keys=tuple(keys),
-            metrics_port=_int(env, "FILEOPS_METRICS_PORT", 0, minimum=0),
+            metrics_port=env_int(env, "FILEOPS_METRICS_PORT", 0, minimum=0),
         )
 
     def topic_path(self, topic: str) -> str:

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fileops_daemon.envvars import env_int
+
 __all__ = ["GCS_OBJECT_NAME_MAX_BYTES", "NAME_MAX_BYTES", "Limits"]
 
 #: GCS refuses object names longer than this (UTF-8 bytes); a path is an object name.
@@ -29,20 +31,19 @@ class Limits:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
-        """Read ``FILEOPS_MAX_*`` variables; unset ones keep their defaults."""
+        """Read ``FILEOPS_MAX_*`` variables (unset ones keep their defaults); ConfigError names
+        a wrong one."""
         env = os.environ if env is None else env
-        values: dict[str, int] = {}
-        for field in (
-            "max_operations",
-            "max_steps",
-            "max_write_bytes",
-            "max_deletes",
-            "max_plan_bytes",
-        ):
-            raw = env.get(f"FILEOPS_{field.upper()}")
-            if raw is not None:
-                number = int(raw)
-                if number < 1:
-                    raise ValueError(f"FILEOPS_{field.upper()} must be positive, got {raw!r}")
-                values[field] = number
-        return cls(**values)
+        defaults = cls()
+        return cls(
+            **{
+                name: env_int(env, f"FILEOPS_{name.upper()}", getattr(defaults, name))
+                for name in (
+                    "max_operations",
+                    "max_steps",
+                    "max_write_bytes",
+                    "max_deletes",
+                    "max_plan_bytes",
+                )
+            }
+        )

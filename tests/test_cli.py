@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,13 +22,16 @@ OPS = [
 ]
 
 
-def fileops(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def fileops(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fileops_daemon.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         input=stdin,
+        env={**os.environ, **(env or {})},
         timeout=60,
         check=False,
     )
@@ -144,3 +148,18 @@ class TestApplyAndUndo:
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["status"] == "applied"
         assert (world.case / "Medical Records" / "file1.pdf").exists()
+
+    def test_a_bad_setting_in_the_environment_exits_78_naming_it(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        before = snapshot(world.root)
+        path = write_json(tmp_path / "p.json", plan_doc(OPS, dry_run=False))
+        for name, bad in (
+            ("FILEOPS_APPLY_PARALLELISM", "many"),
+            ("FILEOPS_APPLY_MAX_STEPS_PER_SECOND", "-3"),
+            ("FILEOPS_MAX_DELETES", "0"),
+        ):
+            run = fileops("apply", str(path), "--root", str(world.root), env={name: bad})
+            assert run.returncode == 78, (name, run.stderr)
+            assert run.stderr.count("\n") == 1 and name in run.stderr, run.stderr
+        assert snapshot(world.root) == before

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from fileops_daemon.envvars import ConfigError
 from fileops_daemon.errors import ErrorCode, PlanError
 from fileops_daemon.limits import Limits
 from fileops_daemon.plan import load_schema, parse_plan
@@ -159,8 +160,10 @@ class TestErrorCodes:
     def test_limits_come_from_the_environment(self) -> None:
         limits = Limits.from_env({"FILEOPS_MAX_DELETES": "5", "FILEOPS_MAX_OPERATIONS": "7"})
         assert (limits.max_deletes, limits.max_operations) == (5, 7)
-        with pytest.raises(ValueError, match="positive"):
+        with pytest.raises(ConfigError, match="FILEOPS_MAX_STEPS must be at least 1"):
             Limits.from_env({"FILEOPS_MAX_STEPS": "0"})
+        with pytest.raises(ConfigError, match="FILEOPS_MAX_DELETES must be a whole number"):
+            Limits.from_env({"FILEOPS_MAX_DELETES": "lots"})
 
 
 class TestValidatorsAgree:

@@ -1,0 +1,39 @@
+"""Reading ``FILEOPS_*`` settings: a wrong value is a ConfigError that names its variable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["ConfigError", "env_float", "env_int"]
+
+
+class ConfigError(ValueError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum``; unset or empty gives ``default``."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number of at least 0; unset or empty gives ``default``."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= 0:  # also refuses NaN
+        raise ConfigError(f"{name} must be a number of at least 0, got {raw!r}")
+    return value
