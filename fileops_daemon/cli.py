@@ -210,8 +210,12 @@ def _rate(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be 0 (no cap) or more, got {text}")
+    from fileops_daemon.pacing import StepPacer
+
+    try:
+        StepPacer(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return value
 
 
@@ -232,7 +236,7 @@ def _progress_callback() -> Any:
 
 
 def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from fileops_daemon.config import env_float, env_int
+    from fileops_daemon.envvars import ConfigError, env_float, env_int
     from fileops_daemon.execute import apply_plan
     from fileops_daemon.limits import Limits
     from fileops_daemon.pacing import StepPacer
@@ -248,6 +252,10 @@ def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
         rate = getattr(args, "max_steps_per_second", None)
         if rate is None:
             rate = env_float(os.environ, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND", 0.0)
+        try:
+            pacer = StepPacer(rate)
+        except ValueError as exc:
+            raise ConfigError(f"FILEOPS_APPLY_MAX_STEPS_PER_SECOND: {exc}") from None
         return apply_plan(
             plan,
             args.root,
@@ -255,7 +263,7 @@ def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
             limits=Limits.from_env(),
             on_step=update,
             parallelism=max(1, parallel),
-            pacer=StepPacer(rate),
+            pacer=pacer,
         )
     finally:
         if progress is not None:

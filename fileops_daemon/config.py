@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from fileops_daemon.envvars import ConfigError, env_float, env_int
 from fileops_daemon.limits import Limits
+from fileops_daemon.pacing import StepPacer
 from fileops_daemon.signing import load_key
 
 __all__ = ["Config", "ConfigError", "env_float", "env_int", "project_from_env"]
@@ -68,6 +69,13 @@ class Config:
         concurrency = env_int(env, "FILEOPS_CONCURRENCY", 4)
         defaults = cls(project=project, state_bucket=state_bucket, audit_bucket=state_bucket)
         limits = Limits.from_env(env)
+        steps_per_second = env_float(
+            env, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND", defaults.apply_max_steps_per_second
+        )
+        try:
+            StepPacer(steps_per_second)
+        except ValueError as exc:
+            raise ConfigError(f"FILEOPS_APPLY_MAX_STEPS_PER_SECOND: {exc}") from None
         keys = []
         for name in ("FILEOPS_SIGNING_KEY_FILE", "FILEOPS_SIGNING_KEY_FILE_PREVIOUS"):
             if env.get(name):
@@ -91,14 +99,16 @@ class Config:
             limits=limits,
             concurrency=concurrency,
             apply_parallelism=env_int(env, "FILEOPS_APPLY_PARALLELISM", defaults.apply_parallelism),
-            apply_max_steps_per_second=env_float(
-                env, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND", defaults.apply_max_steps_per_second
-            ),
+            apply_max_steps_per_second=steps_per_second,
             flow_max_messages=env_int(env, "FILEOPS_FLOW_MAX_MESSAGES", concurrency * 2),
             flow_max_bytes=env_int(env, "FILEOPS_FLOW_MAX_BYTES", defaults.flow_max_bytes),
             lease_seconds=env_float(env, "FILEOPS_LEASE_SECONDS", defaults.lease_seconds),
-            ack_deadline_seconds=env_int(
-                env, "FILEOPS_ACK_DEADLINE_SECONDS", defaults.ack_deadline_seconds, minimum=10
+            ack_deadline_seconds=env_int(  # Pub/Sub's own bounds
+                env,
+                "FILEOPS_ACK_DEADLINE_SECONDS",
+                defaults.ack_deadline_seconds,
+                minimum=10,
+                maximum=600,
             ),
             max_delivery_attempts=env_int(
                 env, "FILEOPS_MAX_DELIVERY_ATTEMPTS", defaults.max_delivery_attempts, minimum=5

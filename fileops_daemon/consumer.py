@@ -25,6 +25,8 @@ log = structlog.get_logger("fileops.consumer")
 
 #: How long paused plans get to release their leases and be nacked after the drain bound.
 HANDOVER_SECONDS = 10.0
+#: How long one message's delivery is kept alive while its plan applies.
+MAX_PLAN_SECONDS = 24 * 3600
 
 
 def delivery_of(message: Message) -> Delivery:
@@ -65,6 +67,13 @@ class Consumer:
         flow = pubsub_v1.types.FlowControl(
             max_messages=self.config.flow_max_messages,
             max_bytes=self.config.flow_max_bytes,
+            # Each extension reaches one ack deadline: a message this daemon stops extending
+            # (a crash) comes back after about that long.
+            min_duration_per_lease_extension=self.config.ack_deadline_seconds,
+            max_duration_per_lease_extension=self.config.ack_deadline_seconds,
+            # The client's default stops extending after an hour, and a longer (or paced) apply
+            # would be redelivered to another daemon, bounce off our lease, and dead-letter.
+            max_lease_duration=MAX_PLAN_SECONDS,
         )
         executor = ThreadPoolExecutor(
             max_workers=self.config.concurrency, thread_name_prefix="plan-worker"

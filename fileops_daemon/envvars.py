@@ -11,8 +11,14 @@ class ConfigError(ValueError):
     """A required setting is missing or malformed; the message names the variable."""
 
 
-def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    """A whole number of at least ``minimum``; unset or empty gives ``default``."""
+def env_int(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    minimum: int = 1,
+    maximum: int | None = None,
+) -> int:
+    """A whole number from ``minimum`` to ``maximum``; unset or empty gives ``default``."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -22,6 +28,8 @@ def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 

@@ -463,7 +463,7 @@ class _Run:
         paused = False
         if self.parallelism <= 1:
             for index in pending:
-                self.pacer.wait()
+                self.pacer.wait(self.pause)
                 if self.pause.is_set():
                     paused = True
                     break
@@ -484,7 +484,7 @@ class _Run:
                             failure = self._collect(running, total) or failure
                         if failure is not None:
                             break
-                        self.pacer.wait()
+                        self.pacer.wait(self.pause)
                         if self.pause.is_set():
                             paused = True
                             break

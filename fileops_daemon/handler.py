@@ -269,7 +269,10 @@ class PlanHandler:
             except ApplyPaused:
                 paused = True  # release the lease once the keeper has stopped renewing it
         if paused:
-            self.ledger.release(keeper.record)
+            try:
+                self.ledger.release(keeper.record)
+            except Exception as exc:  # the lease then runs out on its own: slower, still safe
+                bound.warning("lease.release_failed", error=f"{type(exc).__name__}: {exc}")
             bound.info("plan.handed_over", progress=keeper.record.progress)
             return Disposition.NACK
         self.metrics.apply_seconds.observe(time.monotonic() - begun)

@@ -143,9 +143,11 @@ class Journal:
 
     def close(self) -> None:
         if self._fd >= 0:
-            self.sync()
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
     def summary(self) -> dict[str, Any]:
         """What the journal holds, compactly: done and undone steps as index ranges."""

@@ -109,7 +109,10 @@ def status_command(args: argparse.Namespace) -> int:
     )
     if record.state == "claimed":
         left = record.lease_expires_at - time.time()
-        console.print(f"lease {'expires in' if left > 0 else 'expired'} {abs(left):.0f} s")
+        if record.lease_expires_at == 0:
+            console.print("lease released (handed over on shutdown): the next daemon resumes it")
+        else:
+            console.print(f"lease {'expires in' if left > 0 else 'expired'} {abs(left):.0f} s")
         done = int(record.progress.get("steps_done", record.progress.get("done", 0)))
         total = int(record.progress.get("steps_total", 0))
         if total:

@@ -11,7 +11,10 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["StepPacer"]
+__all__ = ["MIN_STEPS_PER_SECOND", "StepPacer"]
+
+#: The slowest cap (one step every 100 s); anything slower is a typo, not a policy.
+MIN_STEPS_PER_SECOND = 0.01
 
 
 class StepPacer:
@@ -24,8 +27,11 @@ class StepPacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not per_second >= 0:  # also refuses NaN
-            raise ValueError(f"steps per second must be 0 (no cap) or more, got {per_second}")
+        if not (per_second == 0 or per_second >= MIN_STEPS_PER_SECOND):  # also refuses NaN
+            raise ValueError(
+                f"steps per second must be 0 (no cap) or at least {MIN_STEPS_PER_SECOND}, "
+                f"got {per_second}"
+            )
         self.per_second = per_second
         self._interval = 1.0 / per_second if per_second else 0.0
         self._clock = clock
@@ -33,13 +39,17 @@ class StepPacer:
         self._lock = threading.Lock()
         self._next_slot = 0.0
 
-    def wait(self) -> None:
-        """Return when the next step may start (at once when there is no cap)."""
-        if not self._interval:
+    def wait(self, cancel: threading.Event | None = None) -> None:
+        """Return when the next step may start (at once when there is no cap), or as soon as
+        ``cancel`` is set: a shutdown must not sit out a slow cap."""
+        if not self._interval or (cancel is not None and cancel.is_set()):
             return
         with self._lock:  # take a slot under the lock, sleep outside it
             now = self._clock()
             slot = max(self._next_slot, now)
             self._next_slot = slot + self._interval
         if slot > now:
-            self._sleep(slot - now)
+            if cancel is None:
+                self._sleep(slot - now)
+            else:
+                cancel.wait(slot - now)

@@ -54,6 +54,8 @@ def test_defaults_need_only_project_and_state_bucket() -> None:
         ({"FILEOPS_LOG_FORMAT": "xml"}, "FILEOPS_LOG_FORMAT"),
         ({"FILEOPS_APPLY_MAX_STEPS_PER_SECOND": "-5"}, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND"),
         ({"FILEOPS_APPLY_MAX_STEPS_PER_SECOND": "nan"}, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND"),
+        ({"FILEOPS_APPLY_MAX_STEPS_PER_SECOND": "1e-9"}, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND"),
+        ({"FILEOPS_ACK_DEADLINE_SECONDS": "601"}, "FILEOPS_ACK_DEADLINE_SECONDS"),
     ],
 )
 def test_a_bad_setting_names_the_variable(env: dict[str, str], named: str) -> None:

@@ -495,15 +495,23 @@ def test_corrupt_ledger_record_sends_the_plan_to_the_dead_letter_topic(stack: St
 
 
 @pytest.mark.slow
-def test_sigterm_drains_within_bound_then_hands_the_unfinished_plan_over(stack: Stack) -> None:
-    stack.bootstrap()
+@pytest.mark.parametrize("machine", ["same-machine", "other-machine"])
+def test_sigterm_drains_within_bound_then_hands_the_unfinished_plan_over(
+    stack: Stack, machine: str
+) -> None:
+    # A lease and an ack deadline of a minute: without the hand-over, B would wait that long.
+    slow_return = {"FILEOPS_ACK_DEADLINE_SECONDS": "60", "FILEOPS_LEASE_SECONDS": "60"}
+    stack.bootstrap(**slow_return)
     stack.case(CASE, {"keep.txt": "keep\n"})
     plan = many_writes_plan(CASE, "drain-1", 3000)
     expected = stack.reference_after([plan])
     drain = 1.0
     # Paced to ~6 s: the plan cannot finish within the drain, however fast the machine.
     a = stack.start_daemon(
-        "a", FILEOPS_DRAIN_SECONDS=str(drain), FILEOPS_APPLY_MAX_STEPS_PER_SECOND="500"
+        "a",
+        FILEOPS_DRAIN_SECONDS=str(drain),
+        FILEOPS_APPLY_MAX_STEPS_PER_SECOND="500",
+        **slow_return,
     )
     message_id = stack.publish(plan)
     journal = stack.tmp / "state-a" / "plans" / "drain-1" / "journal.jsonl"
@@ -527,12 +535,17 @@ def test_sigterm_drains_within_bound_then_hands_the_unfinished_plan_over(stack: 
     stack.results.drain(0.5)
     assert not stack.results.results("drain-1"), "an unfinished plan was answered"
 
-    b = stack.start_daemon("b", state_dir=stack.tmp / "state-a")
+    state_b = stack.tmp / ("state-a" if machine == "same-machine" else "state-b")
+    b = stack.start_daemon("b", state_dir=state_b)
     takeover = b.wait_for("lease.takeover", 30, plan_id="drain-1")
     assert takeover["previous_owner"] == "worker-a"
-    # A nacked the message: it comes back at once, not after the 10 s ack deadline.
+    # A released the lease and nacked the message: B has it within seconds, not after the
+    # minute of lease and ack deadline (pstest redelivers a nack at once; Pub/Sub after the
+    # subscription's retry backoff).
     waited = event_time(takeover) - event_time(exit_event)
-    assert waited < 8.0, f"B took the plan over {waited:.1f}s after A exited"
+    assert waited < 20.0, f"B took the plan over {waited:.1f}s after A exited"
+    resume = b.wait_for("apply.resume", 5, plan_id="drain-1")
+    assert resume["done"] >= steps_done(record["progress"]) > 0, (resume, record["progress"])
     [result] = stack.results.wait_plan("drain-1", timeout=60)
     assert result["status"] == "applied", result
     b.wait_for("plan.answered", 5, message_id=message_id)  # redelivered: A never acked it

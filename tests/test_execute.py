@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fileops_daemon.execute import ApplyPaused
+from fileops_daemon.journal import Journal
 from fileops_daemon.paths import WORK_DIR_NAME
 from fileops_daemon.plan import parse_plan
 from fileops_daemon.store import PlanStore
@@ -308,7 +309,12 @@ class TestPause:
         # journaled), none starts after it.
         assert 9 <= len(written) <= 9 + parallelism, written
         assert max(seen) == 1 + len(written)
-        assert PlanStore(str(world.state), "p-1").read_result() is None
+        store = PlanStore(str(world.state), "p-1")
+        assert store.read_result() is None
+        journal, state = Journal.resume(store.journal_path)
+        journal.close()
+        assert state.state == "applying"
+        assert len(state.done) == 1 + len(written), "a step that ran was not journaled"
 
         resumed = apply_doc(plan_doc(ops), world.root, world.state)
         assert resumed["status"] == "applied"
