@@ -579,6 +579,18 @@ class Stack:
             daemon.wait_ready()
         return daemon
 
+    def cli(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        """Run ``fileops ARGS`` (an ops command) against this stack."""
+        return subprocess.run(
+            [sys.executable, "-m", "fileops_daemon.cli", *args],
+            cwd=REPO,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
     def all_events(self, message: str, **match: Any) -> list[dict[str, Any]]:
         return [e for d in self.daemons for e in d.events(message, **match)]
 

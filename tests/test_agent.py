@@ -48,18 +48,6 @@ def seed_case(stack: Stack) -> Path:
     return case
 
 
-def fileops(stack: Stack, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fileops_daemon.cli", *args],
-        cwd=REPO,
-        env=stack.env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def watched(
     stack: Stack, client: FileopsClient, plans: list[dict[str, Any]], count: int, *watch_args: str
 ) -> list[dict[str, Any]]:
@@ -226,10 +214,10 @@ class TestOperatorCli:
     def test_submit_dry_run_then_apply_and_wait(self, running: Stack, tmp_path: Path) -> None:
         path = tmp_path / "plan.json"
         path.write_text(json.dumps(plan("cli-1")))
-        dry = fileops(running, "submit", str(path), "--wait", "--json", "--timeout", "30")
+        dry = running.cli("submit", str(path), "--wait", "--json", "--timeout", "30")
         assert dry.returncode == 0, dry.stderr
         assert json.loads(dry.stdout)["status"] == "planned"
-        real = fileops(running, "submit", str(path), "--apply", "--wait", "--timeout", "30")
+        real = running.cli("submit", str(path), "--apply", "--wait", "--timeout", "30")
         assert real.returncode == 0, real.stderr
         assert "applied" in real.stdout and "file1.pdf" in real.stdout
 
@@ -237,7 +225,7 @@ class TestOperatorCli:
         path = tmp_path / "plan.json"
         ops = [{"type": "delete", "path": f"{CASE}/nope"}]
         path.write_text(json.dumps(plan("cli-2", ops=ops)))
-        run = fileops(running, "submit", str(path), "--wait", "--timeout", "30")
+        run = running.cli("submit", str(path), "--wait", "--timeout", "30")
         assert run.returncode == 3
         assert "source_missing" in run.stderr and "Traceback" not in run.stderr
 
@@ -247,7 +235,7 @@ class TestOperatorCli:
         stack.bootstrap()
         path = tmp_path / "plan.json"
         path.write_text(json.dumps(plan("cli-3")))
-        run = fileops(stack, "submit", str(path), "--wait", "--timeout", "2")
+        run = stack.cli("submit", str(path), "--wait", "--timeout", "2")
         assert run.returncode == 5
         assert "no result" in run.stderr
 
@@ -295,7 +283,7 @@ class TestOperatorCli:
         readings: list[int] = []
 
         def progressed() -> bool:
-            run = fileops(stack, "status", "long-1", "--json")
+            run = stack.cli("status", "long-1", "--json")
             if run.returncode == 0:
                 record = json.loads(run.stdout)
                 if record["state"] == "claimed":
@@ -303,15 +291,15 @@ class TestOperatorCli:
             return len(set(readings)) >= 2 and readings[-1] > readings[0]
 
         wait_until(progressed, 120, "two different progress readings", interval=0.3)
-        human = fileops(stack, "status", "long-1")
+        human = stack.cli("status", "long-1")
         assert human.returncode == 0 and "long-1" in human.stdout
         result = stack.results.wait_plan("long-1", 180)[-1]
         assert result["status"] == "applied"
-        done = json.loads(fileops(stack, "status", "long-1", "--json").stdout)
+        done = json.loads(stack.cli("status", "long-1", "--json").stdout)
         assert done["state"] == "done" and done["result"]["status"] == "applied"
 
     def test_status_of_an_unknown_plan(self, running: Stack) -> None:
-        run = fileops(running, "status", "never-sent")
+        run = running.cli("status", "never-sent")
         assert run.returncode == 3 and "no plan" in run.stderr
 
     def test_undo_restores_the_tree(self, running: Stack, client: FileopsClient) -> None:
@@ -324,12 +312,10 @@ class TestOperatorCli:
         applied = client.submit(plan("undo-1", dry_run=False, ops=ops), timeout=30)
         assert applied is not None and applied["status"] == "applied"
         assert snapshot(running.root, skip_work_dirs=True) != before
-        preview = fileops(running, "undo", "undo-1", "--wait", "--json", "--timeout", "30")
+        preview = running.cli("undo", "undo-1", "--wait", "--json", "--timeout", "30")
         assert preview.returncode == 0, preview.stderr
         assert json.loads(preview.stdout)["status"] == "planned"
-        undone = fileops(
-            running, "undo", "undo-1", "--apply", "--wait", "--json", "--timeout", "30"
-        )
+        undone = running.cli("undo", "undo-1", "--apply", "--wait", "--json", "--timeout", "30")
         assert undone.returncode == 0, undone.stderr
         assert json.loads(undone.stdout)["plan_id"] == "undo-1.undo"
         assert snapshot(running.root, skip_work_dirs=True) == before

@@ -534,6 +534,8 @@ def test_sigterm_drains_within_bound_then_hands_the_unfinished_plan_over(
     assert record["owner"] == "worker-a" and record["lease_expires_at"] == 0, record
     stack.results.drain(0.5)
     assert not stack.results.results("drain-1"), "an unfinished plan was answered"
+    status = stack.cli("status", "drain-1")
+    assert status.returncode == 0 and "lease released" in status.stdout, status
 
     state_b = stack.tmp / ("state-a" if machine == "same-machine" else "state-b")
     b = stack.start_daemon("b", state_dir=state_b)
