@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from google.api_core.exceptions import AlreadyExists, NotFound
+from google.api_core.exceptions import AlreadyExists, DeadlineExceeded, NotFound
 from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
 
@@ -136,10 +136,14 @@ class FileopsClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            response = subscriber.pull(
-                request={"subscription": self._subscription, "max_messages": 50},
-                timeout=max(1.0, min(remaining, 10.0)),
-            )
+            try:
+                response = subscriber.pull(
+                    request={"subscription": self._subscription, "max_messages": 50},
+                    timeout=max(0.1, min(remaining, 10.0)),
+                )
+            except DeadlineExceeded:
+                # Pub/Sub may hold a pull open until a message comes: time up means none yet.
+                continue
             if not response.received_messages:
                 time.sleep(min(0.2, max(remaining, 0)))
                 continue

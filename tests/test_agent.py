@@ -144,6 +144,15 @@ class TestAgentTool:
         assert result["status"] == "pending"
         assert "queued" in result["message"]
 
+    def test_a_wait_shorter_than_the_servers_pull_hold_returns_none(
+        self, stack: Stack, client: FileopsClient
+    ) -> None:
+        # pstest holds an empty pull 0.5 s (Pub/Sub longer): the call's own deadline fires.
+        stack.bootstrap()
+        began = time.monotonic()
+        assert client.wait("never-sent", timeout=0.3) is None
+        assert time.monotonic() - began < 5
+
     def test_the_langchain_tool_takes_a_plan_and_answers_in_words(
         self, running: Stack, client: FileopsClient
     ) -> None:
