@@ -40,6 +40,9 @@ class ClientConfig:
     plans_topic: str = "fileops-plans"
     results_topic: str = "fileops-results"
     signing_key: bytes | None = None
+    #: Where the client's own results subscriptions live (default: ``project``). A project of
+    #: their own lets agents manage subscriptions there without any right on the daemon's.
+    subscription_project: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientConfig:
@@ -51,7 +54,14 @@ class ClientConfig:
             plans_topic=env.get("FILEOPS_PLANS_TOPIC") or cls.plans_topic,
             results_topic=env.get("FILEOPS_RESULTS_TOPIC") or cls.results_topic,
             signing_key=load_key(key_file) if key_file else None,
+            subscription_project=env.get("FILEOPS_CLIENT_SUBSCRIPTION_PROJECT") or None,
         )
+
+    def topic_path(self, topic: str) -> str:
+        return f"projects/{self.project}/topics/{topic}"
+
+    def subscription_path(self, name: str) -> str:
+        return f"projects/{self.subscription_project or self.project}/subscriptions/{name}"
 
 
 class FileopsClient:
@@ -64,9 +74,7 @@ class FileopsClient:
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
         )
         self._subscriber: pubsub_v1.SubscriberClient | None = None
-        self._subscription = (
-            f"projects/{config.project}/subscriptions/fileops-results-{self.client_id}"
-        )
+        self._subscription = config.subscription_path(f"fileops-results-{self.client_id}")
         self._waiting: dict[str, dict[str, Any]] = {}  # results that arrived for other plans
 
     def __enter__(self) -> FileopsClient:
@@ -90,8 +98,7 @@ class FileopsClient:
                 subscriber.create_subscription(
                     request={
                         "name": self._subscription,
-                        "topic": f"projects/{self.config.project}/topics/"
-                        f"{self.config.results_topic}",
+                        "topic": self.config.topic_path(self.config.results_topic),
                         "filter": f'attributes.{REPLY_ATTRIBUTE} = "{self.client_id}"',
                         "ack_deadline_seconds": 10,
                         "expiration_policy": {
@@ -118,7 +125,7 @@ class FileopsClient:
         if self.config.signing_key is not None:
             attributes[SIGNATURE_ATTRIBUTE] = sign(self.config.signing_key, data)
         future = self._publisher.publish(
-            f"projects/{self.config.project}/topics/{self.config.plans_topic}",
+            self.config.topic_path(self.config.plans_topic),
             data,
             ordering_key=attributes["case_name"],
             **attributes,

@@ -170,13 +170,13 @@ def watch_command(args: argparse.Namespace) -> int:
     ]
     owned = args.subscription is None
     name = args.subscription or f"fileops-watch-{uuid.uuid4().hex[:12]}"
-    path = f"projects/{config.project}/subscriptions/{name}"
+    path = config.subscription_path(name)
     subscriber = pubsub_v1.SubscriberClient()
     with contextlib.suppress(AlreadyExists):
         subscriber.create_subscription(
             request={
                 "name": path,
-                "topic": f"projects/{config.project}/topics/{config.results_topic}",
+                "topic": config.topic_path(config.results_topic),
                 "filter": " AND ".join(conditions),
                 "ack_deadline_seconds": 10,
             }

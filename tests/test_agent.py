@@ -153,6 +153,27 @@ class TestAgentTool:
         assert client.wait("never-sent", timeout=0.3) is None
         assert time.monotonic() - began < 5
 
+    def test_a_client_keeps_its_subscription_in_a_project_of_its_own(self, running: Stack) -> None:
+        agents = f"agents-{running.project}"  # not a prefix of the other: pstest lists by prefix
+        env = {**running.env(), "FILEOPS_CLIENT_SUBSCRIPTION_PROJECT": agents}
+        config = ClientConfig.from_env(env)
+
+        def names(project: str) -> set[str]:
+            return {
+                s.name for s in running.subscriber.list_subscriptions(project=f"projects/{project}")
+            }
+
+        daemon_side = names(running.project)
+        with FileopsClient(config) as separate:
+            result = separate.submit(plan("agent-6"), timeout=30)
+            assert result is not None and result["status"] == "planned"
+            assert names(running.project) == daemon_side, (
+                "a subscription landed beside the daemon's"
+            )
+            [own] = names(agents)
+            assert own.endswith(f"fileops-results-{separate.client_id}")
+        assert names(agents) == set(), "close() left the subscription behind"
+
     def test_the_langchain_tool_takes_a_plan_and_answers_in_words(
         self, running: Stack, client: FileopsClient
     ) -> None:
