@@ -1,4 +1,9 @@
-"""Logging setup: structlog, JSON with Cloud Logging ``severity`` in production, one place."""
+"""Logging setup: structlog, JSON with Cloud Logging ``severity`` in production, one place.
+
+The libraries underneath (Pub/Sub, GCS, gRPC, tenacity) log through the standard library;
+their warnings and errors go through the same renderer, so every line the daemon writes is
+one JSON object Cloud Logging can read.
+"""
 
 from __future__ import annotations
 
@@ -21,24 +26,38 @@ def _cloud_severity(_logger: Any, method: str, event: dict[str, Any]) -> dict[st
 def configure_logging(
     *, json_output: bool, level: str = "INFO", stream: TextIO | None = None
 ) -> None:
-    """Route structlog to ``stream`` (stderr by default); stdout stays free for results."""
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+    """Route structlog, and library logging of WARNING and above, to ``stream`` (stderr by
+    default); stdout stays free for results."""
+    stream = stream or sys.stderr
+    stamp: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    render: list[Any]
     if json_output:
-        processors += [
+        render = [
             _cloud_severity,
             structlog.processors.format_exc_info,
             structlog.processors.EventRenamer("message"),
             structlog.processors.JSONRenderer(),
         ]
     else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+        render = [structlog.dev.ConsoleRenderer(colors=False)]
+    numeric_level = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        processors=[structlog.contextvars.merge_contextvars, *stamp, *render],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *stamp],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *render],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    # Libraries are chatty below WARNING (every request, every retry): keep them out.
+    root.setLevel(max(logging.WARNING, numeric_level))
