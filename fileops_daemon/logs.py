@@ -61,3 +61,8 @@ def configure_logging(
     root.handlers = [handler]
     # Libraries are chatty below WARNING (every request, every retry): keep them out.
     root.setLevel(max(logging.WARNING, numeric_level))
+    # google-api-core cuts its "google" logger off from the root when the first client is made,
+    # unless that logger is configured already: configure it, and undo an earlier cut.
+    google = logging.getLogger("google")
+    google.setLevel(root.level)
+    google.propagate = True

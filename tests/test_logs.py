@@ -9,21 +9,23 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from google.api_core import client_logging
 
 from fileops_daemon.logs import configure_logging
 
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    root, google = logging.getLogger(), logging.getLogger("google")
+    saved = root.handlers[:], root.level, google.level, google.propagate
     out = io.StringIO()
     configure_logging(json_output=True, stream=out)
     try:
         yield out
     finally:
-        root.handlers, level = saved
+        root.handlers, level, google_level, google.propagate = saved
         root.setLevel(level)
+        google.setLevel(google_level)
         structlog.reset_defaults()
 
 
@@ -38,7 +40,15 @@ def test_our_lines_carry_severity_and_bound_fields(stream: io.StringIO) -> None:
     assert (line["plan_id"], line["case_name"], line["n"]) == ("p-1", "C", 2)
 
 
-def test_a_library_warning_is_a_json_line_too(stream: io.StringIO) -> None:
+@pytest.mark.parametrize("clients_first", [False, True])
+def test_a_library_warning_is_a_json_line_too(stream: io.StringIO, clients_first: bool) -> None:
+    # What google-api-core does to the "google" logger when the first client is made.
+    google = logging.getLogger("google")
+    if clients_first:  # a client made before logging was set up: the cut already happened
+        google.setLevel(logging.NOTSET)
+        google.propagate = False
+        configure_logging(json_output=True, stream=stream)
+    client_logging.setup_logging("")
     library = logging.getLogger("google.api_core.bidi")
     library.warning("Background thread did not exit.")
     try:
