@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,21 @@ def plan_doc(
         "operations": operations,
         **extra,
     }
+
+
+def notes_ops(count: int) -> list[dict[str, Any]]:
+    """A folder ``notes`` and ``count`` small files in it: one cheap step each."""
+    return [{"type": "mkdir", "path": f"{CASE}/notes"}] + [
+        {"type": "write", "path": f"{CASE}/notes/n{i:03}.txt", "content": f"note {i}"}
+        for i in range(count)
+    ]
+
+
+def twin_tree(root: Path, where: Path) -> Path:
+    """A copy of ``root`` (links kept as links), to apply the same plan to another way."""
+    twin = where / "twin"
+    shutil.copytree(root, twin, symlinks=True)
+    return twin
 
 
 def apply_doc(document: dict[str, Any], root: Path, state: Path, **kwargs: Any) -> dict[str, Any]:

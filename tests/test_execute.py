@@ -14,7 +14,15 @@ from fileops_daemon.paths import WORK_DIR_NAME
 from fileops_daemon.plan import parse_plan
 from fileops_daemon.store import PlanStore
 from tests.conftest import World
-from tests.support import CASE, apply_doc, error_codes, plan_doc, snapshot
+from tests.support import (
+    CASE,
+    apply_doc,
+    error_codes,
+    notes_ops,
+    plan_doc,
+    snapshot,
+    twin_tree,
+)
 
 REORG = [
     {"type": "mkdir", "path": f"{CASE}/Investigation/photos"},
@@ -215,10 +223,7 @@ class TestParallelApply:
     def test_parallel_apply_gives_the_same_tree_as_sequential(
         self, world: World, tmp_path: Path
     ) -> None:
-        import shutil
-
-        twin = tmp_path / "twin"
-        shutil.copytree(world.root, twin, symlinks=True)
+        twin = twin_tree(world.root, tmp_path)
         moves = [
             {
                 "type": "move",
@@ -279,14 +284,8 @@ class TestPause:
     def test_a_paused_apply_stops_between_steps_and_the_next_call_finishes_it(
         self, world: World, tmp_path: Path, parallelism: int
     ) -> None:
-        import shutil
-
-        twin = tmp_path / "twin"
-        shutil.copytree(world.root, twin, symlinks=True)
-        ops = [{"type": "mkdir", "path": f"{CASE}/notes"}] + [
-            {"type": "write", "path": f"{CASE}/notes/n{i:03}.txt", "content": f"note {i}"}
-            for i in range(60)
-        ]
+        twin = twin_tree(world.root, tmp_path)
+        ops = notes_ops(60)
         pause = threading.Event()
         seen: list[int] = []
 

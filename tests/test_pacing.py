@@ -11,7 +11,7 @@ import pytest
 
 from fileops_daemon.pacing import StepPacer
 from tests.conftest import World
-from tests.support import CASE, apply_doc, plan_doc, snapshot
+from tests.support import apply_doc, notes_ops, plan_doc, snapshot, twin_tree
 
 
 class FakeTime:
@@ -103,14 +103,8 @@ def test_threads_sharing_a_pacer_share_its_rate() -> None:
 def test_a_paced_apply_takes_its_time_and_ends_like_an_unpaced_one(
     world: World, tmp_path: Path, parallelism: int
 ) -> None:
-    import shutil
-
-    twin = tmp_path / "twin"
-    shutil.copytree(world.root, twin, symlinks=True)
-    ops = [{"type": "mkdir", "path": f"{CASE}/notes"}] + [
-        {"type": "write", "path": f"{CASE}/notes/n{i}.txt", "content": f"note {i}"}
-        for i in range(29)
-    ]
+    twin = twin_tree(world.root, tmp_path)
+    ops = notes_ops(29)
     began = time.monotonic()
     result = apply_doc(
         plan_doc(ops), world.root, world.state, parallelism=parallelism, pacer=StepPacer(100)
