@@ -463,8 +463,7 @@ class _Run:
         paused = False
         if self.parallelism <= 1:
             for index in pending:
-                self.pacer.wait(self.pause)
-                if self.pause.is_set():
+                if not self._may_start():
                     paused = True
                     break
                 self.journal.before(steps[index])
@@ -484,8 +483,7 @@ class _Run:
                             failure = self._collect(running, total) or failure
                         if failure is not None:
                             break
-                        self.pacer.wait(self.pause)
-                        if self.pause.is_set():
+                        if not self._may_start():
                             paused = True
                             break
                         self.journal.before(step)
@@ -497,6 +495,11 @@ class _Run:
             self.log.info("apply.paused", done=len(self.state.done), steps=total)
             raise ApplyPaused(f"plan {self.plan.plan_id} paused after {len(self.state.done)} steps")
         return failure
+
+    def _may_start(self) -> bool:
+        """Wait for the next step's slot under the cap; False once a pause was asked for."""
+        self.pacer.wait(self.pause)
+        return not self.pause.is_set()
 
     def _collect(self, running: dict[Future[_Outcome], int], total: int) -> dict[str, Any] | None:
         finished, _ = wait(running, return_when=FIRST_COMPLETED)

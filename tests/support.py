@@ -55,6 +55,17 @@ def plan_doc(
     }
 
 
+#: The seed plan's two operations (the sample case holds their sources).
+SEED_OPS: list[dict[str, Any]] = [
+    {"type": "mkdir", "path": f"{CASE}/Investigation/photos"},
+    {
+        "type": "move",
+        "from": f"{CASE}/uncategorized/file1.pdf",
+        "to": f"{CASE}/Medical Records/file1.pdf",
+    },
+]
+
+
 def notes_ops(count: int) -> list[dict[str, Any]]:
     """A folder ``notes`` and ``count`` small files in it: one cheap step each."""
     return [{"type": "mkdir", "path": f"{CASE}/notes"}] + [

@@ -16,19 +16,12 @@ from fileops_daemon.agent import apply_reorg_plan, langchain_tool, submit_file_o
 from fileops_daemon.client import ClientConfig, FileopsClient
 from fileops_daemon.signing import sign
 from tests.daemon_support import Stack, many_writes_plan, schema_errors, wait_until
-from tests.support import CASE, snapshot
+from tests.support import CASE, SEED_OPS, snapshot
 
 pytest_plugins = ["tests.conftest_daemon"]
 
 REPO = Path(__file__).resolve().parent.parent
-OPS = [
-    {"type": "mkdir", "path": f"{CASE}/Investigation/photos"},
-    {
-        "type": "move",
-        "from": f"{CASE}/uncategorized/file1.pdf",
-        "to": f"{CASE}/Medical Records/file1.pdf",
-    },
-]
+OPS = SEED_OPS
 
 
 def plan(

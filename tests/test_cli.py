@@ -9,17 +9,17 @@ import sys
 from pathlib import Path
 
 from tests.conftest import World
-from tests.support import CASE, assert_valid_result, plan_doc, snapshot, write_json
+from tests.support import (
+    CASE,
+    SEED_OPS,
+    assert_valid_result,
+    plan_doc,
+    snapshot,
+    write_json,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-OPS = [
-    {"type": "mkdir", "path": f"{CASE}/Investigation/photos"},
-    {
-        "type": "move",
-        "from": f"{CASE}/uncategorized/file1.pdf",
-        "to": f"{CASE}/Medical Records/file1.pdf",
-    },
-]
+OPS = SEED_OPS
 
 
 def fileops(
