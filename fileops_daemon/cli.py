@@ -169,16 +169,16 @@ def _emit(result: dict[str, Any], as_json: bool) -> int:
 def _parse(raw: bytes) -> tuple[Any, dict[str, Any] | None]:
     """The plan, or (None, a rejected result) when it cannot be parsed."""
     from fileops_daemon.limits import Limits
-    from fileops_daemon.plan import parse_plan
+    from fileops_daemon.plan import decode_json, parse_plan
     from fileops_daemon.results import now, refusal_result
 
     started = now()
     try:
         return parse_plan(raw, Limits.from_env()), None
     except PlanError as exc:
-        try:
-            document = json.loads(raw)
-        except ValueError:
+        try:  # the ids, for the report, when the document decodes at all
+            document = decode_json(raw)
+        except PlanError:
             document = None
         return None, refusal_result(document, exc, started)
 

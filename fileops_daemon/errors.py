@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ErrorCode", "PlanError"]
+__all__ = ["DESCRIPTIONS", "MAX_MESSAGE_CHARS", "ErrorCode", "PlanError", "shorten"]
+
+#: Longest error message a result carries; longer ones are cut with a marker.
+MAX_MESSAGE_CHARS = 1000
 
 
 class ErrorCode(StrEnum):
@@ -38,6 +41,7 @@ class ErrorCode(StrEnum):
     UNDO_UNAVAILABLE = "undo_unavailable"
     SIGNATURE_INVALID = "signature_invalid"
     INTERNAL_ERROR = "internal_error"
+    DUPLICATE_KEY = "duplicate_key"
 
 
 #: One line per code, used by the README, ``fileops --help`` and the schema description.
@@ -69,6 +73,7 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.UNDO_UNAVAILABLE: "no inverse plan is stored for this plan_id",
     ErrorCode.SIGNATURE_INVALID: "the plan is unsigned or its HMAC signature does not match",
     ErrorCode.INTERNAL_ERROR: "a bug in fileops-daemon; the plan was not applied",
+    ErrorCode.DUPLICATE_KEY: "a JSON object in the plan names the same key twice",
 }
 
 
@@ -90,14 +95,23 @@ class PlanError(Exception):
         self.path = path
 
     def to_dict(self) -> dict[str, object]:
-        doc: dict[str, object] = {"code": self.code.value, "message": _printable(self.message)}
+        message = shorten(_printable(self.message), MAX_MESSAGE_CHARS)
+        doc: dict[str, object] = {"code": self.code.value, "message": message}
         if self.operation is not None:
             doc["operation"] = self.operation
-        if self.path is not None:
-            doc["path"] = _printable(self.path)
+        if self.path is not None:  # the schema caps a plan's path at 4,096 characters
+            doc["path"] = shorten(_printable(self.path), 4096)
         return doc
 
 
 def _printable(text: str) -> str:
     """Text that can be encoded as UTF-8: a hostile path's lone surrogates become U+FFFD."""
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    kept = max(0, limit - 40)  # room for the marker
+    return f"{text[:kept]}... ({len(text) - kept} more characters)"

@@ -10,6 +10,8 @@ import base64
 import binascii
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from fileops_daemon.errors import ErrorCode, PlanError
+from fileops_daemon.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.limits import Limits
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "Operation",
     "OperationType",
     "Plan",
+    "check_nesting",
+    "decode_json",
     "load_schema",
     "parse_plan",
     "plan_digest",
@@ -103,19 +107,107 @@ def plan_digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+#: Nesting a plan needs is 4 (plan, operations, an operation, its expect); a deeper document
+#: is refused before anything recursive (the reference validator, repr, the digest) sees it.
+MAX_NESTING = 32
+#: Digits of one JSON number; a size fits in 20. Python refuses ints over 4,300 digits anyway,
+#: with a ValueError that would otherwise look like a bug.
+MAX_NUMBER_CHARS = 64
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice is refused (readers disagree on which one wins)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise PlanError(
+                    ErrorCode.DUPLICATE_KEY,
+                    f"the key {shorten(repr(key), 80)} appears twice in one object; "
+                    "each key may appear once",
+                )
+            seen.add(key)
+    return document
+
+
+def _integer(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise PlanError(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"a number in the plan has {len(text)} digits; the limit is {MAX_NUMBER_CHARS}",
+        )
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text[: MAX_NUMBER_CHARS + 1])
+    if len(text) > MAX_NUMBER_CHARS or not math.isfinite(value):
+        raise PlanError(ErrorCode.LIMIT_EXCEEDED, "a number in the plan is too long or too large")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise PlanError(ErrorCode.INVALID_JSON, f"plan is not JSON: {name} is not a JSON value")
+
+
+def decode_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN/Infinity, bounded numbers and nesting.
+
+    Every way it refuses is a PlanError; nothing else escapes (a hostile message must get an
+    answer, not an exception).
+    """
+    try:
+        return json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_object,
+            parse_int=_integer,
+            parse_float=_float,
+            parse_constant=_constant,
+        )
+    except RecursionError:
+        raise PlanError(
+            ErrorCode.LIMIT_EXCEEDED, f"plan is nested more than {MAX_NESTING} levels deep"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(
+            ErrorCode.INVALID_JSON, f"plan is not UTF-8 JSON: {shorten(str(exc), 200)}"
+        ) from None
+    except ValueError as exc:  # any other refusal of the decoder
+        raise PlanError(
+            ErrorCode.INVALID_JSON, f"plan is not acceptable JSON: {shorten(str(exc), 200)}"
+        ) from None
+
+
+def check_nesting(document: Any) -> None:
+    """Refuse a document nested deeper than MAX_NESTING (iteratively: no recursion)."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise PlanError(
+                ErrorCode.LIMIT_EXCEEDED, f"plan is nested more than {MAX_NESTING} levels deep"
+            )
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
 def _decode_document(data: bytes | str | Mapping[str, Any], limits: Limits) -> dict[str, Any]:
     if isinstance(data, Mapping):
         return dict(data)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if isinstance(data, str):
+        try:
+            raw = data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PlanError(ErrorCode.INVALID_JSON, "plan is not valid Unicode text") from None
+    else:
+        raw = data
     if len(raw) > limits.max_plan_bytes:
         raise PlanError(
             ErrorCode.LIMIT_EXCEEDED,
             f"plan is {len(raw)} bytes; the limit is {limits.max_plan_bytes}",
         )
-    try:
-        document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanError(ErrorCode.INVALID_JSON, f"plan is not UTF-8 JSON: {exc}") from exc
+    document = decode_json(raw)
     if not isinstance(document, dict):
         raise PlanError(ErrorCode.SCHEMA_VIOLATION, "plan must be a JSON object")
     return document
@@ -137,9 +229,38 @@ def _fast_validator() -> Any:
     return jsonschema_rs.validator_for(load_schema("plan"))
 
 
+def _fast_verdict(document: dict[str, Any]) -> bool:
+    try:
+        return bool(_fast_validator().is_valid(document))
+    except Exception:  # e.g. a lone surrogate it cannot convert: let the reference decide
+        return False
+
+
+#: How much of a schema error's text a refusal carries (jsonschema quotes the whole value).
+_SCHEMA_MESSAGE_CHARS = 300
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Fields that reach results, attributes, object names and logs as they are.
+_TEXT_FIELDS = ("plan_id", "case_name", "undo_of", "requested_by", "reason")
+
+
+def _check_text_fields(document: dict[str, Any]) -> None:
+    """JSON lets ``\\ud800`` through; such a string cannot be encoded or published."""
+    for name in _TEXT_FIELDS:
+        value = document.get(name)
+        if isinstance(value, str) and not value.isascii() and _SURROGATE.search(value):
+            raise PlanError(
+                ErrorCode.SCHEMA_VIOLATION,
+                f"plan.{name} is not valid Unicode text (it holds an unpaired surrogate)",
+            )
+
+
 def _check_schema(document: dict[str, Any]) -> None:
-    if _fast_validator().is_valid(document):
-        return
+    _check_text_fields(document)
+    if _fast_verdict(document):
+        return  # a valid plan is 4 levels deep: only a refusal needs the nesting check
+    check_nesting(document)
     from jsonschema.exceptions import best_match
 
     error = best_match(_plan_validator().iter_errors(document))
@@ -149,7 +270,7 @@ def _check_schema(document: dict[str, Any]) -> None:
     index = path[1] if len(path) > 1 and path[0] == "operations" else None
     raise PlanError(
         ErrorCode.SCHEMA_VIOLATION,
-        f"{_where(error)}: {error.message}",
+        shorten(f"{_where(error)}: {error.message}", _SCHEMA_MESSAGE_CHARS),
         operation=index if isinstance(index, int) else None,
     )
 

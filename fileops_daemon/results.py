@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fileops_daemon import __version__
-from fileops_daemon.errors import PlanError
+from fileops_daemon.errors import PlanError, shorten
 
 __all__ = ["SCHEMA_VERSION", "build_result", "now", "refusal_result", "worker_identity"]
 
@@ -71,11 +71,18 @@ def refusal_result(
     case_name = fields.get("case_name")
     dry_run = fields.get("dry_run", True)
     return build_result(
-        plan_id=plan_id if isinstance(plan_id, str) else "",
-        case_name=case_name if isinstance(case_name, str) else "",
+        plan_id=_text(plan_id),
+        case_name=_text(case_name),
         dry_run=dry_run if isinstance(dry_run, bool) else True,
         status="rejected",
         started=started,
         errors=[error],
         attempt=attempt,
     )
+
+
+def _text(value: object) -> str:
+    """A field of an unchecked document, fit to print and encode (bounded, valid UTF-8)."""
+    if not isinstance(value, str):
+        return ""
+    return shorten(value.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), 255)

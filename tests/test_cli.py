@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import World
+from tests.hostile_messages import MESSAGES, Hostile
 from tests.support import (
     CASE,
     SEED_OPS,
@@ -49,6 +52,19 @@ class TestValidate:
         assert run.returncode == 3
         assert json.loads(run.stdout)["errors"][0]["code"] == "path_invalid"
         assert run.stderr.count("\n") == 1 and "path_invalid" in run.stderr
+
+    @pytest.mark.parametrize("hostile", MESSAGES, ids=lambda h: h.name)
+    def test_hostile_files_exit_3_with_their_code_not_an_internal_error(
+        self, tmp_path: Path, hostile: Hostile
+    ) -> None:
+        path = tmp_path / "p.json"
+        path.write_bytes(hostile.data)
+        run = fileops("validate", "--json", str(path))
+        assert run.returncode == 3, run.stderr
+        assert json.loads(run.stdout)["errors"][0]["code"] == hostile.code
+        plan = fileops("plan", "--json", "--root", str(tmp_path), str(path))
+        assert plan.returncode == 3, plan.stderr
+        assert_valid_result(json.loads(plan.stdout))
 
     def test_plan_from_stdin(self) -> None:
         run = fileops("validate", "-", stdin=json.dumps(plan_doc(OPS)))

@@ -11,6 +11,7 @@ from fileops_daemon.envvars import ConfigError
 from fileops_daemon.errors import ErrorCode, PlanError
 from fileops_daemon.limits import Limits
 from fileops_daemon.plan import load_schema, parse_plan
+from tests.hostile_messages import MESSAGES, Hostile
 from tests.support import CASE, plan_doc
 
 SEED = {
@@ -130,6 +131,43 @@ class TestRefusals:
         ops = [{"type": "bogus"}] * 200_000
         error = refusal(plan_doc(ops), Limits(max_plan_bytes=64 << 20))
         assert error.code is ErrorCode.LIMIT_EXCEEDED
+
+
+class TestHostileMessages:
+    """Issue 10: any bytes end in a PlanError with a stable code, never another exception."""
+
+    @pytest.mark.parametrize("hostile", MESSAGES, ids=lambda h: h.name)
+    def test_refused_with_its_code_and_a_bounded_message(self, hostile: Hostile) -> None:
+        error = refusal(hostile.data)
+        assert error.code.value == hostile.code, error.message
+        document = error.to_dict()
+        json.dumps(document, ensure_ascii=False).encode("utf-8")  # publishable as is
+        assert len(str(document["message"])) <= 1000
+
+    def test_duplicate_keys_are_refused_at_any_depth(self) -> None:
+        text = json.dumps(SEED).replace('"type": "mkdir"', '"type": "mkdir", "type": "mkdir"')
+        error = refusal(text)
+        assert error.code is ErrorCode.DUPLICATE_KEY
+        assert "'type'" in error.message
+
+    def test_deep_nesting_below_the_decoders_limit_is_refused_too(self) -> None:
+        document = {**SEED, "reason": "x"}
+        deep: object = "x"
+        for _ in range(100):
+            deep = [deep]
+        document["reason"] = deep
+        assert refusal(document).code is ErrorCode.LIMIT_EXCEEDED
+
+    def test_a_valid_plan_is_not_slowed_by_the_nesting_check(self) -> None:
+        ops = [{"type": "mkdir", "path": f"{CASE}/d{i}"} for i in range(2000)]
+        assert len(parse_plan(plan_doc(ops)).operations) == 2000
+
+    def test_error_messages_are_cut_with_a_marker(self) -> None:
+        error = PlanError(ErrorCode.PATH_INVALID, "x" * 50_000, path="p" * 10_000)
+        document = error.to_dict()
+        assert len(str(document["message"])) <= 1000
+        assert str(document["message"]).endswith("more characters)")
+        assert len(str(document["path"])) <= 4096
 
 
 class TestDigest:
