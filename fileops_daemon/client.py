@@ -24,7 +24,7 @@ from google.protobuf import duration_pb2
 
 from fileops_daemon.config import project_from_env
 from fileops_daemon.handler import REPLY_ATTRIBUTE
-from fileops_daemon.signing import SIGNATURE_ATTRIBUTE, load_key, sign
+from fileops_daemon.signing import SIGNATURE_ATTRIBUTE, load_key, sign_message
 
 __all__ = ["ClientConfig", "FileopsClient"]
 
@@ -76,6 +76,7 @@ class FileopsClient:
         self._subscriber: pubsub_v1.SubscriberClient | None = None
         self._subscription = config.subscription_path(f"fileops-results-{self.client_id}")
         self._waiting: dict[str, dict[str, Any]] = {}  # results that arrived for other plans
+        self._sent: set[str] = set()  # plan ids this client published: the only answers taken
 
     def __enter__(self) -> FileopsClient:
         return self
@@ -122,8 +123,10 @@ class FileopsClient:
             "dry_run": "false" if plan.get("dry_run") is False else "true",
             REPLY_ATTRIBUTE: self.client_id,
         }
-        if self.config.signing_key is not None:
-            attributes[SIGNATURE_ATTRIBUTE] = sign(self.config.signing_key, data)
+        if self.config.signing_key is not None:  # v2: the data and these attributes
+            attributes[SIGNATURE_ATTRIBUTE] = sign_message(
+                self.config.signing_key, data, attributes
+            )
         future = self._publisher.publish(
             self.config.topic_path(self.config.plans_topic),
             data,
@@ -131,6 +134,7 @@ class FileopsClient:
             **attributes,
         )
         message_id: str = future.result(timeout=60)
+        self._sent.add(attributes["plan_id"])
         return message_id
 
     def wait(self, plan_id: str, timeout: float) -> dict[str, Any] | None:
@@ -161,10 +165,23 @@ class FileopsClient:
                 }
             )
             for received in response.received_messages:
-                result = json.loads(received.message.data)
-                self._waiting[result["plan_id"]] = result
+                result = _result_of(received.message.data)
+                # Only an answer to a plan we sent counts; anything else is dropped.
+                if result is not None and result["plan_id"] in self._sent:
+                    self._waiting[result["plan_id"]] = result
 
     def submit(self, plan: Mapping[str, Any], timeout: float = 60.0) -> dict[str, Any] | None:
         """Publish and wait; None when the daemon did not answer in time."""
         self.publish(plan)
         return self.wait(str(plan.get("plan_id", "")), timeout)
+
+
+def _result_of(data: bytes) -> dict[str, Any] | None:
+    """A result document, or None for anything that is not one."""
+    try:
+        result = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(result, dict) or not isinstance(result.get("plan_id"), str):
+        return None
+    return result

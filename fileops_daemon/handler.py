@@ -8,8 +8,8 @@ deciding (Pub/Sub redelivers; the dead-letter topic catches what keeps failing).
 from __future__ import annotations
 
 import enum
-import json
 import os
+import re
 import threading
 import time
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from fileops_daemon.config import Config
-from fileops_daemon.errors import ErrorCode, PlanError
+from fileops_daemon.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.execute import (
     ApplyPaused,
     RetryPolicy,
@@ -158,37 +158,63 @@ class PlanHandler:
             self.metrics.redeliveries.inc()
         bound = log.bind(
             message_id=delivery.message_id,
-            plan_id=attrs.get("plan_id", ""),
-            case_name=attrs.get("case_name", ""),
+            plan_id=shorten(attrs.get("plan_id", ""), 200),
+            case_name=shorten(attrs.get("case_name", ""), 200),
             attempt=delivery.delivery_attempt,
         )
         try:
-            if self.config.signing_keys:  # before parsing: forged plans get no further
-                verify(self.config.signing_keys, delivery.data, attrs)
-            plan = parse_plan(delivery.data, self.config.limits)
-            _check_attributes(plan, attrs)
+            plan = self._accept(delivery)
         except PlanError as exc:
-            result = _refusal(delivery, exc, started)
-            bound.bind(plan_id=result["plan_id"], case_name=result["case_name"]).warning(
-                "plan.rejected", code=exc.code.value, error=exc.message
+            return self._refuse(delivery, exc, started, bound)
+        except Exception as exc:  # a bug while checking the message: answer, never five nacks
+            bound.exception("plan.check_failed")
+            error = PlanError(
+                ErrorCode.INTERNAL_ERROR,
+                f"the daemon could not check this message ({type(exc).__name__}); "
+                "nothing was applied",
             )
-            return self._answer(result, delivery)
+            return self._refuse(delivery, error, started, bound)
         bound = bound.bind(plan_id=plan.plan_id, case_name=plan.case_name)
         if plan.dry_run:
             return self._answer(self._dry_run(plan, started, delivery), delivery)
         return self._apply(plan, started, delivery, bound)
 
+    def _accept(self, delivery: Delivery) -> Plan:
+        """Authenticate, parse and cross-check one message; PlanError says why not."""
+        if self.config.signing_keys:  # before parsing: forged plans get no further
+            verify(self.config.signing_keys, delivery.data, delivery.attributes)
+        plan = parse_plan(delivery.data, self.config.limits)
+        _check_attributes(plan, delivery.attributes)
+        return plan
+
+    def _refuse(
+        self, delivery: Delivery, error: PlanError, started: Any, bound: Any
+    ) -> Disposition:
+        """Answer a message that was not accepted: under a name the daemon made up, unrouted,
+        so a sender cannot put words under another plan's id or in another agent's inbox."""
+        result = refusal_result(
+            {"plan_id": placeholder_plan_id(delivery.message_id)},
+            error,
+            started,
+            attempt=delivery.delivery_attempt,
+        )
+        bound.bind(plan_id=result["plan_id"], case_name=result["case_name"]).warning(
+            "plan.rejected",
+            code=error.code.value,
+            error=result["errors"][0]["message"],
+            claimed_plan_id=shorten(delivery.attributes.get("plan_id", ""), 200),
+        )
+        return self._answer(result, delivery, routed=False)
+
     # -- outcomes -------------------------------------------------------------------------------
 
-    def _answer(self, result: dict[str, Any], delivery: Delivery) -> Disposition:
+    def _answer(
+        self, result: dict[str, Any], delivery: Delivery, *, routed: bool = True
+    ) -> Disposition:
         """Audit, publish, log; only then is the message done."""
         self.audit.write(result, delivery)
         # An agent's client tags its plans; the tag routes the result to its subscription.
-        reply = (
-            {REPLY_ATTRIBUTE: delivery.attributes[REPLY_ATTRIBUTE]}
-            if (REPLY_ATTRIBUTE in delivery.attributes)
-            else {}
-        )
+        reply = _reply_attributes(delivery, self.config.signing_keys) if routed else {}
         self.results.publish(result, reply)
         self.metrics.plans.labels(result["status"], str(result["dry_run"]).lower()).inc()
         log.info(
@@ -209,12 +235,25 @@ class PlanHandler:
             return idempotency_conflict(plan, started, delivery.delivery_attempt)
         if record is not None and record.state == "done" and record.result is not None:
             return record.result
-        return dry_run(
-            plan,
-            self.config.projects_root,
-            limits=self.config.limits,
-            attempt=delivery.delivery_attempt,
-        )
+        try:
+            return dry_run(
+                plan,
+                self.config.projects_root,
+                limits=self.config.limits,
+                attempt=delivery.delivery_attempt,
+            )
+        except Exception as exc:  # a bug in the simulation: the plan is refused, not retried
+            log.exception("plan.check_failed", plan_id=plan.plan_id, case_name=plan.case_name)
+            error = PlanError(
+                ErrorCode.INTERNAL_ERROR,
+                f"the dry run failed ({type(exc).__name__}); nothing was changed",
+            )
+            return refusal_result(
+                {"plan_id": plan.plan_id, "case_name": plan.case_name},
+                error,
+                started,
+                attempt=delivery.delivery_attempt,
+            )
 
     def _apply(self, plan: Plan, started: Any, delivery: Delivery, bound: Any) -> Disposition:
         deadline = time.monotonic() + self.config.lease_seconds + 5
@@ -303,25 +342,43 @@ class PlanHandler:
         Journal.seed(store.journal_path, header, record.progress)
 
 
+def placeholder_plan_id(message_id: str) -> str:
+    """The daemon's own name for a message it could not accept (it matches the plan_id
+    pattern, so it is safe in results, attributes and object names)."""
+    return "unidentified-" + (_UNSAFE_ID.sub("_", message_id)[:180] or "_")
+
+
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _reply_attributes(delivery: Delivery, keys: tuple[bytes, ...]) -> dict[str, str]:
+    """Routing for an accepted plan's result: its client_id, when that may be trusted (no
+    signing, or a v2 signature, which covers it) and is a plain name."""
+    client = delivery.attributes.get(REPLY_ATTRIBUTE)
+    if client is None or not _CLIENT_ID.fullmatch(client):
+        return {}
+    if keys:
+        try:
+            if verify(keys, delivery.data, delivery.attributes) < 2:
+                return {}  # v1 signs the data only: a replay may carry any client_id
+        except PlanError:
+            return {}
+    return {REPLY_ATTRIBUTE: client}
+
+
 def _check_attributes(plan: Plan, attributes: dict[str, str]) -> None:
     """Attributes route and filter messages; they must not disagree with the plan."""
-    for name, value in (("plan_id", plan.plan_id), ("case_name", plan.case_name)):
+    expected = {
+        "plan_id": plan.plan_id,
+        "case_name": plan.case_name,
+        "dry_run": "true" if plan.dry_run else "false",
+    }
+    for name, value in expected.items():
         given = attributes.get(name)
         if given is not None and given != value:
             raise PlanError(
                 ErrorCode.SCHEMA_VIOLATION,
-                f"message attribute {name}={given!r} disagrees with the plan's {value!r}",
+                f"message attribute {name}={shorten(repr(given), 200)} disagrees with the "
+                f"plan's {value!r}",
             )
-
-
-def _refusal(delivery: Delivery, error: PlanError, started: Any) -> dict[str, Any]:
-    try:
-        document = json.loads(delivery.data)
-    except ValueError:
-        document = None
-    if not isinstance(document, dict):
-        document = {}
-    for name in ("plan_id", "case_name"):
-        if not isinstance(document.get(name), str) and name in delivery.attributes:
-            document[name] = delivery.attributes[name]
-    return refusal_result(document, error, started, attempt=delivery.delivery_attempt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,8 @@ __all__ = ["AuditLog", "Delivery", "ResultPublisher"]
 
 #: How much of an undecodable message the audit record keeps, for forensics.
 _RAW_KEEP_BYTES = 64 << 10
+#: What may appear in an audit object name: plan.schema.json's plan_id pattern.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,11 @@ class AuditLog:
     @staticmethod
     def object_name(result: dict[str, Any], delivery: Delivery) -> str:
         day = datetime.fromisoformat(result["started_at"].replace("Z", "+00:00")).astimezone(UTC)
-        plan = result["plan_id"] or "_unidentified"
-        return f"{day:%Y/%m/%d}/{plan}/{delivery.message_id}.json"
+        # Both parts are daemon-checked names; anything else (a slash, a newline, 1,000+
+        # bytes) never shapes an object name.
+        plan = result["plan_id"] if _SAFE_NAME.fullmatch(result["plan_id"]) else "_unidentified"
+        message = delivery.message_id if _SAFE_NAME.fullmatch(delivery.message_id) else "_message"
+        return f"{day:%Y/%m/%d}/{plan}/{message}.json"
 
     def write(self, result: dict[str, Any], delivery: Delivery) -> str:
         """Write the record once; a redelivered message finds it there and leaves it."""

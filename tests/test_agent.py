@@ -194,17 +194,17 @@ class TestSignedPlans:
         )
         before = snapshot(case)
         project = stack.project
+        # Refused unsigned or forged plans are answered unrouted, under the daemon's own name:
+        # the sender's client hears nothing (a forger cannot answer for another agent's plan).
         with FileopsClient(ClientConfig(project=project)) as unsigned:
-            refused = unsigned.submit(plan("sig-1", dry_run=False), timeout=30)
-        assert refused is not None and refused["errors"][0]["code"] == "signature_invalid"
+            unsigned_id = unsigned.publish(plan("sig-1", dry_run=False))
+            assert unsigned.wait("sig-1", 3) is None
         forged_key = b"forged-key-0123456789"
         with FileopsClient(ClientConfig(project=project, signing_key=forged_key)) as forger:
-            forged = forger.submit(plan("sig-2", dry_run=False), timeout=30)
-        assert forged is not None and forged["errors"][0]["code"] == "signature_invalid"
-        assert snapshot(case) == before
+            forged_id = forger.publish(plan("sig-2", dry_run=False))
         # A valid signature over other bytes does not carry over to a changed plan.
         data = json.dumps(plan("sig-3", dry_run=False)).encode()
-        stack.publish(
+        tampered_id = stack.publish(
             json.dumps(plan("sig-3", dry_run=False, ops=OPS[:1])).encode(),
             attributes={
                 "plan_id": "sig-3",
@@ -212,8 +212,10 @@ class TestSignedPlans:
                 "signature": sign(b"current-key-0123456789", data),
             },
         )
-        tampered = stack.results.wait_plan("sig-3", 30)[0]
-        assert tampered["errors"][0]["code"] == "signature_invalid"
+        for message_id in (unsigned_id, forged_id, tampered_id):
+            [refused] = stack.results.wait_plan(f"unidentified-{message_id}", 30)
+            assert refused["errors"][0]["code"] == "signature_invalid"
+        assert not {"sig-1", "sig-2", "sig-3"} & {r["plan_id"] for r in stack.results.results()}
         assert snapshot(case) == before
         with FileopsClient(
             ClientConfig(project=project, signing_key=b"previous-key-0123456789")
@@ -225,6 +227,19 @@ class TestSignedPlans:
         ) as good:
             applied = good.submit(plan("sig-5", dry_run=False), timeout=30)
         assert applied is not None and applied["status"] == "applied"
+
+    def test_a_client_takes_only_answers_to_plans_it_sent(
+        self, running: Stack, client: FileopsClient
+    ) -> None:
+        topic = running.topic(running.results_topic)
+        reply = {"client_id": client.client_id}
+        client.publish(plan("mine-1"))  # creates the subscription, and is a plan we sent
+        forged = {"plan_id": "not-mine", "case_name": CASE, "status": "rejected"}
+        for data in (json.dumps(forged).encode(), b"[" * 5000, b"\xff", b"[1]"):
+            running.publisher.publish(topic, data, plan_id="not-mine", **reply).result(30)
+        assert client.wait("not-mine", 5) is None
+        result = client.wait("mine-1", 30)
+        assert result is not None and result["status"] == "planned"
 
     def test_without_a_key_the_daemon_says_once_that_plans_are_not_authenticated(
         self, running: Stack

@@ -24,7 +24,9 @@ from typing import Any
 
 import pytest
 
+from fileops_daemon.signing import sign, sign_message
 from tests.daemon_support import (
+    DaemonProcess,
     Publisher,
     RestartableGCS,
     Stack,
@@ -34,6 +36,7 @@ from tests.daemon_support import (
     token_plan,
     wait_until,
 )
+from tests.hostile_messages import MESSAGES
 from tests.support import CASE
 
 pytest_plugins = ["tests.conftest_daemon"]
@@ -148,23 +151,30 @@ def test_invalid_messages_are_rejected_once_and_acked(stack: Stack) -> None:
         "from": f"{CASE}/uncategorized/file1.pdf",
         "to": f"{CASE}/Medical Records/file1.pdf",
     }
-    messages: dict[str, tuple[str, str]] = {}  # plan_id -> (message id, expected code)
-
-    messages["bad-json-1"] = (
+    # A message the daemon could not accept is answered under its own name for it.
+    refused: dict[str, str] = {}  # message id -> expected code
+    refused[
         stack.publish(
             b'{"plan_id": "bad-json-1", "case_name": ',
             attributes={"plan_id": "bad-json-1", "case_name": CASE, "dry_run": "false"},
             ordering_key=CASE,
-        ),
-        "invalid_json",
-    )
+        )
+    ] = "invalid_json"
     schema_bad = {
         "plan_id": "schema-bad-1",
         "case_name": CASE,
         "dry_run": False,
         "operations": [{"type": "explode", "path": f"{CASE}/uncategorized"}],
     }
-    messages["schema-bad-1"] = (stack.publish(schema_bad), "schema_violation")
+    refused[stack.publish(schema_bad)] = "schema_violation"
+    disagree = {"plan_id": "attr-1", "case_name": CASE, "dry_run": False, "operations": [move]}
+    refused[
+        stack.publish(
+            disagree,
+            attributes={"plan_id": "attr-2", "case_name": CASE, "dry_run": "false"},
+        )
+    ] = "schema_violation"
+    # A plan that parses but breaks a rule is answered under its own id.
     escape = {
         "plan_id": "escape-1",
         "case_name": CASE,
@@ -178,23 +188,17 @@ def test_invalid_messages_are_rejected_once_and_acked(stack: Stack) -> None:
             },
         ],
     }
-    messages["escape-1"] = (stack.publish(escape), "path_invalid")
-    disagree = {"plan_id": "attr-1", "case_name": CASE, "dry_run": False, "operations": [move]}
-    messages["attr-1"] = (
-        stack.publish(
-            disagree,
-            attributes={"plan_id": "attr-2", "case_name": CASE, "dry_run": "false"},
-        ),
-        "schema_violation",
-    )
+    escape_id = stack.publish(escape)
+    expected = {placeholder(m): (m, code) for m, code in refused.items()}
+    expected["escape-1"] = (escape_id, "path_invalid")
 
     stack.results.wait_for(
-        lambda rs: {r["plan_id"] for r in rs} >= set(messages), 30, "a result for every message"
+        lambda rs: {r["plan_id"] for r in rs} >= set(expected), 30, "a result for every message"
     )
     stack.results.drain(3.0)  # pstest redelivers a nack at once: a nacked one would be back
 
     answers = []
-    for plan_id, (message_id, code) in messages.items():
+    for plan_id, (message_id, code) in expected.items():
         results = stack.results.results(plan_id)
         assert len(results) == 1, f"{plan_id}: expected one result, got {len(results)}"
         result = results[0]
@@ -205,12 +209,123 @@ def test_invalid_messages_are_rejected_once_and_acked(stack: Stack) -> None:
     assert_audited(stack, answers)
 
     answered = answered_by_message(stack)
-    for plan_id, (message_id, _code) in messages.items():
+    for plan_id, (message_id, _code) in expected.items():
         assert answered[message_id] == 1, (
             f"{plan_id} ({message_id}) answered {answered[message_id]}x"
         )
     assert not daemon.events("plan.unhandled_error"), daemon.tail()
     assert all(e.get("attempt") == 1 for e in daemon.events("plan.rejected")), daemon.tail()
+
+
+def placeholder(message_id: str) -> str:
+    """The plan_id the daemon gives the answer to a message it could not accept."""
+    return f"unidentified-{message_id}"
+
+
+def assert_answered_once_unrouted(
+    stack: Stack, daemon: DaemonProcess, expected: dict[str, tuple[str, str]]
+) -> None:
+    """Each message id got exactly one ``rejected`` answer with its code, under the daemon's
+    placeholder name, with no case and no routing, audited under that name; none was nacked."""
+    wanted = {placeholder(message_id) for message_id in expected}
+    stack.results.wait_for(
+        lambda rs: {r["plan_id"] for r in rs} >= wanted, 60, "an answer to every message"
+    )
+    stack.results.drain(3.0)
+    answers = []
+    for message_id, (name, code) in expected.items():
+        received = [
+            r for r in stack.results.received if r.result["plan_id"] == placeholder(message_id)
+        ]
+        assert len(received) == 1, f"{name}: {len(received)} answers"
+        result = received[0].result
+        assert result["status"] == "rejected" and result["case_name"] == "", (name, result)
+        assert error_codes(result) == [code], (name, result["errors"])
+        assert len(result["errors"][0]["message"]) <= 1000, name
+        assert "client_id" not in received[0].attributes, f"{name}: a refusal was routed"
+        answers.append((message_id, result))
+    assert_audited(stack, answers)
+    answered = answered_by_message(stack)
+    assert all(answered[m] == 1 for m in expected), answered
+    assert not daemon.events("plan.unhandled_error"), daemon.tail()
+    assert not daemon.events("plan.check_failed"), daemon.tail()
+    assert all(e.get("attempt") == 1 for e in daemon.events("plan.rejected")), daemon.tail()
+
+
+class TestHostileMessages:
+    """Issue 10: for any bytes and attributes, one ``rejected`` answer, audited and acked."""
+
+    def test_each_hostile_message_is_answered_once_under_the_daemons_name(
+        self, stack: Stack
+    ) -> None:
+        stack.bootstrap()
+        sample_case(stack)
+        before = stack.tree()
+        daemon = stack.start_daemon()
+        expected: dict[str, tuple[str, str]] = {}
+        for hostile in MESSAGES:
+            attributes = dict(hostile.attributes, client_id="victim-agent")
+            message_id = stack.publish(hostile.data, attributes=attributes, ordering_key=CASE)
+            expected[message_id] = (hostile.name, hostile.code)
+        assert_answered_once_unrouted(stack, daemon, expected)
+        assert stack.tree() == before
+        names = stack.audit_records()
+        assert all("\n" not in name and len(name.encode()) < 300 for name in names), names
+
+    def test_with_signing_on_forged_and_replayed_messages_get_no_routing_and_no_names(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        key = b"current-key-0123456789"
+        (tmp_path / "key").write_bytes(key + b"\n")
+        stack.bootstrap()
+        sample_case(stack)
+        daemon = stack.start_daemon(FILEOPS_SIGNING_KEY_FILE=str(tmp_path / "key"))
+        plan = {
+            "plan_id": "signed-1",
+            "case_name": CASE,
+            "operations": [{"type": "mkdir", "path": f"{CASE}/x"}],
+        }
+        data = json.dumps(plan).encode()
+        attributes = {"plan_id": "signed-1", "case_name": CASE, "dry_run": "true"}
+        routed = dict(attributes, client_id="agent-a")
+        deep = MESSAGES[0].data
+        expected: dict[str, tuple[str, str]] = {}
+        for name, payload, attrs in [
+            ("non-ascii-signature", data, dict(routed, signature="v2=é" + "0" * 63)),
+            ("deep-and-unsigned", deep, dict(MESSAGES[0].attributes, client_id="agent-a")),
+            (
+                "replayed-to-another-client",
+                data,
+                dict(routed, signature=sign_message(key, data, routed), client_id="agent-b"),
+            ),
+            (
+                "other-plan-id-attribute",
+                data,
+                dict(routed, signature=sign_message(key, data, routed), plan_id="victim-1"),
+            ),
+        ]:
+            message_id = stack.publish(payload, attributes=attrs, ordering_key=CASE)
+            expected[message_id] = (name, "signature_invalid")
+        assert_answered_once_unrouted(stack, daemon, expected)
+        # A v2 signature covers client_id: the answer is routed. A v1 one does not: it is not.
+        stack.publish(data, attributes=dict(routed, signature=sign_message(key, data, routed)))
+        old = {**routed, "plan_id": "signed-2", "signature": ""}
+        old_data = json.dumps(dict(plan, plan_id="signed-2")).encode()
+        old["signature"] = sign(key, old_data)
+        stack.publish(old_data, attributes=old, ordering_key=CASE)
+        stack.results.wait_for(
+            lambda rs: {"signed-1", "signed-2"} <= {r["plan_id"] for r in rs}, 30, "both answers"
+        )
+        routing = {
+            r.result["plan_id"]: r.attributes.get("client_id") for r in stack.results.received
+        }
+        assert routing["signed-1"] == "agent-a"
+        assert routing["signed-2"] is None
+        assert all(
+            r.result["status"] == "planned"
+            for r in stack.results.received
+            if r.result["plan_id"].startswith("signed-")
+        )
 
 
 # --------------------------------------------------------------------------- 3. idempotency
