@@ -23,6 +23,32 @@ def project_from_env(env: Mapping[str, str]) -> str:
     return project
 
 
+def _signing_keys(env: Mapping[str, str]) -> list[bytes]:
+    """The HMAC keys plans must carry. An empty ``FILEOPS_SIGNING_KEY_FILE=`` is a mistake (a
+    blanked line must not open the daemon), and FILEOPS_REQUIRE_SIGNING=1 demands a key."""
+    require = env.get("FILEOPS_REQUIRE_SIGNING", "0").strip().lower()
+    if require not in ("0", "1", "true", "false", "yes", "no", ""):
+        raise ConfigError(f"FILEOPS_REQUIRE_SIGNING must be 1 or 0, got {require!r}")
+    if "FILEOPS_SIGNING_KEY_FILE" in env and not env["FILEOPS_SIGNING_KEY_FILE"].strip():
+        raise ConfigError(
+            "FILEOPS_SIGNING_KEY_FILE is set but empty; name the key file, or remove the line "
+            "to run without signed plans"
+        )
+    keys = []
+    for name in ("FILEOPS_SIGNING_KEY_FILE", "FILEOPS_SIGNING_KEY_FILE_PREVIOUS"):
+        if env.get(name):
+            try:
+                keys.append(load_key(env[name]))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+    if require in ("1", "true", "yes") and not env.get("FILEOPS_SIGNING_KEY_FILE"):
+        raise ConfigError(
+            "FILEOPS_REQUIRE_SIGNING is on but FILEOPS_SIGNING_KEY_FILE is not set; "
+            "refusing to accept unsigned plans"
+        )
+    return keys
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the daemon and the bootstrap need; see the README's configuration table."""
@@ -76,13 +102,7 @@ class Config:
             StepPacer(steps_per_second)
         except ValueError as exc:
             raise ConfigError(f"FILEOPS_APPLY_MAX_STEPS_PER_SECOND: {exc}") from None
-        keys = []
-        for name in ("FILEOPS_SIGNING_KEY_FILE", "FILEOPS_SIGNING_KEY_FILE_PREVIOUS"):
-            if env.get(name):
-                try:
-                    keys.append(load_key(env[name]))
-                except (OSError, ValueError) as exc:
-                    raise ConfigError(f"{name}: {exc}") from None
+        keys = _signing_keys(env)
         log_format = env.get("FILEOPS_LOG_FORMAT", "json")
         if log_format not in ("json", "console"):
             raise ConfigError(f"FILEOPS_LOG_FORMAT must be json or console, got {log_format!r}")

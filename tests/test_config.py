@@ -56,6 +56,10 @@ def test_defaults_need_only_project_and_state_bucket() -> None:
         ({"FILEOPS_APPLY_MAX_STEPS_PER_SECOND": "nan"}, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND"),
         ({"FILEOPS_APPLY_MAX_STEPS_PER_SECOND": "1e-9"}, "FILEOPS_APPLY_MAX_STEPS_PER_SECOND"),
         ({"FILEOPS_ACK_DEADLINE_SECONDS": "601"}, "FILEOPS_ACK_DEADLINE_SECONDS"),
+        ({"FILEOPS_SIGNING_KEY_FILE": ""}, "FILEOPS_SIGNING_KEY_FILE is set but empty"),
+        ({"FILEOPS_SIGNING_KEY_FILE": "  "}, "FILEOPS_SIGNING_KEY_FILE is set but empty"),
+        ({"FILEOPS_REQUIRE_SIGNING": "1"}, "FILEOPS_REQUIRE_SIGNING is on"),
+        ({"FILEOPS_REQUIRE_SIGNING": "maybe"}, "FILEOPS_REQUIRE_SIGNING"),
     ],
 )
 def test_a_bad_setting_names_the_variable(env: dict[str, str], named: str) -> None:
@@ -66,3 +70,44 @@ def test_a_bad_setting_names_the_variable(env: dict[str, str], named: str) -> No
             base.pop(key)
     with pytest.raises(ConfigError, match=named):
         Config.from_env(base)
+
+
+def test_require_signing_is_met_by_a_key(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("current-key-0123456789\n")
+    env = {"FILEOPS_PROJECT": "p", "FILEOPS_STATE_BUCKET": "s", "FILEOPS_REQUIRE_SIGNING": "1"}
+    config = Config.from_env({**env, "FILEOPS_SIGNING_KEY_FILE": str(key)})
+    assert config.signing_keys == (b"current-key-0123456789",)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"FILEOPS_SIGNING_KEY_FILE": ""}, {"FILEOPS_REQUIRE_SIGNING": "1"}],
+    ids=["empty-key-line", "required-but-missing"],
+)
+def test_the_daemon_refuses_to_start_with_exit_78_and_one_line(
+    tmp_path: Path, extra: dict[str, str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FILEOPS_")}
+    env.update(
+        FILEOPS_PROJECT="p",
+        FILEOPS_STATE_BUCKET="s",
+        FILEOPS_PROJECTS_ROOT=str(tmp_path),
+        FILEOPS_STATE_DIR=str(tmp_path / "state"),
+        **extra,
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "fileops_daemon.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 78
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "FILEOPS_" in run.stderr and not run.stdout
