@@ -28,6 +28,10 @@ class Limits:
     max_deletes: int = 1_000
     #: Size of the plan document itself (a Pub/Sub message holds 10 MB).
     max_plan_bytes: int = 8 << 20
+    #: Bytes of one copy (known from the source's lstat during the simulation).
+    max_copy_bytes: int = 10 << 30
+    #: Bytes one plan creates by copy and write together.
+    max_total_bytes: int = 50 << 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
@@ -44,6 +48,8 @@ class Limits:
                     "max_write_bytes",
                     "max_deletes",
                     "max_plan_bytes",
+                    "max_copy_bytes",
+                    "max_total_bytes",
                 )
             }
         )

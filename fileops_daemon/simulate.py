@@ -162,6 +162,7 @@ class _Simulator:
         self.limits = limits
         self.steps: list[Step] = []
         self.trashed_files = 0
+        self.bytes_created = 0  # by copy and write, against limits.max_total_bytes
         self._work_dirs_checked: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -285,6 +286,16 @@ class _Simulator:
         self._add(Step("rmdir", source, op.index))
         return len(files)
 
+    def _count_bytes(self, size: int, op: Operation, path: CasePath) -> None:
+        self.bytes_created += size
+        if self.bytes_created > self.limits.max_total_bytes:
+            raise PlanError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"the plan copies and writes more than {self.limits.max_total_bytes} bytes",
+                operation=op.index,
+                path=str(path),
+            )
+
     def _add(self, step: Step) -> None:
         self.steps.append(step)
         if len(self.steps) > self.limits.max_steps:
@@ -379,6 +390,14 @@ class _Simulator:
             copy = Node(Kind.FILE, name, None, node.origin)
         else:  # a file this plan wrote: its content is known
             copy = Node(Kind.FILE, name, None, None, size=node.size, sha256=node.sha256)
+        if node.size > self.limits.max_copy_bytes:
+            raise PlanError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"{src} is {node.size} bytes; one copy may be at most {self.limits.max_copy_bytes}",
+                operation=op.index,
+                path=str(src),
+            )
+        self._count_bytes(node.size, op, dst)
         self._add(Step("copy", (*parent.parts, name), op.index, src=node.parts))
         self.tree.attach(copy, parent, name)
         record.moved, record.kind, record.files = (node.parts, copy.parts), Kind.FILE, 1
@@ -405,6 +424,7 @@ class _Simulator:
             size=len(content),
             sha256=hashlib.sha256(content).hexdigest(),
         )
+        self._count_bytes(len(content), op, path)
         self._add(Step("write", (*parent.parts, name), op.index, content=content))
         self.tree.attach(node, parent, name)
         record.written, record.bytes = node.parts, len(content)

@@ -240,6 +240,37 @@ class TestConflicts:
         )
         assert error_codes(result) == ["limit_exceeded"]
 
+    def test_one_copy_over_the_byte_limit(self, world: World) -> None:
+        (world.root / CASE / "big.bin").write_bytes(b"x" * 11)
+        copy = {"type": "copy", "from": f"{CASE}/big.bin", "to": f"{CASE}/big2.bin"}
+        result = dry(world, [copy], limits=Limits(max_copy_bytes=10))
+        assert error_codes(result) == ["limit_exceeded"]
+        assert result["errors"][0]["operation"] == 0
+
+    def test_copies_of_a_huge_sparse_file_are_refused_by_the_total_before_any_change(
+        self, world: World
+    ) -> None:
+        """Issue 10: a small plan copying one sparse file many times, refused on lstat sizes
+        with the default limits, the tree untouched (an apply, not only a dry run)."""
+        big = world.root / CASE / "sparse.bin"
+        with big.open("wb") as handle:
+            handle.truncate(6 << 30)  # 6 GiB, no blocks
+        ops = [
+            {"type": "copy", "from": f"{CASE}/sparse.bin", "to": f"{CASE}/copy-{i}.bin"}
+            for i in range(20)
+        ]
+        before = sorted(p.name for p in (world.root / CASE).iterdir())  # hashing 6 GiB: no
+        result = apply_doc(plan_doc(ops, dry_run=False), world.root, world.state)
+        assert result["status"] == "rejected"
+        assert error_codes(result) == ["limit_exceeded"]
+        assert result["errors"][0]["operation"] == 8  # 9 copies: 54 GiB > 50 GiB
+        assert sorted(p.name for p in (world.root / CASE).iterdir()) == before
+
+    def test_writes_count_towards_the_total(self, world: World) -> None:
+        ops = [{"type": "write", "path": f"{CASE}/w{i}.txt", "content": "12345"} for i in range(3)]
+        result = dry(world, ops, limits=Limits(max_total_bytes=12))
+        assert error_codes(result) == ["limit_exceeded"]
+
     def test_missing_case_folder(self, world: World) -> None:
         ops = [{"type": "mkdir", "path": "Nobody/x"}]
         result = apply_doc(plan_doc(ops, case="Nobody", dry_run=True), world.root, world.state)
