@@ -39,7 +39,7 @@ from fileops_daemon.metrics import Metrics
 from fileops_daemon.outputs import AuditLog, Delivery, ResultPublisher
 from fileops_daemon.pacing import StepPacer
 from fileops_daemon.plan import Plan, parse_plan
-from fileops_daemon.results import now, refusal_result
+from fileops_daemon.results import bounded, now, refusal_result
 from fileops_daemon.signing import verify
 from fileops_daemon.store import PlanStore
 
@@ -212,7 +212,9 @@ class PlanHandler:
         self, result: dict[str, Any], delivery: Delivery, *, routed: bool = True
     ) -> Disposition:
         """Audit, publish, log; only then is the message done."""
-        self.audit.write(result, delivery)
+        full = result  # a huge one is published shortened; the audit record keeps it whole
+        result = bounded(full, full_result=self.audit.location(full, delivery))
+        self.audit.write(result, delivery, full if result is not full else None)
         # An agent's client tags its plans; the tag routes the result to its subscription.
         reply = _reply_attributes(delivery, self.config.signing_keys) if routed else {}
         self.results.publish(result, reply)
@@ -223,7 +225,7 @@ class PlanHandler:
             case_name=result["case_name"],
             status=result["status"],
             dry_run=result["dry_run"],
-            changes=len(result["changes"]),
+            changes=len(full["changes"]),
             errors=[error["code"] for error in result["errors"]],
             message_id=delivery.message_id,
         )

@@ -80,8 +80,17 @@ class AuditLog:
         message = delivery.message_id if _SAFE_NAME.fullmatch(delivery.message_id) else "_message"
         return f"{day:%Y/%m/%d}/{plan}/{message}.json"
 
-    def write(self, result: dict[str, Any], delivery: Delivery) -> str:
-        """Write the record once; a redelivered message finds it there and leaves it."""
+    def location(self, result: dict[str, Any], delivery: Delivery) -> str:
+        """Where :meth:`write` keeps the record of this answer."""
+        return f"gs://{self.bucket.name}/{self.object_name(result, delivery)}"
+
+    def write(
+        self, result: dict[str, Any], delivery: Delivery, full: dict[str, Any] | None = None
+    ) -> str:
+        """Write the record once; a redelivered message finds it there and leaves it.
+
+        ``full``: the whole result when ``result`` is its shortened form (key full_result).
+        """
         record: dict[str, Any] = {
             "result": result,
             "message": {
@@ -97,13 +106,17 @@ class AuditLog:
             raw = delivery.data[:_RAW_KEEP_BYTES]
             record["message"]["data_base64"] = base64.b64encode(raw).decode("ascii")
             record["message"]["data_bytes"] = len(delivery.data)
+        if full is not None:
+            record["full_result"] = full
         name = self.object_name(result, delivery)
         blob = self.bucket.blob(name)
+        # Indented for people, unless large: the pure-Python indenting encoder is slow.
+        indent = None if full is not None else 1
         # if_generation_match=0: an earlier delivery of this message may have audited it.
         with contextlib.suppress(PreconditionFailed):
             self.retry.call(
                 blob.upload_from_string,
-                json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8"),
+                json.dumps(record, ensure_ascii=False, indent=indent).encode("utf-8"),
                 content_type="application/json",
                 if_generation_match=0,
                 retry=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterable, Mapping
@@ -11,9 +12,21 @@ from typing import Any
 from fileops_daemon import __version__
 from fileops_daemon.errors import PlanError, shorten
 
-__all__ = ["SCHEMA_VERSION", "build_result", "now", "refusal_result", "worker_identity"]
+__all__ = [
+    "MAX_RESULT_BYTES",
+    "SCHEMA_VERSION",
+    "bounded",
+    "build_result",
+    "now",
+    "refusal_result",
+    "worker_identity",
+]
 
 SCHEMA_VERSION = "1"
+#: Largest result published (serialized): Pub/Sub refuses over 10 MB, and no reader wants more.
+MAX_RESULT_BYTES = 1 << 20
+#: The lists a result may cut, in the order they get their share of the room.
+_LISTS = ("errors", "remaining", "operations", "changes")
 
 
 def now() -> datetime:
@@ -86,3 +99,35 @@ def _text(value: object) -> str:
     if not isinstance(value, str):
         return ""
     return shorten(value.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), 255)
+
+
+def _size(value: object) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def bounded(
+    result: dict[str, Any], *, full_result: str, limit: int = MAX_RESULT_BYTES
+) -> dict[str, Any]:
+    """``result`` itself when its JSON fits in ``limit`` bytes; else a copy whose lists keep
+    their first entries that fit, with ``truncated`` giving each list's full length and
+    ``full_result``: where the whole result is kept."""
+    if _size(result) <= limit:
+        return result
+    present = [name for name in _LISTS if name in result]
+    shown = {key: value for key, value in result.items() if key not in _LISTS}
+    shown["truncated"] = {name: len(result[name]) for name in present}
+    shown["truncated"]["full_result"] = full_result
+    room = limit - _size(shown) - 64 * len(present)  # each list's key, brackets, commas
+    for position, name in enumerate(present):
+        share = max(0, room) // (len(present) - position)  # what one list leaves, the next gets
+        kept: list[Any] = []
+        used = 0
+        for entry in result[name]:
+            cost = _size(entry) + 1
+            if used + cost > share:
+                break
+            kept.append(entry)
+            used += cost
+        shown[name] = kept
+        room -= used
+    return shown

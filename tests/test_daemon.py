@@ -272,6 +272,33 @@ class TestHostileMessages:
         names = stack.audit_records()
         assert all("\n" not in name and len(name.encode()) < 300 for name in names), names
 
+    def test_an_applied_plan_with_a_huge_change_list_is_answered_shortened(
+        self, stack: Stack
+    ) -> None:
+        """Deep mkdirs: 40 operations make 3,600 folders, ~2 MB of changes. The answer stays
+        under 1 MiB, says so, and the audit record it names holds the whole result."""
+        stack.bootstrap()
+        sample_case(stack)
+        daemon = stack.start_daemon()
+        deep = "/".join(f"level-{i:03}" for i in range(90))  # 989 bytes with the case
+        ops = [{"type": "mkdir", "path": f"{CASE}/t{k:02}/{deep}"[:1000]} for k in range(40)]
+        plan = {"plan_id": "deep-mkdirs-1", "case_name": CASE, "dry_run": False, "operations": ops}
+        message_id = stack.publish(plan)
+        [result] = stack.results.wait_plan("deep-mkdirs-1", 120)
+        assert result["status"] == "applied", result["errors"]
+        size = len(json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode())
+        assert size <= 1 << 20
+        truncated = result["truncated"]
+        assert truncated["operations"] == 40 and truncated["changes"] > len(result["changes"])
+        name = audit_name(result, message_id)
+        assert truncated["full_result"] == f"gs://{stack.audit_bucket}/{name}"
+        record = stack.audit_records()[name]
+        assert record["result"] == result
+        assert len(record["full_result"]["changes"]) == truncated["changes"]
+        assert not schema_errors(record["full_result"])
+        assert (stack.root / CASE / "t39" / deep.split("/")[0]).is_dir()
+        assert not daemon.events("plan.unhandled_error"), daemon.tail()
+
     def test_with_signing_on_forged_and_replayed_messages_get_no_routing_and_no_names(
         self, stack: Stack, tmp_path: Path
     ) -> None:

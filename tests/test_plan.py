@@ -170,6 +170,47 @@ class TestHostileMessages:
         assert len(str(document["path"])) <= 4096
 
 
+class TestBoundedResults:
+    def big(self, changes: int) -> dict[str, object]:
+        from fileops_daemon.results import build_result, now
+
+        change = {"action": "create_folder", "operation": 0, "path": f"{CASE}/" + "d" * 500}
+        return build_result(
+            plan_id="p-1",
+            case_name=CASE,
+            dry_run=True,
+            status="planned",
+            started=now(),
+            operations=[{"index": 0, "type": "mkdir", "outcome": "ok", "message": "ok"}],
+            changes=[dict(change, operation=i) for i in range(changes)],
+        )
+
+    def test_a_result_that_fits_is_left_alone(self) -> None:
+        from fileops_daemon.results import bounded
+
+        result = self.big(10)
+        assert bounded(result, full_result="gs://a/b") is result
+
+    def test_a_huge_result_keeps_its_first_changes_and_says_where_the_rest_is(self) -> None:
+        from fileops_daemon.results import MAX_RESULT_BYTES, bounded
+        from tests.support import assert_valid_result
+
+        result = self.big(20_000)  # ~11 MB
+        shown = bounded(result, full_result="gs://audit/2026/01/01/p-1/1.json")
+        published = json.dumps(shown, ensure_ascii=False, separators=(",", ":")).encode()
+        assert len(published) <= MAX_RESULT_BYTES
+        assert shown["truncated"] == {
+            "errors": 0,
+            "operations": 1,
+            "changes": 20_000,
+            "full_result": "gs://audit/2026/01/01/p-1/1.json",
+        }
+        assert 1000 < len(shown["changes"]) < 20_000
+        assert shown["changes"] == result["changes"][: len(shown["changes"])]
+        assert shown["operations"] == result["operations"]
+        assert_valid_result(shown)
+
+
 class TestDigest:
     def test_dry_run_does_not_change_the_digest(self) -> None:
         assert parse_plan({**SEED, "dry_run": False}).digest == parse_plan(SEED).digest
