@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from fileops_daemon.client import ClientConfig, FileopsClient
 from fileops_daemon.config import ConfigError, project_from_env
-from fileops_daemon.render import print_result, summary_line
+from fileops_daemon.render import change_count, print_result, printable, summary_line
 
 __all__ = ["status_command", "submit_command", "undo_command", "watch_command"]
 
@@ -103,8 +103,9 @@ def status_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = Console(highlight=False)
     console.print(
-        f"[bold]{escape(record.plan_id)}[/] on case {escape(record.case_name)}: "
-        f"[bold]{record.state}[/], owner {escape(record.owner)}, "
+        f"[bold]{escape(printable(record.plan_id))}[/] on case "
+        f"{escape(printable(record.case_name))}: "
+        f"[bold]{escape(printable(record.state))}[/], owner {escape(printable(record.owner))}, "
         f"attempts {record.attempts}, takeovers {record.takeovers}"
     )
     if record.state == "claimed":
@@ -144,12 +145,12 @@ def undo_command(args: argparse.Namespace) -> int:
 
 def _line(result: dict[str, Any]) -> str:
     stamp = datetime.now(UTC).strftime("%H:%M:%S")
-    codes = ",".join(e["code"] for e in result.get("errors", []))
-    detail = f"{len(result.get('changes', []))} change(s)" + (f" [{codes}]" if codes else "")
+    codes = ",".join(printable(e["code"]) for e in result.get("errors", []))
+    detail = f"{change_count(result)} change(s)" + (f" [{codes}]" if codes else "")
     mode = "dry-run" if result.get("dry_run") else "apply"
     return (
-        f"{stamp} {result['status']:<8} {mode:<7} {result['plan_id']} "
-        f"case={result['case_name']} {detail}"
+        f"{stamp} {printable(result['status']):<8} {mode:<7} {printable(result['plan_id'])} "
+        f"case={printable(result['case_name'])} {detail}"
     )
 
 
@@ -190,7 +191,12 @@ def watch_command(args: argparse.Namespace) -> int:
         message.ack()
         if any(message.attributes.get(key) != value for key, value in wanted.items()):
             return
-        result = json.loads(message.data)
+        try:
+            result = json.loads(message.data)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(result, dict) or not {"status", "plan_id", "case_name"} <= set(result):
+            return
         with lock:
             if enough.is_set():
                 return

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-__all__ = ["change_tree", "print_result", "summary_line"]
+__all__ = ["change_count", "change_tree", "print_result", "printable", "summary_line"]
 
 #: A tree of thousands of lines helps nobody (and takes seconds to draw).
 MAX_SHOWN_CHANGES = 200
@@ -16,17 +17,42 @@ MAX_SHOWN_CHANGES = 200
 _STATUS_STYLE = {"planned": "cyan", "applied": "green", "rejected": "yellow", "failed": "red"}
 
 
+def printable(value: object) -> str:
+    """Text safe for a terminal: control, format (bidi) and unpaired surrogate characters are
+    shown as escapes, so a hostile plan_id or path cannot move the cursor or recolour a line."""
+    text = str(value)
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(
+        ch if ch == " " or unicodedata.category(ch) not in _UNSAFE else ascii(ch)[1:-1]
+        for ch in text
+    )
+
+
+#: Control, format, surrogate, line and paragraph separators, unassigned.
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Co", "Cn"})
+
+
+def change_count(result: dict[str, Any]) -> int:
+    """How many changes a result lists, counting those a shortened result left out."""
+    truncated = result.get("truncated") or {}
+    return int(truncated.get("changes", len(result.get("changes") or [])))
+
+
 def summary_line(result: dict[str, Any]) -> str:
-    status = result["status"]
+    status = printable(result["status"])
     verb = "would change" if status == "planned" else "changed"
-    line = f"{status}: plan {result['plan_id']!r} on case {result['case_name']!r}"
+    line = (
+        f"{status}: plan '{printable(result['plan_id'])}' "
+        f"on case '{printable(result['case_name'])}'"
+    )
     if status in ("planned", "applied"):
-        return f"{line}, {verb} {len(result['changes'])} item(s)"
+        return f"{line}, {verb} {change_count(result)} item(s)"
     errors = result.get("errors") or []
     if errors:
         first = errors[0]
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        return f"{line}: {first['code']}: {first['message']}{more}"
+        return f"{line}: {printable(first['code'])}: {printable(first['message'])}{more}"
     return line
 
 
@@ -36,23 +62,28 @@ def _label(change: dict[str, Any]) -> tuple[str, str]:
         return change["path"], "[green]+ new folder[/]"
     if action == "move":
         files = f", {change['files']} file(s)" if "files" in change else ""
-        return change["to"], f"[cyan]<- moved from {escape(change['from'])}{files}[/]"
+        return change["to"], f"[cyan]<- moved from {_safe(change['from'])}{files}[/]"
     if action == "copy":
-        return change["to"], f"[cyan]<- copied from {escape(change['from'])}[/]"
+        return change["to"], f"[cyan]<- copied from {_safe(change['from'])}[/]"
     if action == "write":
         return change["path"], f"[green]+ written, {change['bytes']} bytes[/]"
-    return change["path"], f"[red]x to trash ({escape(change['to'])})[/]"
+    return change["path"], f"[red]x to trash ({_safe(change['to'])})[/]"
+
+
+def _safe(value: object) -> str:
+    """Printable and free of rich markup."""
+    return escape(printable(value))
 
 
 def change_tree(result: dict[str, Any]) -> Tree:
     """Changed paths as a folder tree, each leaf saying what happens to it."""
     style = _STATUS_STYLE.get(result["status"], "white")
-    root = Tree(f"[bold {style}]{escape(result['case_name'])}[/]")
+    root = Tree(f"[bold {style}]{_safe(result['case_name'])}[/]")
     branches: dict[tuple[str, ...], Tree] = {(): root}
 
     def branch(parts: tuple[str, ...]) -> Tree:
         if parts not in branches:
-            branches[parts] = branch(parts[:-1]).add(escape(parts[-1]))
+            branches[parts] = branch(parts[:-1]).add(_safe(parts[-1]))
         return branches[parts]
 
     shown = result["changes"][:MAX_SHOWN_CHANGES]
@@ -60,7 +91,7 @@ def change_tree(result: dict[str, Any]) -> Tree:
         path, label = _label(change)
         node = branch(tuple(path.split("/")[1:]))
         node.label = f"{node.label}  {label}"
-    hidden = len(result["changes"]) - len(shown)
+    hidden = change_count(result) - len(shown)
     if hidden > 0:
         root.add(f"[dim]... and {hidden} more change(s); --json lists them all[/]")
     return root
@@ -74,8 +105,11 @@ def print_result(result: dict[str, Any], console: Console) -> None:
     for op in result["operations"]:
         if op["outcome"] == "refused":
             console.print(
-                f"  [yellow]operation {op['index']} ({op['type']}): "
-                f"{op.get('code', '')}: {escape(op['message'])}[/]"
+                f"  [yellow]operation {op['index']} ({_safe(op['type'])}): "
+                f"{_safe(op.get('code', ''))}: {_safe(op['message'])}[/]"
             )
     for line in result.get("remaining", []):
-        console.print(f"  [red]still applied: {escape(line)}[/]")
+        console.print(f"  [red]still applied: {_safe(line)}[/]")
+    truncated = result.get("truncated")
+    if truncated:
+        console.print(f"  [dim]shortened; the whole result: {_safe(truncated['full_result'])}[/]")
