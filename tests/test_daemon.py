@@ -14,6 +14,7 @@ lease extension of the Python subscriber): the kill/restart tests wait for that.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import time
@@ -298,6 +299,39 @@ class TestHostileMessages:
         assert not schema_errors(record["full_result"])
         assert (stack.root / CASE / "t39" / deep.split("/")[0]).is_dir()
         assert not daemon.events("plan.unhandled_error"), daemon.tail()
+
+    def test_a_bug_while_checking_is_answered_internal_error_but_cloud_faults_still_raise(
+        self, stack: Stack, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The last-resort guard, in process on the emulators: an unexpected exception while
+        deciding whether a message is valid is answered (acked) once; a fault of the cloud
+        (here: an audit bucket that does not exist) still escapes, so the consumer nacks."""
+        from fileops_daemon import handler as handler_module
+        from fileops_daemon.config import Config
+        from fileops_daemon.handler import Disposition
+        from fileops_daemon.metrics import Metrics
+        from fileops_daemon.outputs import Delivery
+        from fileops_daemon.service import build_consumer
+
+        stack.bootstrap()
+        sample_case(stack)
+
+        def broken(data: bytes, limits: object = None) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(handler_module, "parse_plan", broken)
+        env = stack.env(FILEOPS_STATE_DIR=str(stack.tmp / "state-inproc"))
+        handler = build_consumer(Config.from_env(env), Metrics()).handler
+        delivery = Delivery(data=json.dumps(SEED).encode(), attributes={}, message_id="m-1")
+        assert handler.handle(delivery) is Disposition.ACK
+        [result] = stack.results.wait_plan("unidentified-m-1", 30)
+        assert error_codes(result) == ["internal_error"]
+
+        lost = build_consumer(
+            Config.from_env(dict(env, FILEOPS_AUDIT_BUCKET="no-such-bucket")), Metrics()
+        )
+        with pytest.raises(Exception, match=r"(?i)not ?found|no-such-bucket|404"):
+            lost.handler.handle(dataclasses.replace(delivery, message_id="m-2"))
 
     def test_with_signing_on_forged_and_replayed_messages_get_no_routing_and_no_names(
         self, stack: Stack, tmp_path: Path
