@@ -304,20 +304,32 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _undo(args: argparse.Namespace) -> int:
+    from fileops_daemon.limits import Limits
+    from fileops_daemon.results import now, refusal_result
     from fileops_daemon.store import PlanStore
+    from fileops_daemon.undo import build_undo_plan, undo_plan_id
 
-    document = PlanStore(_state_dir(args), args.plan_id).read_undo()
-    if document is None:
+    stored = PlanStore(_state_dir(args), args.plan_id).read_undo()
+    if stored is None:
         error = PlanError(
             ErrorCode.UNDO_UNAVAILABLE,
             f"no inverse plan is stored for {args.plan_id!r} in {_state_dir(args)}",
         )
         print(f"fileops: {error.code.value}: {error.message}", file=sys.stderr)
         return EXIT_REJECTED
-    document = dict(document, dry_run=bool(args.dry_run))
-    plan, refusal = _parse(json.dumps(document).encode("utf-8"))
-    if refusal is not None:
-        return _emit(refusal, args.json)
+    # Read back from disk: it goes through the same parse and gate as any plan.
+    case_name = stored.get("case_name") if isinstance(stored, dict) else None
+    try:
+        plan = build_undo_plan(
+            args.plan_id,
+            stored,
+            case_name if isinstance(case_name, str) else "",
+            dry_run=bool(args.dry_run),
+            limits=Limits.from_env(),
+        )
+    except PlanError as exc:
+        document = {"plan_id": undo_plan_id(args.plan_id), "case_name": case_name}
+        return _emit(refusal_result(document, exc, now()), args.json)
     return _emit(_apply_document(plan, args), args.json)
 
 

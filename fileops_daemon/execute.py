@@ -767,13 +767,17 @@ class _Run:
                 self.fs.unlink(step.dst)
 
     def _remove_empty_work_dirs(self) -> None:
-        """Drop this plan's empty trash and staging folders (the trash keeps what it holds)."""
+        """Drop this plan's empty staging folders, and after a rollback its empty trash
+        folders. An applied plan's trash stays whole: an empty folder it holds was deleted
+        by the plan, and its undo puts it back."""
         top = os.path.join(self.case_dir, WORK_DIR_NAME)
         base = os.path.join(top, self.plan.plan_id)
         if os.path.islink(top) or not os.path.isdir(base) or os.path.islink(base):
             return
+        trash = os.path.join(base, "trash")
+        keep_trash = self.state.state == "applied"
         for dirpath, _dirnames, filenames in os.walk(base, topdown=False):
-            if filenames:
+            if filenames or (keep_trash and (dirpath + os.sep).startswith(trash + os.sep)):
                 continue
             try:
                 os.rmdir(dirpath)

@@ -38,10 +38,11 @@ from fileops_daemon.ledger import (
 from fileops_daemon.metrics import Metrics
 from fileops_daemon.outputs import AuditLog, Delivery, ResultPublisher
 from fileops_daemon.pacing import StepPacer
-from fileops_daemon.plan import Plan, parse_plan
+from fileops_daemon.plan import Plan
 from fileops_daemon.results import now, refusal_result
 from fileops_daemon.signing import verify
 from fileops_daemon.store import PlanStore
+from fileops_daemon.undo import UndoRequest, build_undo_plan, parse_message
 
 __all__ = ["REPLY_ATTRIBUTE", "Disposition", "LeaseKeeper", "PlanHandler"]
 
@@ -165,7 +166,8 @@ class PlanHandler:
         try:
             if self.config.signing_keys:  # before parsing: forged plans get no further
                 verify(self.config.signing_keys, delivery.data, attrs)
-            plan = parse_plan(delivery.data, self.config.limits)
+            message = parse_message(delivery.data, self.config.limits)
+            plan = self._undo_plan(message) if isinstance(message, UndoRequest) else message
             _check_attributes(plan, attrs)
         except PlanError as exc:
             result = _refusal(delivery, exc, started)
@@ -177,6 +179,28 @@ class PlanHandler:
         if plan.dry_run:
             return self._answer(self._dry_run(plan, started, delivery), delivery)
         return self._apply(plan, started, delivery, bound)
+
+    def _undo_plan(self, request: UndoRequest) -> Plan:
+        """The undo plan of ``request.undo_of``, built from the inverse this daemon stored."""
+        record = self.ledger.read(request.undo_of)
+        if record is None or record.state != "done" or record.undo is None:
+            raise PlanError(
+                ErrorCode.UNDO_UNAVAILABLE,
+                f"no inverse plan is recorded for {request.undo_of!r} (not applied, or unknown)",
+            )
+        if request.case_name is not None and request.case_name != record.case_name:
+            raise PlanError(
+                ErrorCode.SCHEMA_VIOLATION,
+                f"plan {request.undo_of!r} was applied to {record.case_name!r}, "
+                f"not {request.case_name!r}",
+            )
+        return build_undo_plan(
+            request.undo_of,
+            record.undo,
+            record.case_name,
+            dry_run=request.dry_run,
+            limits=self.config.limits,
+        )
 
     # -- outcomes -------------------------------------------------------------------------------
 
