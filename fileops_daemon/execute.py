@@ -34,6 +34,7 @@ from fileops_daemon.simulate import Simulation, simulate
 from fileops_daemon.steps import Parts, Step
 from fileops_daemon.store import PlanStore, case_lock
 from fileops_daemon.tree import Kind
+from fileops_daemon.trust import StateInvalidError, check_journal
 from fileops_daemon.undo import inverse_plan, undo_plan_id
 
 __all__ = [
@@ -278,10 +279,27 @@ def _open_run(
     """
     on_sync: SyncHook | None = checkpoint.journal_synced if checkpoint else None
     if store.has_journal():
-        journal, state = Journal.resume(store.journal_path, on_sync)
-        if state.header["digest"] != plan.digest:
+        try:
+            journal, state = Journal.resume(store.journal_path, on_sync)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            error = StateInvalidError(f"the journal cannot be read: {type(exc).__name__}")
+            return _rejection(plan, error, started, attempt)
+        if not isinstance(state.header, dict) or state.header.get("digest") != plan.digest:
             journal.close()
             return idempotency_conflict(plan, started, attempt)
+        try:  # read back from disk (or seeded from the ledger): the same gate as a plan
+            check_journal(plan, state)
+        except (StateInvalidError, TypeError, AttributeError) as exc:
+            journal.close()
+            if not isinstance(exc, StateInvalidError):
+                exc = StateInvalidError(f"the journal is malformed: {type(exc).__name__}")
+            log.error(
+                "apply.state_invalid",
+                plan_id=plan.plan_id,
+                case_name=plan.case_name,
+                error=exc.message,
+            )
+            return _rejection(plan, exc, started, attempt)
         log.info(
             "apply.resume",
             plan_id=plan.plan_id,

@@ -114,7 +114,9 @@ class LeaseKeeper:
         self.ledger.save_journal(self.record.plan_id, header_line)
 
     def journal_synced(self, summary: dict[str, Any]) -> None:
-        self._renew(**summary)
+        # The epoch says which claim wrote this checkpoint: a takeover compares it with its
+        # own local journal's to resume from the newer one.
+        self._renew(**summary, epoch=self.record.attempts)
 
     def on_step(self, done: int, total: int) -> None:
         if self.lost.is_set():
@@ -269,7 +271,14 @@ class PlanHandler:
                 progress=outcome.record.progress,
             )
             self.metrics.lease_takeovers.inc()
-            self._seed_local_journal(plan, outcome.record)
+            try:
+                self._seed_local_journal(plan, outcome.record, bound)
+            except PlanError as exc:  # a crafted checkpoint: refused, nothing touched
+                bound.error("plan.state_invalid", error=exc.message)
+                refused = refusal_result(plan.document, exc, started)
+                self.ledger.complete(outcome.record, refused)
+                return self._answer(refused, delivery)
+        PlanStore(self.config.state_dir, plan.plan_id).write_epoch(outcome.record.attempts)
         begun = time.monotonic()
         paused = False
         with LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3) as keeper:
@@ -315,11 +324,17 @@ class PlanHandler:
         self.ledger.complete(keeper.record, result, undo)
         return self._answer(result, delivery)
 
-    def _seed_local_journal(self, plan: Plan, record: Record) -> None:
-        """A takeover: rebuild the journal from the ledger unless this machine has it."""
+    def _seed_local_journal(self, plan: Plan, record: Record, bound: Any) -> None:
+        """A takeover: rebuild the journal from the ledger unless this machine has it, or
+        the ledger's checkpoint is newer (written by a later claim than our journal's: the
+        plan went on elsewhere after we handed it over). The journal is checked when the
+        apply resumes it (StateInvalidError here for malformed progress)."""
         store = PlanStore(self.config.state_dir, plan.plan_id)
         if store.has_journal():
-            return
+            theirs, ours = record.progress.get("epoch"), store.read_epoch()
+            if type(theirs) is not int or (ours is not None and theirs <= ours):
+                return
+            bound.warning("journal.superseded", local_epoch=ours, checkpoint_epoch=theirs)
         header = self.ledger.load_journal(plan.plan_id)
         if header is None:
             return  # the previous owner died before its first step: start afresh

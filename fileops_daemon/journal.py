@@ -70,7 +70,24 @@ class Journal:
 
     @staticmethod
     def seed(path: str, header_line: bytes, summary: dict[str, Any]) -> None:
-        """Rebuild a local journal from a checkpoint (a takeover on another machine)."""
+        """Rebuild a local journal from a checkpoint (a takeover on another machine).
+
+        The ranges are checked against the header's steps before they are expanded (a crafted
+        checkpoint must not make us write a billion lines); the steps themselves are checked
+        when the journal is resumed. Raises StateInvalidError.
+        """
+        from fileops_daemon.trust import StateInvalidError, check_ranges
+
+        try:
+            total = len(json.loads(header_line)["steps"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateInvalidError("the checkpoint's journal header cannot be read") from exc
+        if not isinstance(summary, dict):
+            raise StateInvalidError("the checkpoint's progress is not an object")
+        check_ranges(summary.get("done", []), total, "the checkpoint's done steps")
+        check_ranges(summary.get("undone", []), total, "the checkpoint's undone steps")
+        if not isinstance(summary.get("info") or {}, dict):
+            raise StateInvalidError("the checkpoint's state details are not an object")
         lines = [header_line]
         lines += [b'{"done":%d}\n' % i for i in from_ranges(summary.get("done", []))]
         lines += [b'{"undone":%d}\n' % i for i in from_ranges(summary.get("undone", []))]

@@ -68,6 +68,7 @@ class PlanStore:
         self.journal_path = os.path.join(self.folder, "journal.jsonl")
         self.result_path = os.path.join(self.folder, "result.json")
         self.undo_path = os.path.join(self.folder, "undo.json")
+        self.epoch_path = os.path.join(self.folder, "epoch.json")
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -92,3 +93,12 @@ class PlanStore:
 
     def write_undo(self, plan: dict[str, Any]) -> None:
         write_json_atomic(self.undo_path, plan)
+
+    def read_epoch(self) -> int | None:
+        """Which claim of the plan (the ledger's attempt count) last ran this journal."""
+        epoch = _read_json(self.epoch_path)
+        return epoch if type(epoch) is int else None
+
+    def write_epoch(self, epoch: int) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        write_json_atomic(self.epoch_path, epoch)

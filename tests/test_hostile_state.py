@@ -8,11 +8,22 @@ block an undo, or make a result contradict the tree.
 from __future__ import annotations
 
 import json
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from fileops_daemon.cloud import CloudRetry
+from fileops_daemon.config import Config
+from fileops_daemon.handler import Disposition, PlanHandler
+from fileops_daemon.ledger import Ledger
+from fileops_daemon.outputs import Delivery
+from fileops_daemon.plan import parse_plan
 from tests.daemon_support import Stack
-from tests.support import CASE
+from tests.support import CASE, snapshot
 
 pytest_plugins = ["tests.conftest_daemon"]
 
@@ -98,3 +109,228 @@ class TestUndoCannotBeForgedOrBlocked:
         stack.publish({"undo_of": long_id, "case_name": CASE, "plan_id": undo_id, "dry_run": False})
         undone = stack.results.wait_plan(undo_id, 30)[-1]
         assert undone["status"] == "applied", undone
+
+
+# --------------------------------------------------------------------------- in-process daemons
+#
+# Two PlanHandlers (two daemons, each with its own state folder) share a ledger on the real
+# fake-gcs-server; results and audit records go to in-memory stand-ins of the project's own
+# ResultPublisher and AuditLog. The ledger's clock is what lets a lease run out at once.
+
+
+class MemoryResults:
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    def publish(self, result: dict[str, Any], extra: dict[str, str] | None = None) -> str:
+        self.published.append(result)
+        return str(len(self.published))
+
+
+class MemoryAudit:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, result: dict[str, Any], delivery: Any) -> str:
+        self.records.append({"result": result, "data": delivery.data})
+        return str(len(self.records))
+
+
+class DiedError(Exception):
+    """Stands for a daemon killed at that point."""
+
+
+@dataclass
+class Daemons:
+    root: Path
+    tmp: Path
+    bucket: Any
+    clock_offset: dict[str, float] = field(default_factory=dict)
+
+    def handler(self, name: str) -> PlanHandler:
+        config = Config(
+            project="inproc",
+            state_bucket=self.bucket.name,
+            audit_bucket=self.bucket.name,
+            projects_root=str(self.root),
+            state_dir=str(self.tmp / f"state-{name}"),
+            lease_seconds=30,
+            worker_id=f"worker-{name}",
+            retry_attempts=2,
+            retry_initial_wait=0.01,
+            retry_max_wait=0.05,
+            apply_parallelism=1,
+        )
+
+        def clock() -> float:
+            return time.time() + self.clock_offset.get(name, 0.0)
+
+        ledger = Ledger(self.bucket, config.worker_id, 30, CloudRetry(3, 0.05, 0.2), clock=clock)
+        return PlanHandler(config, ledger, MemoryResults(), MemoryAudit())  # type: ignore[arg-type]
+
+    def ledger_record(self, plan_id: str) -> dict[str, Any] | None:
+        blob = self.bucket.get_blob(f"plans/{plan_id}.json")
+        return None if blob is None else dict(json.loads(blob.download_as_bytes()))
+
+
+@pytest.fixture
+def daemons(emulators: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Daemons:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulators.gcs_endpoint)
+    client = storage.Client(
+        project="inproc",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": emulators.gcs_endpoint},
+    )
+    bucket = client.create_bucket(f"inproc-{uuid.uuid4().hex[:10]}")
+    root = tmp_path / "projects"
+    case = root / CASE
+    (case / "uncategorized").mkdir(parents=True)
+    (case / "uncategorized" / "file1.pdf").write_text("one\n")
+    (root / "Other-Case").mkdir()
+    (root / "Other-Case" / "secret.txt").write_text("not yours\n")
+    return Daemons(root, tmp_path, bucket)
+
+
+def delivery(document: dict[str, Any], message_id: str = "m-1") -> Delivery:
+    return Delivery(
+        data=json.dumps(document).encode(),
+        attributes={"plan_id": document["plan_id"], "case_name": document["case_name"]},
+        message_id=message_id,
+    )
+
+
+#: A plan whose steps depend on each other: resumed from a stale journal, its second step
+#: finds neither its source nor its destination (the third step already moved the file on).
+CHAIN = [
+    {"type": "mkdir", "path": f"{CASE}/d"},
+    {"type": "move", "from": f"{CASE}/uncategorized/file1.pdf", "to": f"{CASE}/d/f.pdf"},
+    {"type": "move", "from": f"{CASE}/d/f.pdf", "to": f"{CASE}/final.pdf"},
+]
+
+
+class TestTakeoverResumesFromTheNewestState:
+    def test_a_plan_finished_elsewhere_is_not_resumed_from_a_stale_local_journal(
+        self, daemons: Daemons, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        doc = plan("chain-1", CHAIN)
+        a, b = daemons.handler("a"), daemons.handler("b")
+        # A hands the plan over before its first step (its journal exists, nothing done).
+        a.hand_over()
+        assert a.handle(delivery(doc)) is Disposition.NACK
+        assert (daemons.root / CASE / "uncategorized" / "file1.pdf").exists()
+        # B takes it over, applies every step, and dies before recording the result.
+
+        def die(*args: Any, **kwargs: Any) -> None:
+            raise DiedError
+
+        monkeypatch.setattr(b.ledger, "complete", die)
+        with pytest.raises(DiedError):
+            b.handle(delivery(doc))
+        applied_tree = snapshot(daemons.root, skip_work_dirs=True)
+        assert (daemons.root / CASE / "final.pdf").read_text() == "one\n"
+        # A gets the plan back once B's lease has run out.
+        a.handing_over.clear()
+        daemons.clock_offset["a"] = 3600
+        assert a.handle(delivery(doc, "m-2")) is Disposition.ACK
+        [result] = a.results.published  # type: ignore[attr-defined]
+        assert result["status"] == "applied", result["errors"]
+        assert [op["outcome"] for op in result["operations"]] == ["applied"] * 3
+        assert snapshot(daemons.root, skip_work_dirs=True) == applied_tree
+        record = daemons.ledger_record("chain-1")
+        assert record is not None and record["state"] == "done"
+        assert record["result"]["status"] == "applied" and record["undo"] is not None
+
+
+def _plant_checkpoint(
+    daemons: Daemons, doc: dict[str, Any], header: dict[str, Any], **progress: Any
+) -> None:
+    parsed = parse_plan(doc)
+    record = {
+        "plan_id": doc["plan_id"],
+        "digest": parsed.digest,
+        "case_name": CASE,
+        "state": "claimed",
+        "owner": "worker-gone",
+        "token": "t",
+        "lease_expires_at": 0.0,
+        "progress": {"epoch": 1, **progress},
+    }
+    daemons.bucket.blob(f"plans/{doc['plan_id']}.json").upload_from_string(json.dumps(record))
+    daemons.bucket.blob(f"journals/{doc['plan_id']}.jsonl").upload_from_string(
+        json.dumps(header) + "\n"
+    )
+
+
+class TestACraftedCheckpointInTheStateBucket:
+    def _header(self, doc: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        header = {
+            "v": 1,
+            "plan_id": doc["plan_id"],
+            "case_name": CASE,
+            "case_folder": CASE,
+            "digest": parse_plan(doc).digest,
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "operations": [
+                {"index": 0, "type": "mkdir", "outcome": "ok", "message": "ok"},
+            ],
+            "changes": [],
+            "undo": {},
+            "steps": [{"k": "mkdir", "d": ["d"], "o": 0}],
+        }
+        header.update(changes)
+        return header
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            # the reported attack: a file of another case moved above the projects root
+            {
+                "case_folder": "..",
+                "steps": [
+                    {
+                        "k": "rename",
+                        "s": ["projects", "Other-Case", "secret.txt"],
+                        "d": ["x"],
+                        "o": 0,
+                    }
+                ],
+            },
+            {
+                "steps": [
+                    {
+                        "k": "rename",
+                        "s": ["..", "Other-Case", "secret.txt"],
+                        "d": ["..", "..", "x"],
+                        "o": 0,
+                    }
+                ]
+            },
+            {"case_folder": "Other-Case"},
+        ],
+    )
+    def test_it_is_refused_and_nothing_is_touched(
+        self, daemons: Daemons, changes: dict[str, Any]
+    ) -> None:
+        doc = plan("crafted-1", [{"type": "mkdir", "path": f"{CASE}/d"}])
+        _plant_checkpoint(daemons, doc, self._header(doc, **changes))
+        before = snapshot(daemons.tmp)
+        handler = daemons.handler("a")
+        assert handler.handle(delivery(doc)) is Disposition.ACK
+        [result] = handler.results.published  # type: ignore[attr-defined]
+        assert (result["status"], error_codes(result)) == ("rejected", ["state_invalid"]), result
+        after = {k: v for k, v in snapshot(daemons.tmp).items() if not k.startswith("state-")}
+        assert after == {k: v for k, v in before.items() if not k.startswith("state-")}
+        record = daemons.ledger_record("crafted-1")
+        assert record is not None and record["state"] == "done"
+
+    def test_a_huge_progress_range_is_refused_before_it_is_expanded(self, daemons: Daemons) -> None:
+        doc = plan("crafted-2", [{"type": "mkdir", "path": f"{CASE}/d"}])
+        _plant_checkpoint(daemons, doc, self._header(doc), done=[[0, 10**12]])
+        handler = daemons.handler("a")
+        assert handler.handle(delivery(doc)) is Disposition.ACK
+        [result] = handler.results.published  # type: ignore[attr-defined]
+        assert error_codes(result) == ["state_invalid"], result
+        assert not (daemons.root / CASE / "d").exists()
