@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -80,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     apply = command("apply", "apply the plan as its dry_run says; re-run after a crash resumes")
     apply.add_argument("plan", help="plan file, or - for stdin")
     apply.add_argument("--root", required=True, help="the projects root holding the case folders")
-    apply.add_argument("--state-dir", help="journals and results (default: ROOT/.fileops-state)")
+    apply.add_argument(
+        "--state-dir",
+        help="journals and results, outside ROOT (default: $FILEOPS_STATE_DIR, else "
+        "~/.local/state/fileops/<hash of ROOT>)",
+    )
     apply.add_argument(
         "--parallel",
         type=int,
@@ -104,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     undo.add_argument("plan_id")
     undo.add_argument("--root", help="local mode: the projects root holding the case folders")
-    undo.add_argument("--state-dir", help="local mode: journals (default: ROOT/.fileops-state)")
+    undo.add_argument("--state-dir", help="local mode: journals (default: as for apply)")
     undo.add_argument("--dry-run", action="store_true", help="local mode: only show the changes")
     undo.add_argument("--apply", action="store_true", help="daemon mode: apply, not a dry run")
     undo.add_argument("--wait", action="store_true", help="daemon mode: wait for the result")
@@ -135,9 +140,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(Exception):
+    """A command line that cannot be run as given (exit 2)."""
+
+
 def _state_dir(args: argparse.Namespace) -> str:
+    """--state-dir, $FILEOPS_STATE_DIR, or one folder per projects root under the user's
+    state home; never inside the projects root (whoever can write there could plant links)."""
     chosen = args.state_dir or os.environ.get("FILEOPS_STATE_DIR")
-    return chosen or os.path.join(args.root, ".fileops-state")
+    root = os.path.realpath(args.root)
+    if not chosen:
+        home = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        tag = hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
+        chosen = os.path.join(home, "fileops", tag)
+    real = os.path.realpath(chosen)
+    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        raise UsageError(f"the state folder {chosen} is inside the projects root {args.root}")
+    return chosen
 
 
 def _read(source: str) -> bytes:
@@ -348,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except FileNotFoundError as exc:
         print(f"fileops: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"fileops: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("fileops: interrupted; run the same command again to resume", file=sys.stderr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import threading
 import time
 from typing import Any
@@ -338,7 +337,7 @@ class PlanHandler:
         header = self.ledger.load_journal(plan.plan_id)
         if header is None:
             return  # the previous owner died before its first step: start afresh
-        os.makedirs(store.folder, exist_ok=True)
+        store.ensure()
         Journal.seed(store.journal_path, header, record.progress)
 
 
