@@ -223,7 +223,7 @@ def apply_plan(
             stored = store.read_result()  # finished while we waited for the lock?
             if stored is not None:
                 return _stored_outcome(plan, stored, started, attempt)
-            run = _open_run(plan, projects_root, store, limits, started, attempt, checkpoint)
+            run = _open_run(plan, projects_root, store, limits, started, attempt, checkpoint, retry)
             if isinstance(run, dict):
                 return run
             journal, state, case_dir, resumed = run
@@ -271,6 +271,7 @@ def _open_run(
     started: datetime,
     attempt: int,
     checkpoint: Checkpoint | None,
+    retry: RetryPolicy | None = None,
 ) -> tuple[Journal, JournalState, str, bool] | dict[str, Any]:
     """Reopen this plan's journal (resumed: True), or simulate and start a new one.
 
@@ -310,8 +311,12 @@ def _open_run(
         case_dir = os.path.join(projects_root, state.header["case_folder"])
         return journal, state, case_dir, True
     try:
-        sim = simulate(plan, projects_root, limits)
+        sim = _simulate_retrying(plan, projects_root, limits, retry or RetryPolicy())
     except OSError as exc:
+        if _is_transient(exc):
+            # Not an answer about the plan: a refusal recorded now would refuse its id for
+            # good. The caller retries later (the daemon nacks the message).
+            raise
         return _io_rejection(plan, exc, started, attempt)
     if not sim.ok:
         return simulation_result(sim, started, attempt=attempt)
@@ -333,6 +338,25 @@ def _open_run(
     journal = Journal.create(store.journal_path, header_line, on_sync)
     state = JournalState(header=header, steps=sim.steps)
     return journal, state, sim.case_dir, False
+
+
+def _simulate_retrying(
+    plan: Plan, projects_root: str, limits: Limits | None, retry: RetryPolicy
+) -> Simulation:
+    """The simulation, tried again after a transient filesystem error (EIO from gcsfuse)."""
+    try:
+        return simulate(plan, projects_root, limits)
+    except OSError as exc:
+        if not _is_transient(exc) or retry.attempts <= 1:
+            raise
+    retrying = Retrying(
+        stop=stop_after_attempt(retry.attempts - 1),
+        wait=wait_exponential(multiplier=retry.initial_wait, max=retry.max_wait),
+        retry=retry_if_exception(_is_transient),
+        reraise=True,
+    )
+    sim: Simulation = retrying(simulate, plan, projects_root, limits)
+    return sim
 
 
 class _Run:

@@ -300,6 +300,9 @@ class PlanHandler:
                 return Disposition.NACK
             except ApplyPaused:
                 paused = True  # release the lease once the keeper has stopped renewing it
+            except OSError as exc:  # transient (EIO...) before the first step: try again later
+                bound.warning("plan.transient_fault", error=f"{type(exc).__name__}: {exc}")
+                paused = True
         if paused:
             try:
                 self.ledger.release(keeper.record)

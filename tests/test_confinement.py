@@ -614,6 +614,29 @@ RESERVED: list[Hostile] = [
     ),
 ]
 
+# names that read as the daemon's own folder (case, compatibility forms, invisible characters)
+LOOKALIKES: list[Hostile] = [
+    Hostile(f"workdir-lookalike-{i}", [_md(_c(name, "x"))], "path_reserved")
+    for i, name in enumerate(
+        [
+            ".FILEOPS",
+            ".FileOps",
+            ".fileops\u200b",
+            "\u200b.fileops",
+            ".file\u200dops",
+            ".fileops\ufeff",
+            ".\ufb01leops",  # the fi ligature
+            "\uff0e\uff46\uff49\uff4c\uff45\uff4f\uff50\uff53",  # fullwidth
+            ".fileops\u00ad",
+            ".fileops\ufe0f",
+            ".FİLEOPS".replace("İ", "I"),
+        ]
+    )
+] + [
+    Hostile("workdir-lookalike-write", [_w(_c(".Fileops", "x"))], "path_reserved"),
+    Hostile("workdir-lookalike-move-to", [_mv(FILE1, _c(".FILEOPS"))], "path_reserved"),
+]
+
 # only fileops makes undo plans: an agent's plan can neither claim undo_of nor take the id
 FORGED_UNDO: list[Hostile] = [
     Hostile(
@@ -874,6 +897,7 @@ CORPUS: list[Hostile] = [
     *_by_position([(name, path, "path_outside_case") for name, path in PREFIX]),
     *SYMLINKS,
     *RESERVED,
+    *LOOKALIKES,
     *FORGED_UNDO,
     *INTO_ITSELF,
     *AMBIGUOUS,

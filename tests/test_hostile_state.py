@@ -7,6 +7,7 @@ block an undo, or make a result contradict the tree.
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 import uuid
@@ -16,11 +17,12 @@ from typing import Any
 
 import pytest
 
+from fileops_daemon import execute
 from fileops_daemon.cloud import CloudRetry
 from fileops_daemon.config import Config
 from fileops_daemon.handler import Disposition, PlanHandler
 from fileops_daemon.ledger import Ledger
-from fileops_daemon.outputs import Delivery
+from fileops_daemon.outputs import AuditLog, Delivery
 from fileops_daemon.plan import parse_plan
 from tests.daemon_support import Stack
 from tests.support import CASE, snapshot
@@ -127,15 +129,6 @@ class MemoryResults:
         return str(len(self.published))
 
 
-class MemoryAudit:
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def write(self, result: dict[str, Any], delivery: Any) -> str:
-        self.records.append({"result": result, "data": delivery.data})
-        return str(len(self.records))
-
-
 class DiedError(Exception):
     """Stands for a daemon killed at that point."""
 
@@ -166,7 +159,8 @@ class Daemons:
             return time.time() + self.clock_offset.get(name, 0.0)
 
         ledger = Ledger(self.bucket, config.worker_id, 30, CloudRetry(3, 0.05, 0.2), clock=clock)
-        return PlanHandler(config, ledger, MemoryResults(), MemoryAudit())  # type: ignore[arg-type]
+        audit = AuditLog(self.bucket, CloudRetry(3, 0.05, 0.2))
+        return PlanHandler(config, ledger, MemoryResults(), audit)  # type: ignore[arg-type]
 
     def ledger_record(self, plan_id: str) -> dict[str, Any] | None:
         blob = self.bucket.get_blob(f"plans/{plan_id}.json")
@@ -334,3 +328,63 @@ class TestACraftedCheckpointInTheStateBucket:
         [result] = handler.results.published  # type: ignore[attr-defined]
         assert error_codes(result) == ["state_invalid"], result
         assert not (daemons.root / CASE / "d").exists()
+
+
+class TestSmaller:
+    def test_one_transient_eio_in_the_simulation_is_retried(
+        self, daemons: Daemons, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real = execute.simulate
+        faults = iter([OSError(errno.EIO, "Input/output error")])
+
+        def flaky(*args: Any, **kwargs: Any) -> Any:
+            fault = next(faults, None)
+            if fault is not None:
+                raise fault
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(execute, "simulate", flaky)
+        handler = daemons.handler("a")
+        doc = plan("eio-1", [{"type": "mkdir", "path": f"{CASE}/d"}])
+        assert handler.handle(delivery(doc)) is Disposition.ACK
+        [result] = handler.results.published  # type: ignore[attr-defined]
+        assert result["status"] == "applied", result["errors"]
+
+    def test_a_lasting_eio_is_nacked_and_never_refuses_the_plan_id(
+        self, daemons: Daemons, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        real = execute.simulate
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(execute, "simulate", broken)
+        handler = daemons.handler("a")
+        doc = plan("eio-2", [{"type": "mkdir", "path": f"{CASE}/d"}])
+        assert handler.handle(delivery(doc)) is Disposition.NACK
+        assert handler.results.published == []  # type: ignore[attr-defined]
+        record = daemons.ledger_record("eio-2")
+        assert record is not None and record["state"] == "claimed", record
+        # The mount recovers; the redelivered message is applied (the lease was released).
+        monkeypatch.setattr(execute, "simulate", real)
+        assert handler.handle(delivery(doc, "m-2")) is Disposition.ACK
+        [result] = handler.results.published  # type: ignore[attr-defined]
+        assert result["status"] == "applied", result["errors"]
+
+    def test_the_audit_record_keeps_the_plan_its_requester_and_reason(
+        self, daemons: Daemons
+    ) -> None:
+        handler = daemons.handler("a")
+        doc = plan(
+            "audit-1",
+            [{"type": "mkdir", "path": f"{CASE}/d"}],
+            requested_by="paralegal-agent",
+            reason="sort uncategorized files",
+        )
+        assert handler.handle(delivery(doc)) is Disposition.ACK
+        [blob] = [b for b in daemons.bucket.list_blobs() if "/audit-1/" in b.name]
+        record = json.loads(blob.download_as_bytes())
+        assert record["plan"] == doc
+        assert record["requested_by"] == "paralegal-agent"
+        assert record["reason"] == "sort uncategorized files"
+        assert record["result"]["status"] == "applied"
