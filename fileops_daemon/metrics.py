@@ -51,6 +51,23 @@ class Metrics:
             "Messages seen again (delivery attempt > 1 or already done)",
             registry=self.registry,
         )
+        self.nacks = Counter(
+            "fileops_nacks",
+            "Plan messages nacked (Pub/Sub redelivers them), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.waits = Counter(
+            "fileops_plan_waits",
+            "Times a plan message was held back for an earlier plan of its case, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.waiting = Gauge(
+            "fileops_plans_waiting",
+            "Plan messages held, not yet settled, until their case is free",
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "fileops_plans_in_flight",
             "Plan messages being handled now",

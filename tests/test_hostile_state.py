@@ -20,7 +20,7 @@ import pytest
 from fileops_daemon import execute
 from fileops_daemon.cloud import CloudRetry
 from fileops_daemon.config import Config
-from fileops_daemon.handler import Disposition, PlanHandler
+from fileops_daemon.handler import PlanHandler, Verdict
 from fileops_daemon.ledger import Ledger
 from fileops_daemon.outputs import AuditLog, Delivery
 from fileops_daemon.plan import parse_plan
@@ -213,7 +213,7 @@ class TestTakeoverResumesFromTheNewestState:
         a, b = daemons.handler("a"), daemons.handler("b")
         # A hands the plan over before its first step (its journal exists, nothing done).
         a.hand_over()
-        assert a.handle(delivery(doc)) is Disposition.NACK
+        assert a.handle(delivery(doc)).verdict is Verdict.NACK
         assert (daemons.root / CASE / "uncategorized" / "file1.pdf").exists()
         # B takes it over, applies every step, and dies before recording the result.
 
@@ -221,14 +221,13 @@ class TestTakeoverResumesFromTheNewestState:
             raise DiedError
 
         monkeypatch.setattr(b.ledger, "complete", die)
-        with pytest.raises(DiedError):
-            b.handle(delivery(doc))
+        assert b.handle(delivery(doc)).verdict is Verdict.NACK  # unrecorded, so not answered
         applied_tree = snapshot(daemons.root, skip_work_dirs=True)
         assert (daemons.root / CASE / "final.pdf").read_text() == "one\n"
         # A gets the plan back once B's lease has run out.
         a.handing_over.clear()
         daemons.clock_offset["a"] = 3600
-        assert a.handle(delivery(doc, "m-2")) is Disposition.ACK
+        assert a.handle(delivery(doc, "m-2")).verdict is Verdict.ACK
         [result] = a.results.published  # type: ignore[attr-defined]
         assert result["status"] == "applied", result["errors"]
         assert [op["outcome"] for op in result["operations"]] == ["applied"] * 3
@@ -312,7 +311,7 @@ class TestACraftedCheckpointInTheStateBucket:
         _plant_checkpoint(daemons, doc, self._header(doc, **changes))
         before = snapshot(daemons.tmp)
         handler = daemons.handler("a")
-        assert handler.handle(delivery(doc)) is Disposition.ACK
+        assert handler.handle(delivery(doc)).verdict is Verdict.ACK
         [result] = handler.results.published  # type: ignore[attr-defined]
         assert (result["status"], error_codes(result)) == ("rejected", ["state_invalid"]), result
         after = {k: v for k, v in snapshot(daemons.tmp).items() if not k.startswith("state-")}
@@ -324,7 +323,7 @@ class TestACraftedCheckpointInTheStateBucket:
         doc = plan("crafted-2", [{"type": "mkdir", "path": f"{CASE}/d"}])
         _plant_checkpoint(daemons, doc, self._header(doc), done=[[0, 10**12]])
         handler = daemons.handler("a")
-        assert handler.handle(delivery(doc)) is Disposition.ACK
+        assert handler.handle(delivery(doc)).verdict is Verdict.ACK
         [result] = handler.results.published  # type: ignore[attr-defined]
         assert error_codes(result) == ["state_invalid"], result
         assert not (daemons.root / CASE / "d").exists()
@@ -346,7 +345,7 @@ class TestSmaller:
         monkeypatch.setattr(execute, "simulate", flaky)
         handler = daemons.handler("a")
         doc = plan("eio-1", [{"type": "mkdir", "path": f"{CASE}/d"}])
-        assert handler.handle(delivery(doc)) is Disposition.ACK
+        assert handler.handle(delivery(doc)).verdict is Verdict.ACK
         [result] = handler.results.published  # type: ignore[attr-defined]
         assert result["status"] == "applied", result["errors"]
 
@@ -361,13 +360,13 @@ class TestSmaller:
         monkeypatch.setattr(execute, "simulate", broken)
         handler = daemons.handler("a")
         doc = plan("eio-2", [{"type": "mkdir", "path": f"{CASE}/d"}])
-        assert handler.handle(delivery(doc)) is Disposition.NACK
+        assert handler.handle(delivery(doc)).verdict is Verdict.NACK
         assert handler.results.published == []  # type: ignore[attr-defined]
         record = daemons.ledger_record("eio-2")
         assert record is not None and record["state"] == "claimed", record
         # The mount recovers; the redelivered message is applied (the lease was released).
         monkeypatch.setattr(execute, "simulate", real)
-        assert handler.handle(delivery(doc, "m-2")) is Disposition.ACK
+        assert handler.handle(delivery(doc, "m-2")).verdict is Verdict.ACK
         [result] = handler.results.published  # type: ignore[attr-defined]
         assert result["status"] == "applied", result["errors"]
 
@@ -381,7 +380,7 @@ class TestSmaller:
             requested_by="paralegal-agent",
             reason="sort uncategorized files",
         )
-        assert handler.handle(delivery(doc)) is Disposition.ACK
+        assert handler.handle(delivery(doc)).verdict is Verdict.ACK
         [blob] = [b for b in daemons.bucket.list_blobs() if "/audit-1/" in b.name]
         record = json.loads(blob.download_as_bytes())
         assert record["plan"] == doc
