@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -80,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     apply = command("apply", "apply the plan as its dry_run says; re-run after a crash resumes")
     apply.add_argument("plan", help="plan file, or - for stdin")
     apply.add_argument("--root", required=True, help="the projects root holding the case folders")
-    apply.add_argument("--state-dir", help="journals and results (default: ROOT/.fileops-state)")
+    apply.add_argument(
+        "--state-dir",
+        help="journals and results, outside ROOT (default: $FILEOPS_STATE_DIR, else "
+        "~/.local/state/fileops/<hash of ROOT>)",
+    )
     apply.add_argument(
         "--parallel",
         type=int,
@@ -104,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     undo.add_argument("plan_id")
     undo.add_argument("--root", help="local mode: the projects root holding the case folders")
-    undo.add_argument("--state-dir", help="local mode: journals (default: ROOT/.fileops-state)")
+    undo.add_argument("--state-dir", help="local mode: journals (default: as for apply)")
     undo.add_argument("--dry-run", action="store_true", help="local mode: only show the changes")
     undo.add_argument("--apply", action="store_true", help="daemon mode: apply, not a dry run")
     undo.add_argument("--wait", action="store_true", help="daemon mode: wait for the result")
@@ -135,9 +140,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(Exception):
+    """A command line that cannot be run as given (exit 2)."""
+
+
 def _state_dir(args: argparse.Namespace) -> str:
+    """--state-dir, $FILEOPS_STATE_DIR, or one folder per projects root under the user's
+    state home; never inside the projects root (whoever can write there could plant links)."""
     chosen = args.state_dir or os.environ.get("FILEOPS_STATE_DIR")
-    return chosen or os.path.join(args.root, ".fileops-state")
+    root = os.path.realpath(args.root)
+    if not chosen:
+        home = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        tag = hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
+        chosen = os.path.join(home, "fileops", tag)
+    real = os.path.realpath(chosen)
+    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        raise UsageError(f"the state folder {chosen} is inside the projects root {args.root}")
+    return chosen
 
 
 def _read(source: str) -> bytes:
@@ -304,20 +323,32 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _undo(args: argparse.Namespace) -> int:
+    from fileops_daemon.limits import Limits
+    from fileops_daemon.results import now, refusal_result
     from fileops_daemon.store import PlanStore
+    from fileops_daemon.undo import build_undo_plan, undo_plan_id
 
-    document = PlanStore(_state_dir(args), args.plan_id).read_undo()
-    if document is None:
+    stored = PlanStore(_state_dir(args), args.plan_id).read_undo()
+    if stored is None:
         error = PlanError(
             ErrorCode.UNDO_UNAVAILABLE,
             f"no inverse plan is stored for {args.plan_id!r} in {_state_dir(args)}",
         )
         print(f"fileops: {error.code.value}: {error.message}", file=sys.stderr)
         return EXIT_REJECTED
-    document = dict(document, dry_run=bool(args.dry_run))
-    plan, refusal = _parse(json.dumps(document).encode("utf-8"))
-    if refusal is not None:
-        return _emit(refusal, args.json)
+    # Read back from disk: it goes through the same parse and gate as any plan.
+    case_name = stored.get("case_name") if isinstance(stored, dict) else None
+    try:
+        plan = build_undo_plan(
+            args.plan_id,
+            stored,
+            case_name if isinstance(case_name, str) else "",
+            dry_run=bool(args.dry_run),
+            limits=Limits.from_env(),
+        )
+    except PlanError as exc:
+        document = {"plan_id": undo_plan_id(args.plan_id), "case_name": case_name}
+        return _emit(refusal_result(document, exc, now()), args.json)
     return _emit(_apply_document(plan, args), args.json)
 
 
@@ -336,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except FileNotFoundError as exc:
         print(f"fileops: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"fileops: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("fileops: interrupted; run the same command again to resume", file=sys.stderr)

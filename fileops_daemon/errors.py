@@ -42,6 +42,8 @@ class ErrorCode(StrEnum):
     SIGNATURE_INVALID = "signature_invalid"
     INTERNAL_ERROR = "internal_error"
     DUPLICATE_KEY = "duplicate_key"
+    UNDO_FORGED = "undo_forged"
+    STATE_INVALID = "state_invalid"
 
 
 #: One line per code, used by the README, ``fileops --help`` and the schema description.
@@ -71,6 +73,12 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.TREE_CHANGED: "the tree changed between the check and the step; rolled back",
     ErrorCode.IO_ERROR: "the filesystem failed (EIO, ESTALE, ...) after retries",
     ErrorCode.UNDO_UNAVAILABLE: "no inverse plan is stored for this plan_id",
+    ErrorCode.UNDO_FORGED: (
+        "a plan claims undo_of or takes an undo plan's id ('.undo'); only fileops makes undo plans"
+    ),
+    ErrorCode.STATE_INVALID: (
+        "a journal or ledger checkpoint read back does not match the plan or fails the path gate"
+    ),
     ErrorCode.SIGNATURE_INVALID: "the plan is unsigned or its HMAC signature does not match",
     ErrorCode.INTERNAL_ERROR: "a bug in fileops-daemon; the plan was not applied",
     ErrorCode.DUPLICATE_KEY: "a JSON object in the plan names the same key twice",

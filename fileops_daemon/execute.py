@@ -34,6 +34,7 @@ from fileops_daemon.simulate import Simulation, simulate
 from fileops_daemon.steps import Parts, Step
 from fileops_daemon.store import PlanStore, case_lock
 from fileops_daemon.tree import Kind
+from fileops_daemon.trust import StateInvalidError, check_journal
 from fileops_daemon.undo import inverse_plan, undo_plan_id
 
 __all__ = [
@@ -222,7 +223,7 @@ def apply_plan(
             stored = store.read_result()  # finished while we waited for the lock?
             if stored is not None:
                 return _stored_outcome(plan, stored, started, attempt)
-            run = _open_run(plan, projects_root, store, limits, started, attempt, checkpoint)
+            run = _open_run(plan, projects_root, store, limits, started, attempt, checkpoint, retry)
             if isinstance(run, dict):
                 return run
             journal, state, case_dir, resumed = run
@@ -270,6 +271,7 @@ def _open_run(
     started: datetime,
     attempt: int,
     checkpoint: Checkpoint | None,
+    retry: RetryPolicy | None = None,
 ) -> tuple[Journal, JournalState, str, bool] | dict[str, Any]:
     """Reopen this plan's journal (resumed: True), or simulate and start a new one.
 
@@ -278,10 +280,27 @@ def _open_run(
     """
     on_sync: SyncHook | None = checkpoint.journal_synced if checkpoint else None
     if store.has_journal():
-        journal, state = Journal.resume(store.journal_path, on_sync)
-        if state.header["digest"] != plan.digest:
+        try:
+            journal, state = Journal.resume(store.journal_path, on_sync)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            error = StateInvalidError(f"the journal cannot be read: {type(exc).__name__}")
+            return _rejection(plan, error, started, attempt)
+        if not isinstance(state.header, dict) or state.header.get("digest") != plan.digest:
             journal.close()
             return idempotency_conflict(plan, started, attempt)
+        try:  # read back from disk (or seeded from the ledger): the same gate as a plan
+            check_journal(plan, state)
+        except (StateInvalidError, TypeError, AttributeError) as exc:
+            journal.close()
+            if not isinstance(exc, StateInvalidError):
+                exc = StateInvalidError(f"the journal is malformed: {type(exc).__name__}")
+            log.error(
+                "apply.state_invalid",
+                plan_id=plan.plan_id,
+                case_name=plan.case_name,
+                error=exc.message,
+            )
+            return _rejection(plan, exc, started, attempt)
         log.info(
             "apply.resume",
             plan_id=plan.plan_id,
@@ -292,8 +311,12 @@ def _open_run(
         case_dir = os.path.join(projects_root, state.header["case_folder"])
         return journal, state, case_dir, True
     try:
-        sim = simulate(plan, projects_root, limits)
+        sim = _simulate_retrying(plan, projects_root, limits, retry or RetryPolicy())
     except OSError as exc:
+        if _is_transient(exc):
+            # Not an answer about the plan: a refusal recorded now would refuse its id for
+            # good. The caller retries later (the daemon nacks the message).
+            raise
         return _io_rejection(plan, exc, started, attempt)
     if not sim.ok:
         return simulation_result(sim, started, attempt=attempt)
@@ -315,6 +338,25 @@ def _open_run(
     journal = Journal.create(store.journal_path, header_line, on_sync)
     state = JournalState(header=header, steps=sim.steps)
     return journal, state, sim.case_dir, False
+
+
+def _simulate_retrying(
+    plan: Plan, projects_root: str, limits: Limits | None, retry: RetryPolicy
+) -> Simulation:
+    """The simulation, tried again after a transient filesystem error (EIO from gcsfuse)."""
+    try:
+        return simulate(plan, projects_root, limits)
+    except OSError as exc:
+        if not _is_transient(exc) or retry.attempts <= 1:
+            raise
+    retrying = Retrying(
+        stop=stop_after_attempt(retry.attempts - 1),
+        wait=wait_exponential(multiplier=retry.initial_wait, max=retry.max_wait),
+        retry=retry_if_exception(_is_transient),
+        reraise=True,
+    )
+    sim: Simulation = retrying(simulate, plan, projects_root, limits)
+    return sim
 
 
 class _Run:
@@ -767,13 +809,17 @@ class _Run:
                 self.fs.unlink(step.dst)
 
     def _remove_empty_work_dirs(self) -> None:
-        """Drop this plan's empty trash and staging folders (the trash keeps what it holds)."""
+        """Drop this plan's empty staging folders, and after a rollback its empty trash
+        folders. An applied plan's trash stays whole: an empty folder it holds was deleted
+        by the plan, and its undo puts it back."""
         top = os.path.join(self.case_dir, WORK_DIR_NAME)
         base = os.path.join(top, self.plan.plan_id)
         if os.path.islink(top) or not os.path.isdir(base) or os.path.islink(base):
             return
+        trash = os.path.join(base, "trash")
+        keep_trash = self.state.state == "applied"
         for dirpath, _dirnames, filenames in os.walk(base, topdown=False):
-            if filenames:
+            if filenames or (keep_trash and (dirpath + os.sep).startswith(trash + os.sep)):
                 continue
             try:
                 os.rmdir(dirpath)

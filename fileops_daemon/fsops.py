@@ -27,6 +27,9 @@ __all__ = ["CaseFS", "FolderMissingError", "StepConflictError"]
 
 _RENAME_NOREPLACE = 1
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in opens at once (and is then refused) instead of hanging us.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class StepConflictError(PlanError):
@@ -149,8 +152,10 @@ class CaseFS:
     def sha256(self, parts: Parts) -> str:
         digest = hashlib.sha256()
         with self.folder(parts[:-1]) as fd:
-            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            file_fd = os.open(parts[-1], _READ_FLAGS, dir_fd=fd)
         try:
+            if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+                raise StepConflictError(f"{_show(parts)} is no longer a plain file")
             while chunk := os.read(file_fd, 1 << 20):
                 digest.update(chunk)
         finally:
@@ -222,9 +227,7 @@ class CaseFS:
         """Copy a file through a staging name, so ``dst`` appears whole or not at all."""
         with self.folder(src[:-1]) as src_dir:
             try:
-                src_fd = os.open(
-                    src[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir
-                )
+                src_fd = os.open(src[-1], _READ_FLAGS, dir_fd=src_dir)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise StepConflictError(
@@ -235,7 +238,10 @@ class CaseFS:
             info = os.fstat(src_fd)
             if not stat.S_ISREG(info.st_mode):
                 raise StepConflictError(f"{_show(src)} is no longer a plain file")
-            self._stage(staging, lambda out: _copy_fd(src_fd, out, info.st_size), info.st_mode)
+            # Never the set-user/group-ID or sticky bits: a copy made as root must not turn a
+            # user's file into a root-owned setuid program.
+            mode = stat.S_IMODE(info.st_mode) & 0o777
+            self._stage(staging, lambda out: _copy_fd(src_fd, out, info.st_size), mode)
         finally:
             os.close(src_fd)
         self._publish(staging, dst)
@@ -256,9 +262,19 @@ class CaseFS:
     def _stage(self, staging: Parts, fill: Callable[[int], None], mode: int) -> None:
         self.makedirs(staging[:-1])
         with self.folder(staging[:-1]) as fd:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-            out = os.open(staging[-1], flags, stat.S_IMODE(mode) or 0o644, dir_fd=fd)
+            # The staging name is ours: whatever stands there (our leftover after a crash, or a
+            # planted hard link or FIFO) is removed, and a new file is made. O_EXCL never
+            # writes into an existing inode, O_NONBLOCK never waits on a FIFO.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging[-1], dir_fd=fd)
             try:
+                out = os.open(staging[-1], _STAGE_FLAGS, (mode & 0o777) or 0o644, dir_fd=fd)
+            except FileExistsError as exc:
+                raise StepConflictError(f"{_show(staging)} appeared meanwhile") from exc
+            try:
+                if not stat.S_ISREG(os.fstat(out).st_mode):
+                    raise StepConflictError(f"{_show(staging)} is not a new plain file")
+                os.set_blocking(out, True)
                 fill(out)
                 os.fsync(out)  # content is durable before its name appears
             finally:

@@ -8,10 +8,10 @@ deciding (Pub/Sub redelivers; the dead-letter topic catches what keeps failing).
 from __future__ import annotations
 
 import enum
-import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ from fileops_daemon.execute import (
 )
 from fileops_daemon.journal import Journal
 from fileops_daemon.ledger import (
+    CaseHeld,
     Claimed,
     Completed,
     Conflict,
@@ -38,12 +39,15 @@ from fileops_daemon.ledger import (
 from fileops_daemon.metrics import Metrics
 from fileops_daemon.outputs import AuditLog, Delivery, ResultPublisher
 from fileops_daemon.pacing import StepPacer
-from fileops_daemon.plan import Plan, parse_plan
+from fileops_daemon.paths import nfc
+from fileops_daemon.plan import Plan
 from fileops_daemon.results import bounded, now, refusal_result
+from fileops_daemon.sequencer import CaseSequencer, Waiting, WaitReason
 from fileops_daemon.signing import verify
 from fileops_daemon.store import PlanStore
+from fileops_daemon.undo import UndoRequest, build_undo_plan, parse_message
 
-__all__ = ["REPLY_ATTRIBUTE", "Disposition", "LeaseKeeper", "PlanHandler"]
+__all__ = ["REPLY_ATTRIBUTE", "Disposition", "LeaseKeeper", "PlanHandler", "Reason", "Verdict"]
 
 #: Attribute a client sets on its plans; the daemon copies it onto their results.
 REPLY_ATTRIBUTE = "client_id"
@@ -51,9 +55,57 @@ REPLY_ATTRIBUTE = "client_id"
 log = structlog.get_logger("fileops.handler")
 
 
-class Disposition(enum.Enum):
-    ACK = "ack"
-    NACK = "nack"
+class Verdict(enum.StrEnum):
+    ACK = "ack"  # answered: result published and audited
+    NACK = "nack"  # not decided; Pub/Sub redelivers it
+    WAIT = "wait"  # held, unsettled, until an earlier plan of its case is settled
+
+
+class Reason(enum.StrEnum):
+    """Why a message was not acked (a label of fileops_nacks / fileops_plan_waits)."""
+
+    ANSWERED = "answered"
+    TRANSIENT_FAULT = "transient_fault"  # GCS, Pub/Sub or the mount kept failing
+    LEASE_LOST = "lease_lost"  # another daemon took the plan over
+    HANDED_OVER = "handed_over"  # shutting down: paused, lease released
+    ROLLBACK_INCOMPLETE = "rollback_incomplete"  # a failed apply could not be rolled back yet
+    CASE_BUSY = "case_busy"  # another plan of the case is being handled here
+    CASE_BLOCKED = "case_blocked"  # an earlier plan of the case was nacked and comes back
+    CASE_HELD_ELSEWHERE = "case_held_elsewhere"  # another daemon has an unfinished plan of it
+    PLAN_HELD_ELSEWHERE = "plan_held_elsewhere"  # another daemon is applying this very plan
+    PLAN_BUSY_LOCALLY = "plan_busy_locally"  # a local `fileops apply` holds the case's lock
+    SHUTTING_DOWN = "shutting_down"  # a held message is released on stop
+    WAITED_TOO_LONG = "waited_too_long"  # held past the bound: back to Pub/Sub
+
+
+@dataclass(frozen=True)
+class Disposition:
+    """How the consumer settles one message, and why. It settles it in one place."""
+
+    verdict: Verdict
+    reason: Reason
+    #: WAIT: wake the message when this case's plan in this daemon is settled.
+    case: str = ""
+    #: WAIT: otherwise look again after this many seconds. NACK: nack after this delay (a
+    #: plan that must make way is not bounced straight back: pstest redelivers at once).
+    after: float = 0.0
+
+    @classmethod
+    def ack(cls) -> Disposition:
+        return cls(Verdict.ACK, Reason.ANSWERED)
+
+    @classmethod
+    def nack(cls, reason: Reason, after: float = 0.0) -> Disposition:
+        return cls(Verdict.NACK, reason, after=after)
+
+    @classmethod
+    def wait(cls, reason: Reason, *, case: str = "", after: float = 0.0) -> Disposition:
+        return cls(Verdict.WAIT, reason, case=case, after=after)
+
+
+#: How long a message is kept before it is nacked: a plan that must make way for a nacked one,
+#: or one that met a transient fault.
+MAKE_WAY_SECONDS = 1.0
 
 
 class LeaseKeeper:
@@ -113,7 +165,9 @@ class LeaseKeeper:
         self.ledger.save_journal(self.record.plan_id, header_line)
 
     def journal_synced(self, summary: dict[str, Any]) -> None:
-        self._renew(**summary)
+        # The epoch says which claim wrote this checkpoint: a takeover compares it with its
+        # own local journal's to resume from the newer one.
+        self._renew(**summary, epoch=self.record.attempts)
 
     def on_step(self, done: int, total: int) -> None:
         if self.lost.is_set():
@@ -144,6 +198,7 @@ class PlanHandler:
         # One pacer for the whole daemon: the cap is on the load all plans put on the bucket.
         self.pacer = StepPacer(config.apply_max_steps_per_second)
         self.handing_over = threading.Event()
+        self.sequencer = CaseSequencer()
 
     def hand_over(self) -> None:
         """Shutting down with plans still applying: pause them between steps, release their
@@ -163,7 +218,7 @@ class PlanHandler:
             attempt=delivery.delivery_attempt,
         )
         try:
-            plan = self._accept(delivery)
+            message = self._accept(delivery)
         except PlanError as exc:
             return self._refuse(delivery, exc, started, bound)
         except Exception as exc:  # a bug while checking the message: answer, never five nacks
@@ -174,18 +229,99 @@ class PlanHandler:
                 "nothing was applied",
             )
             return self._refuse(delivery, error, started, bound)
+        if isinstance(message, UndoRequest):
+            # Built from the ledger: a GCS fault here is transient (nacked), not a refusal.
+            try:
+                plan = self._undo_plan(message)
+                _check_attributes(plan, attrs)
+            except PlanError as exc:
+                return self._refuse(delivery, exc, started, bound)
+        else:
+            plan = message
         bound = bound.bind(plan_id=plan.plan_id, case_name=plan.case_name)
-        if plan.dry_run:
-            return self._answer(self._dry_run(plan, started, delivery), delivery)
-        return self._apply(plan, started, delivery, bound)
+        case = nfc(plan.case_name)
+        turn = self.sequencer.enter(case, plan.plan_id)
+        if isinstance(turn, Waiting):
+            return self._wait_for_turn(turn, delivery, bound)
+        # Not straight back after a fault: without a retry backoff (the emulators ignore it)
+        # the redeliveries would burn every delivery attempt within a second.
+        disposition = Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
+        try:
+            if plan.dry_run:
+                disposition = self._answer(self._dry_run(plan, started, delivery), delivery)
+            else:
+                disposition = self._apply(plan, started, delivery, bound)
+        except Exception:
+            bound.exception("plan.unhandled_error")
+        finally:
+            settled = disposition.verdict is Verdict.ACK
+            comes_back = delivery.delivery_attempt < self.config.max_delivery_attempts
+            wake = self.sequencer.leave(
+                turn,
+                answered=settled,
+                comes_back=disposition.verdict is not Verdict.ACK and comes_back,
+            )
+            for waiter in wake:
+                waiter()
+        return disposition
 
-    def _accept(self, delivery: Delivery) -> Plan:
+    def _wait_for_turn(self, turn: Waiting, delivery: Delivery, bound: Any) -> Disposition:
+        """An earlier plan of the case comes first."""
+        bound.info("plan.waiting", reason=turn.reason.value, for_plan=turn.by_plan)
+        if turn.reason is WaitReason.CASE_BUSY:
+            return self._wait(Reason.CASE_BUSY, delivery, case=turn.case)
+        return self._wait(Reason.CASE_BLOCKED, delivery, case=turn.case, after=self._recheck)
+
+    def _wait(
+        self, reason: Reason, delivery: Delivery, *, case: str = "", after: float = 0.0
+    ) -> Disposition:
+        """Hold the message (no thread waits), or nack it if it has an ordering key.
+
+        Pub/Sub keeps an ordering key's messages behind the one out: holding a keyed message
+        could keep back the very plan it waits for, so it makes way instead (nacked after a
+        pause, which costs a delivery attempt). Two plans of one key never meet here, as the
+        client library hands over a key's next message only after the previous one settles;
+        they only do under different keys for one case.
+        """
+        if delivery.ordering_key and reason is not Reason.CASE_BUSY:
+            return Disposition.nack(reason, after=max(MAKE_WAY_SECONDS, after))
+        return Disposition.wait(reason, case=case, after=after)
+
+    @property
+    def _recheck(self) -> float:
+        """How often a plan waiting on another daemon looks again."""
+        return max(1.0, min(10.0, self.config.lease_seconds / 10))
+
+    def _undo_plan(self, request: UndoRequest) -> Plan:
+        """The undo plan of ``request.undo_of``, built from the inverse this daemon stored."""
+        record = self.ledger.read(request.undo_of)
+        if record is None or record.state != "done" or record.undo is None:
+            raise PlanError(
+                ErrorCode.UNDO_UNAVAILABLE,
+                f"no inverse plan is recorded for {request.undo_of!r} (not applied, or unknown)",
+            )
+        if request.case_name is not None and request.case_name != record.case_name:
+            raise PlanError(
+                ErrorCode.SCHEMA_VIOLATION,
+                f"plan {request.undo_of!r} was applied to {record.case_name!r}, "
+                f"not {request.case_name!r}",
+            )
+        return build_undo_plan(
+            request.undo_of,
+            record.undo,
+            record.case_name,
+            dry_run=request.dry_run,
+            limits=self.config.limits,
+        )
+
+    def _accept(self, delivery: Delivery) -> Plan | UndoRequest:
         """Authenticate, parse and cross-check one message; PlanError says why not."""
         if self.config.signing_keys:  # before parsing: forged plans get no further
             verify(self.config.signing_keys, delivery.data, delivery.attributes)
-        plan = parse_plan(delivery.data, self.config.limits)
-        _check_attributes(plan, delivery.attributes)
-        return plan
+        message = parse_message(delivery.data, self.config.limits)
+        if isinstance(message, Plan):
+            _check_attributes(message, delivery.attributes)
+        return message
 
     def _refuse(
         self, delivery: Delivery, error: PlanError, started: Any, bound: Any
@@ -229,7 +365,7 @@ class PlanHandler:
             errors=[error["code"] for error in result["errors"]],
             message_id=delivery.message_id,
         )
-        return Disposition.ACK
+        return Disposition.ack()
 
     def _dry_run(self, plan: Plan, started: Any, delivery: Delivery) -> dict[str, Any]:
         record = self.ledger.read(plan.plan_id)
@@ -258,27 +394,62 @@ class PlanHandler:
             )
 
     def _apply(self, plan: Plan, started: Any, delivery: Delivery, bound: Any) -> Disposition:
-        deadline = time.monotonic() + self.config.lease_seconds + 5
-        while True:
-            outcome = self.ledger.claim(plan.plan_id, plan.digest, plan.case_name)
-            if isinstance(outcome, Conflict):
-                result = idempotency_conflict(plan, started, delivery.delivery_attempt)
-                return self._answer(result, delivery)
-            if isinstance(outcome, Completed):
-                bound.info("plan.redelivered", status=(outcome.record.result or {}).get("status"))
-                if delivery.delivery_attempt <= 1:  # a second message for a finished plan
-                    self.metrics.redeliveries.inc()
-                assert outcome.record.result is not None
-                return self._answer(outcome.record.result, delivery)
-            if isinstance(outcome, Claimed):
-                break
-            assert isinstance(outcome, Held)
-            # Another daemon holds a live lease: wait for its outcome, or for its lease to end
-            # (not while shutting down: the message goes back at once).
-            if time.monotonic() > deadline or self.handing_over.is_set():
-                bound.info("plan.held_elsewhere", owner=outcome.record.owner)
-                return Disposition.NACK
-            self.handing_over.wait(min(1.0, self.config.lease_seconds / 10))
+        known = self.ledger.read(plan.plan_id)
+        if known is not None and known.digest != plan.digest:
+            result = idempotency_conflict(plan, started, delivery.delivery_attempt)
+            return self._answer(result, delivery)
+        if known is not None and known.state == "done" and known.result is not None:
+            return self._answer_again(known, delivery, bound)
+        case = self.ledger.acquire_case(nfc(plan.case_name), plan.plan_id)
+        if isinstance(case, CaseHeld):
+            bound.info(
+                "plan.waiting",
+                reason=Reason.CASE_HELD_ELSEWHERE.value,
+                for_plan=case.plan_id,
+                owner=case.owner,
+                holder=case.why,
+            )
+            return self._wait(Reason.CASE_HELD_ELSEWHERE, delivery, after=self._recheck)
+        if case.taken_from is not None:
+            bound.warning("case.taken_from_abandoned_plan", abandoned_plan=case.taken_from)
+        outcome = self.ledger.claim(plan.plan_id, plan.digest, plan.case_name)
+        if isinstance(outcome, Conflict):
+            result = idempotency_conflict(plan, started, delivery.delivery_attempt)
+            return self._answer(result, delivery)
+        if isinstance(outcome, Completed):
+            return self._answer_again(outcome.record, delivery, bound)
+        if isinstance(outcome, Held):
+            # A duplicate delivery while another daemon applies it: its result will come.
+            bound.info(
+                "plan.waiting", reason=Reason.PLAN_HELD_ELSEWHERE.value, owner=outcome.record.owner
+            )
+            return self._wait(Reason.PLAN_HELD_ELSEWHERE, delivery, after=self._recheck)
+        try:
+            return self._run_claimed(plan, outcome, started, delivery, bound)
+        except Exception:
+            # A transient fault: give the lease back so the redelivery need not wait it out.
+            self._release_quietly(outcome.record, bound)
+            raise
+
+    def _answer_again(self, record: Record, delivery: Delivery, bound: Any) -> Disposition:
+        """A plan already finished: answer with its recorded result."""
+        assert record.result is not None
+        bound.info("plan.redelivered", status=record.result.get("status"))
+        if delivery.delivery_attempt <= 1:  # a second message for a finished plan
+            self.metrics.redeliveries.inc()
+        return self._answer(record.result, delivery)
+
+    def _release_quietly(self, record: Record, bound: Any) -> None:
+        try:
+            self.ledger.release(record)
+        except Exception as exc:  # the lease then runs out on its own: slower, still safe
+            bound.warning("lease.release_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _run_claimed(
+        self, plan: Plan, outcome: Claimed, started: Any, delivery: Delivery, bound: Any
+    ) -> Disposition:
+        if outcome.previous_owner is not None and not outcome.takeover:
+            bound.info("lease.resumed", progress=outcome.record.progress)
         if outcome.takeover:
             bound.warning(
                 "lease.takeover",
@@ -286,9 +457,17 @@ class PlanHandler:
                 progress=outcome.record.progress,
             )
             self.metrics.lease_takeovers.inc()
-            self._seed_local_journal(plan, outcome.record)
+            try:
+                self._seed_local_journal(plan, outcome.record, bound)
+            except PlanError as exc:  # a crafted checkpoint: refused, nothing touched
+                bound.error("plan.state_invalid", error=exc.message)
+                refused = refusal_result(plan.document, exc, started)
+                self.ledger.complete(outcome.record, refused)
+                return self._answer(refused, delivery)
+        PlanStore(self.config.state_dir, plan.plan_id).write_epoch(outcome.record.attempts)
         begun = time.monotonic()
         paused = False
+        bound.info("plan.applying", owner=self.config.worker_id)
         with LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3) as keeper:
             try:
                 result = apply_plan(
@@ -306,16 +485,17 @@ class PlanHandler:
                 )
             except LeaseLostError:
                 bound.warning("lease.lost")
-                return Disposition.NACK
+                return Disposition.nack(Reason.LEASE_LOST)
             except ApplyPaused:
                 paused = True  # release the lease once the keeper has stopped renewing it
+            except OSError as exc:  # transient (EIO...) before the first step: try again later
+                bound.warning("plan.transient_fault", error=f"{type(exc).__name__}: {exc}")
+                self._release_quietly(keeper.record, bound)
+                return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
         if paused:
-            try:
-                self.ledger.release(keeper.record)
-            except Exception as exc:  # the lease then runs out on its own: slower, still safe
-                bound.warning("lease.release_failed", error=f"{type(exc).__name__}: {exc}")
+            self._release_quietly(keeper.record, bound)
             bound.info("plan.handed_over", progress=keeper.record.progress)
-            return Disposition.NACK
+            return Disposition.nack(Reason.HANDED_OVER)
         self.metrics.apply_seconds.observe(time.monotonic() - begun)
         if result["status"] == "applied":
             self.metrics.steps_applied.inc(result.get("steps", 0))
@@ -323,24 +503,34 @@ class PlanHandler:
         if result["status"] == "failed" and store.read_result() is None:
             # The rollback could not finish (the mount keeps failing): try again later.
             bound.error("plan.rollback_incomplete", remaining=len(result["remaining"]))
-            return Disposition.NACK
+            self._release_quietly(keeper.record, bound)
+            return Disposition.nack(Reason.ROLLBACK_INCOMPLETE)
         if result["status"] == "rejected" and result["errors"][0]["code"] == "plan_busy":
-            return Disposition.NACK
+            # Another process on this machine (a local `fileops apply`) holds the case.
+            self._release_quietly(keeper.record, bound)
+            bound.info("plan.waiting", reason=Reason.PLAN_BUSY_LOCALLY.value)
+            return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, after=self._recheck)
         undo = None
         if result["status"] == "applied":
             undo = store.read_undo()
         self.ledger.complete(keeper.record, result, undo)
         return self._answer(result, delivery)
 
-    def _seed_local_journal(self, plan: Plan, record: Record) -> None:
-        """A takeover: rebuild the journal from the ledger unless this machine has it."""
+    def _seed_local_journal(self, plan: Plan, record: Record, bound: Any) -> None:
+        """A takeover: rebuild the journal from the ledger unless this machine has it, or
+        the ledger's checkpoint is newer (written by a later claim than our journal's: the
+        plan went on elsewhere after we handed it over). The journal is checked when the
+        apply resumes it (StateInvalidError here for malformed progress)."""
         store = PlanStore(self.config.state_dir, plan.plan_id)
         if store.has_journal():
-            return
+            theirs, ours = record.progress.get("epoch"), store.read_epoch()
+            if type(theirs) is not int or (ours is not None and theirs <= ours):
+                return
+            bound.warning("journal.superseded", local_epoch=ours, checkpoint_epoch=theirs)
         header = self.ledger.load_journal(plan.plan_id)
         if header is None:
             return  # the previous owner died before its first step: start afresh
-        os.makedirs(store.folder, exist_ok=True)
+        store.ensure()
         Journal.seed(store.journal_path, header, record.progress)
 
 

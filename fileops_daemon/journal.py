@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fileops_daemon.steps import Parts, Step
+from fileops_daemon.store import create_exclusive
 
 __all__ = ["Journal", "JournalState", "SyncHook", "from_ranges", "to_ranges"]
 
@@ -66,11 +68,28 @@ class Journal:
     @classmethod
     def create(cls, path: str, header_line: bytes, on_sync: SyncHook | None = None) -> Journal:
         _write_whole(path, header_line)
-        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND), on_sync)
+        return cls(path, _open_append(path), on_sync)
 
     @staticmethod
     def seed(path: str, header_line: bytes, summary: dict[str, Any]) -> None:
-        """Rebuild a local journal from a checkpoint (a takeover on another machine)."""
+        """Rebuild a local journal from a checkpoint (a takeover on another machine).
+
+        The ranges are checked against the header's steps before they are expanded (a crafted
+        checkpoint must not make us write a billion lines); the steps themselves are checked
+        when the journal is resumed. Raises StateInvalidError.
+        """
+        from fileops_daemon.trust import StateInvalidError, check_ranges
+
+        try:
+            total = len(json.loads(header_line)["steps"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateInvalidError("the checkpoint's journal header cannot be read") from exc
+        if not isinstance(summary, dict):
+            raise StateInvalidError("the checkpoint's progress is not an object")
+        check_ranges(summary.get("done", []), total, "the checkpoint's done steps")
+        check_ranges(summary.get("undone", []), total, "the checkpoint's undone steps")
+        if not isinstance(summary.get("info") or {}, dict):
+            raise StateInvalidError("the checkpoint's state details are not an object")
         lines = [header_line]
         lines += [b'{"done":%d}\n' % i for i in from_ranges(summary.get("done", []))]
         lines += [b'{"undone":%d}\n' % i for i in from_ranges(summary.get("undone", []))]
@@ -83,7 +102,10 @@ class Journal:
     @classmethod
     def resume(cls, path: str, on_sync: SyncHook | None = None) -> tuple[Journal, JournalState]:
         """Read the journal back, drop a torn last line, and reopen it for appending."""
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError(f"{path} is not a plain file")
             data = handle.read()
         end = data.rfind(b"\n") + 1
         lines = data[:end].splitlines()
@@ -103,7 +125,7 @@ class Journal:
                 state.info = {k: v for k, v in mark.items() if k != "state"}
         if end != len(data):
             os.truncate(path, end)
-        journal = cls(path, os.open(path, os.O_WRONLY | os.O_APPEND), on_sync)
+        journal = cls(path, _open_append(path), on_sync)
         journal._done, journal._undone = set(state.done), set(state.undone)
         journal._state = (state.state, state.info)
         return journal, state
@@ -192,10 +214,14 @@ def from_ranges(ranges: list[list[int]]) -> list[int]:
     return [index for first, last in ranges for index in range(first, last + 1)]
 
 
+def _open_append(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
 def _write_whole(path: str, data: bytes) -> None:
-    """Write a file so that it exists whole or not at all."""
+    """Write a file so that it exists whole or not at all (never through a planted link)."""
     tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = create_exclusive(tmp)
     try:
         view = memoryview(data)
         while view:

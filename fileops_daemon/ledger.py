@@ -6,11 +6,16 @@ every later write names the generation it read, so two daemons can never both be
 a plan (a write with a stale generation fails with 412 and the writer stops: the lease is lost).
 ``journals/<plan_id>.jsonl`` holds the plan's journal header, so a daemon on another machine
 that takes over an expired lease can resume from the last checkpoint.
+``cases/<sha256 of the case>.json`` names the plan that may change a case now (the case lease):
+a plan takes it before its claim, and it passes to the next plan only once that plan's record
+is done (or the plan was abandoned for ``abandon_seconds``), so two daemons never interleave
+one case's plans, whatever ordering key the publisher used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 import uuid
@@ -24,6 +29,8 @@ from google.cloud import storage
 from fileops_daemon.cloud import CloudRetry
 
 __all__ = [
+    "CaseHeld",
+    "CaseLease",
     "Claimed",
     "Completed",
     "Conflict",
@@ -99,6 +106,25 @@ class Held:
 ClaimOutcome = Claimed | Completed | Conflict | Held
 
 
+@dataclass(frozen=True)
+class CaseLease:
+    """This plan may change the case (until its record is done)."""
+
+    case_name: str
+    plan_id: str
+    taken_from: str | None = None  # an abandoned plan this lease was taken from
+
+
+@dataclass(frozen=True)
+class CaseHeld:
+    """Another plan of the case is unfinished: wait for it."""
+
+    case_name: str
+    plan_id: str
+    owner: str
+    why: str  # "applying" (a live lease) or "unfinished" (it will be redelivered)
+
+
 class Ledger:
     def __init__(
         self,
@@ -107,12 +133,16 @@ class Ledger:
         lease_seconds: float,
         retry: CloudRetry,
         clock: Callable[[], float] = time.time,
+        abandon_seconds: float = 900.0,
     ) -> None:
         self.bucket = bucket
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.retry = retry
         self.clock = clock
+        #: How long an unfinished plan keeps its case without being seen (it may be
+        #: redelivered after Pub/Sub's maximum retry backoff, 600 s as bootstrapped).
+        self.abandon_seconds = abandon_seconds
 
     # -- storage --------------------------------------------------------------------------------
 
@@ -186,17 +216,19 @@ class Ledger:
                 return Completed(current)
             if current.lease_expires_at > self.clock():
                 return Held(current)
+            # Our own lease, released when we nacked the plan: picking it up is no takeover.
+            own = current.owner == self.worker_id and current.lease_expires_at == 0.0
             taken = replace(
                 current,
                 owner=self.worker_id,
                 token=uuid.uuid4().hex,
                 lease_expires_at=self.clock() + self.lease_seconds,
                 attempts=current.attempts + 1,
-                takeovers=current.takeovers + 1,
+                takeovers=current.takeovers + (not own),
             )
             try:
                 written = self._write(taken, current.generation)
-                return Claimed(written, takeover=True, previous_owner=current.owner)
+                return Claimed(written, takeover=not own, previous_owner=current.owner)
             except PreconditionFailed:
                 continue  # someone else took it first; look again
         current = self.read(plan_id)
@@ -238,6 +270,81 @@ class Ledger:
             return self._write(done, record.generation)
         except PreconditionFailed as exc:
             raise LeaseLostError(f"plan {record.plan_id} was taken over by another daemon") from exc
+
+    # -- the case lease ---------------------------------------------------------------------------
+
+    @staticmethod
+    def case_lease_name(case_name: str) -> str:
+        digest = hashlib.sha256(case_name.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"cases/{digest[:40]}.json"
+
+    def acquire_case(self, case_name: str, plan_id: str) -> CaseLease | CaseHeld:
+        """Let ``plan_id`` change ``case_name`` unless another plan of it is unfinished.
+
+        ``case_name`` is the normalised (NFC) name, so spellings of one case share a lease.
+        """
+        blob = self.bucket.blob(self.case_lease_name(case_name))
+        for _ in range(5):
+            current, generation = self._read_case(case_name)
+            taken_from = None
+            if current is not None and current.get("plan_id") not in ("", plan_id):
+                holder_id = str(current.get("plan_id"))
+                holder = self.read(holder_id)
+                now = self.clock()
+                seen = max(float(current.get("at", 0.0)), holder.updated_at if holder else 0.0)
+                if holder is not None and holder.state != "done":
+                    if holder.lease_expires_at > now:
+                        return CaseHeld(case_name, holder_id, holder.owner, "applying")
+                    if now - seen <= self.abandon_seconds:
+                        return CaseHeld(case_name, holder_id, holder.owner, "unfinished")
+                    taken_from = holder_id
+                elif holder is None and now - seen <= self.abandon_seconds:
+                    # It took the case and has not claimed yet (or its claim failed and the
+                    # message comes back): still its turn.
+                    return CaseHeld(case_name, holder_id, str(current.get("owner")), "unfinished")
+                elif holder is None:
+                    taken_from = holder_id
+            document = {
+                "case_name": case_name,
+                "plan_id": plan_id,
+                "owner": self.worker_id,
+                "at": self.clock(),
+            }
+            try:
+                self.retry.call(
+                    blob.upload_from_string,
+                    json.dumps(document, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+                    content_type="application/json",
+                    if_generation_match=generation,
+                    retry=None,
+                )
+            except PreconditionFailed:
+                continue  # another plan took it, or a retried upload of ours landed: look again
+            return CaseLease(case_name, plan_id, taken_from)
+        current, _ = self._read_case(case_name)
+        holder_id = str((current or {}).get("plan_id", ""))
+        if holder_id == plan_id:
+            return CaseLease(case_name, plan_id)
+        return CaseHeld(case_name, holder_id, str((current or {}).get("owner", "")), "applying")
+
+    def _read_case(self, case_name: str) -> tuple[dict[str, Any] | None, int]:
+        """The case lease document and its generation (0 when there is none)."""
+        blob = self.retry.call(self.bucket.get_blob, self.case_lease_name(case_name), retry=None)
+        if blob is None:
+            return None, 0
+        try:
+            data = self.retry.call(
+                blob.download_as_bytes, if_generation_match=blob.generation, retry=None
+            )
+        except (PreconditionFailed, NotFound):
+            return self._read_case(case_name)
+        try:
+            document = json.loads(data)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):  # not ours: overwrite it, generation-matched
+            return {"plan_id": "", "at": 0.0}, int(blob.generation)
+        return document, int(blob.generation)
 
     # -- the journal header, for a takeover on another machine ----------------------------------
 

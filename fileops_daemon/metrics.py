@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -50,6 +51,23 @@ class Metrics:
             "Messages seen again (delivery attempt > 1 or already done)",
             registry=self.registry,
         )
+        self.nacks = Counter(
+            "fileops_nacks",
+            "Plan messages nacked (Pub/Sub redelivers them), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.waits = Counter(
+            "fileops_plan_waits",
+            "Times a plan message was held back for an earlier plan of its case, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.waiting = Gauge(
+            "fileops_plans_waiting",
+            "Plan messages held, not yet settled, until their case is free",
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "fileops_plans_in_flight",
             "Plan messages being handled now",
@@ -70,9 +88,16 @@ class Metrics:
         return time.time() - self.last_tick_time < max_age
 
 
+#: Connections served at once; more are closed at once (a scraper needs one).
+MAX_CONNECTIONS = 8
+#: Seconds a connection may sit idle (or trickle a request) before it is closed.
+IDLE_TIMEOUT = 5.0
+
+
 class _Handler(BaseHTTPRequestHandler):
     metrics: Metrics
     healthy: Callable[[], bool]
+    timeout = IDLE_TIMEOUT  # socket timeout: an idle connection does not hold a thread forever
 
     def do_GET(self) -> None:
         if self.path == "/metrics":
@@ -93,13 +118,47 @@ class _Handler(BaseHTTPRequestHandler):
         return  # scrapes every few seconds would drown the logs
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, but at most ``MAX_CONNECTIONS`` of them."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: refuse instead of growing without bound
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 def serve_metrics(
-    metrics: Metrics, port: int, healthy: Callable[[], bool], host: str = "127.0.0.1"
+    metrics: Metrics,
+    port: int,
+    healthy: Callable[[], bool],
+    host: str = "127.0.0.1",
+    *,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> ThreadingHTTPServer:
     """Start the endpoint in a thread; ``port`` 0 picks a free one (see server_address)."""
     handler = type(
-        "MetricsHandler", (_Handler,), {"metrics": metrics, "healthy": staticmethod(healthy)}
+        "MetricsHandler",
+        (_Handler,),
+        {"metrics": metrics, "healthy": staticmethod(healthy), "timeout": idle_timeout},
     )
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _BoundedServer((host, port), handler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -134,13 +134,18 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def undo_command(args: argparse.Namespace) -> int:
+    """Ask the daemon to undo a plan: it builds the undo plan from the inverse it stored."""
+    from fileops_daemon.undo import undo_request_document
+
     record = _ledger().read(args.plan_id)
     if record is None or record.undo is None:
         return _fail(
             f"undo_unavailable: no inverse plan is recorded for {args.plan_id!r}", EXIT_REJECTED
         )
-    plan = dict(record.undo, dry_run=not args.apply)
-    return _send(plan, args)
+    request = undo_request_document(
+        args.plan_id, record.case_name, dry_run=not args.apply, requested_by="fileops undo (ops)"
+    )
+    return _send(request, args)
 
 
 def _line(result: dict[str, Any]) -> str:

@@ -102,6 +102,17 @@ class AuditLog:
                 else None,
             },
         }
+        if result["status"] != "rejected" or result["operations"]:
+            # The plan was parsed: keep it whole, with who asked for it and why.
+            try:
+                document = json.loads(delivery.data)
+            except (ValueError, RecursionError):
+                document = None
+            if isinstance(document, dict):
+                record["plan"] = document
+                for name in ("requested_by", "reason"):
+                    if isinstance(document.get(name), str):
+                        record[name] = document[name]
         if result["status"] == "rejected" and not result["operations"]:
             raw = delivery.data[:_RAW_KEEP_BYTES]
             record["message"]["data_base64"] = base64.b64encode(raw).decode("ascii")

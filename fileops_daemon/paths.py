@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fileops_daemon.errors import ErrorCode, PlanError
 from fileops_daemon.limits import GCS_OBJECT_NAME_MAX_BYTES, NAME_MAX_BYTES
 
-__all__ = ["WORK_DIR_NAME", "CasePath", "check_case_name", "confine", "nfc"]
+__all__ = ["WORK_DIR_NAME", "CasePath", "check_case_name", "confine", "looks_like", "nfc"]
 
 #: The daemon's own folder inside each case (trash and staging); plans may not touch it.
 WORK_DIR_NAME = ".fileops"
@@ -31,6 +31,24 @@ _BIDI_CONTROLS = frozenset(
 _FORBIDDEN = re.compile(
     "[\x00-\x1f\x7f-\x9f\\\\\ud800-\udfff" + "".join(sorted(_BIDI_CONTROLS)) + "]"
 )
+
+
+# Default-ignorable code points (invisible: zero-width space and joiners, word joiner, BOM,
+# soft hyphen, variation selectors, ...): a name with them added looks like the name without.
+_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+
+
+def looks_like(name: str, reserved: str) -> bool:
+    """Whether ``name`` reads as ``reserved`` once case, compatibility forms (fullwidth,
+    ligatures) and invisible characters are folded away."""
+    if name.isascii():
+        return name.lower() == reserved
+    folded = unicodedata.normalize("NFKC", _IGNORABLE.sub("", name)).casefold()
+    return _IGNORABLE.sub("", folded) == reserved
 
 
 def nfc(text: str) -> str:
@@ -148,6 +166,15 @@ def confine(
         raise _refuse(
             ErrorCode.PATH_RESERVED,
             "the case folder itself cannot be changed; name something inside it",
+            operation,
+            raw,
+        )
+    if inner[0] != WORK_DIR_NAME and looks_like(inner[0], WORK_DIR_NAME):
+        # Security: ".FILEOPS" or ".fileops" + U+200B would pass for our folder on screen
+        # (and be our folder on a case-folding store).
+        raise _refuse(
+            ErrorCode.PATH_RESERVED,
+            f"{inner[0]!r} looks like fileops' own {WORK_DIR_NAME}/ folder; choose another name",
             operation,
             raw,
         )

@@ -29,12 +29,38 @@ __all__ = [
     "Plan",
     "check_nesting",
     "decode_json",
+    "is_undo_plan_id",
     "load_schema",
     "parse_plan",
     "plan_digest",
+    "undo_plan_id",
 ]
 
 OperationType = Literal["mkdir", "move", "copy", "delete", "write"]
+
+#: plan_id is at most this long (plan.schema.json).
+_MAX_PLAN_ID = 200
+_UNDO_SUFFIX = ".undo"
+_UNDO_DIGEST_CHARS = 32
+# The plain form (".undo") and the hashed one (".undo-<32 hex>") end differently, so they never
+# meet; matched case-insensitively, so a look-alike cannot take one on a case-folding store.
+_UNDO_ID = re.compile(r"\.undo(?:-[0-9a-f]{32})?\Z", re.IGNORECASE)
+
+
+def undo_plan_id(plan_id: str) -> str:
+    """The id of ``plan_id``'s undo plan: ``<id>.undo``; for an id over 195 characters, a
+    prefix and a hash, ``<first 162>.undo-<sha256[:32]>`` (always a valid plan_id)."""
+    plain = f"{plan_id}{_UNDO_SUFFIX}"
+    if len(plain) <= _MAX_PLAN_ID:
+        return plain
+    digest = hashlib.sha256(plan_id.encode("utf-8", "surrogatepass")).hexdigest()
+    keep = _MAX_PLAN_ID - len(_UNDO_SUFFIX) - 1 - _UNDO_DIGEST_CHARS
+    return f"{plan_id[:keep]}{_UNDO_SUFFIX}-{digest[:_UNDO_DIGEST_CHARS]}"
+
+
+def is_undo_plan_id(plan_id: str) -> bool:
+    """Whether ``plan_id`` has the form reserved for undo plans (made only by fileops)."""
+    return _UNDO_ID.search(plan_id) is not None
 
 
 @cache
@@ -319,13 +345,41 @@ def _operation(item: Mapping[str, Any], index: int, limits: Limits) -> Operation
     )
 
 
-def parse_plan(data: bytes | str | Mapping[str, Any], limits: Limits | None = None) -> Plan:
+def _check_undo_claim(document: Mapping[str, Any], undo_of: str | None) -> None:
+    """Only fileops makes undo plans (``undo.build_undo_plan``, which passes ``undo_of``):
+    a plan that claims ``undo_of`` or takes an undo plan's id is refused."""
+    plan_id = document.get("plan_id")
+    if undo_of is None:
+        if "undo_of" in document:
+            raise PlanError(
+                ErrorCode.UNDO_FORGED,
+                "undo_of is set only by fileops on the undo plans it makes; to undo a plan, "
+                'send an undo request ({"undo_of": PLAN_ID}, no operations)',
+            )
+        if isinstance(plan_id, str) and is_undo_plan_id(plan_id):
+            raise PlanError(
+                ErrorCode.UNDO_FORGED,
+                "plan_ids ending in '.undo' are reserved for the undo plans fileops makes",
+            )
+    elif document.get("undo_of") != undo_of or plan_id != undo_plan_id(undo_of):
+        raise PlanError(ErrorCode.UNDO_FORGED, f"not the undo plan of {undo_of!r}")
+
+
+def parse_plan(
+    data: bytes | str | Mapping[str, Any],
+    limits: Limits | None = None,
+    *,
+    undo_of: str | None = None,
+) -> Plan:
     """Parse and validate a plan document; raise PlanError with a stable code when it is bad.
 
-    Confinement of the paths is checked separately (``paths``), against the case name.
+    ``undo_of`` is passed only by fileops when it builds an undo plan from its stored inverse;
+    any other plan claiming to be an undo is refused (``undo_forged``). Confinement of the
+    paths is checked separately (``paths``), against the case name.
     """
     limits = limits or Limits()
     document = _decode_document(data, limits)
+    _check_undo_claim(document, undo_of)
     operations = document.get("operations")
     # Checked before the schema so that a huge plan is refused cheaply.
     if isinstance(operations, list) and len(operations) > limits.max_operations:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fileops_daemon.errors import ErrorCode, PlanError
-from fileops_daemon.limits import Limits
+from fileops_daemon.limits import GCS_OBJECT_NAME_MAX_BYTES, Limits
 from fileops_daemon.paths import WORK_DIR_NAME, CasePath, check_case_name, confine, nfc
 from fileops_daemon.plan import Operation, Plan
 from fileops_daemon.steps import Parts, Step
@@ -164,6 +164,7 @@ class _Simulator:
         self.trashed_files = 0
         self.bytes_created = 0  # by copy and write, against limits.max_total_bytes
         self._work_dirs_checked: set[str] = set()
+        self._case_bytes = len(plan.case_name.encode("utf-8", "surrogatepass"))
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -297,6 +298,18 @@ class _Simulator:
             )
 
     def _add(self, step: Step) -> None:
+        # A trash or folder-move target is longer than the plan's paths: it must still be a
+        # valid object name on the bucket, or the step would fail mid-apply.
+        for parts in step.touched():
+            size = self._case_bytes + sum(len(p) if p.isascii() else len(p.encode()) for p in parts)
+            if size + len(parts) > GCS_OBJECT_NAME_MAX_BYTES:
+                where = "/".join((self.plan.case_name, *parts))
+                raise PlanError(
+                    ErrorCode.PATH_INVALID,
+                    f"{where[:80]}... would be {size + len(parts)} bytes; object names are "
+                    f"limited to {GCS_OBJECT_NAME_MAX_BYTES}",
+                    operation=step.operation,
+                )
         self.steps.append(step)
         if len(self.steps) > self.limits.max_steps:
             raise PlanError(

@@ -1,7 +1,11 @@
 """Fixtures of the daemon integration tests; loaded by tests/test_daemon.py (pytest_plugins).
 
-- ``emulators`` (session): pstest, or the emulator already in ``PUBSUB_EMULATOR_HOST``, and an
-  in-memory fake-gcs-server, each started once.
+- ``emulators`` (session, parametrised): every test that uses it runs twice, on pstest and on
+  Google's official Pub/Sub emulator (``[pstest]`` / ``[gcloud]`` in the test id), or once on
+  the emulator already in ``PUBSUB_EMULATOR_HOST``; plus an in-memory fake-gcs-server. Each
+  Pub/Sub emulator's capabilities are probed once (tests/emulators/capabilities.py); a test
+  marked ``needs_pubsub("dead_letter")`` runs only where the probe found it, and the run's
+  summary lists what did not run where, and why.
 - ``make_stack`` / ``stack``: one test's :class:`~tests.daemon_support.Stack` (own project id,
   buckets, folders, clients and daemons); every daemon it started is stopped in teardown.
 """
@@ -12,24 +16,67 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.daemon_support import Emulators, Stack
 from tests.emulators import harness
+from tests.emulators.capabilities import CAPABILITIES, probe_all
 
 
-@pytest.fixture(scope="session")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
-    logs = tmp_path_factory.mktemp("emulator-logs")
+def pubsub_kinds() -> list[str]:
+    """The Pub/Sub emulators the integration tests run on."""
+    return ["external"] if os.environ.get("PUBSUB_EMULATOR_HOST") else ["pstest", "gcloud"]
+
+
+@pytest.fixture(scope="session", params=pubsub_kinds())
+def emulators(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Emulators]:
+    kind: str = request.param
+    if kind == "gcloud" and harness.gcloud_pubsub_emulator_command() is None:
+        reason = (
+            "Google's official Pub/Sub emulator is not installed, so this test ran on pstest "
+            f"only: {harness.GCLOUD_EMULATOR_INSTALL_HINT}"
+        )
+        NOT_RUN.setdefault(("gcloud", reason), []).append(request.node.nodeid)
+        pytest.skip(reason)
+    logs = tmp_path_factory.mktemp(f"emulator-logs-{kind}")
     with contextlib.ExitStack() as stack:
-        external = os.environ.get("PUBSUB_EMULATOR_HOST", "")
-        if external:
-            pubsub_host = external
+        if kind == "external":
+            pubsub_host = os.environ["PUBSUB_EMULATOR_HOST"]
+        elif kind == "gcloud":
+            pubsub_host = stack.enter_context(
+                harness.gcloud_pubsub_emulator(log_path=logs / "gcloud-pubsub.log")
+            )
         else:
             pubsub_host = stack.enter_context(harness.pubsub_emulator(log_path=logs / "pstest.log"))
+        found = probe_all(pubsub_host)
+        capabilities = frozenset(name for name, present in found.items() if present)
         gcs = stack.enter_context(harness.gcs_emulator(log_path=logs / "fake-gcs.log"))
-        yield Emulators(pubsub_host, gcs, bool(external))
+        yield Emulators(pubsub_host, gcs, kind == "external", kind, capabilities)
+
+
+#: (emulator, why) -> test ids that did not run there; printed in the run's summary.
+NOT_RUN: dict[tuple[str, str], list[str]] = {}
+
+
+@pytest.fixture(autouse=True)
+def _pubsub_capabilities(request: pytest.FixtureRequest) -> None:
+    """Skip, loudly, a test that needs what this emulator does not do."""
+    marker = request.node.get_closest_marker("needs_pubsub")
+    if marker is None or "emulators" not in request.fixturenames:
+        return
+    emulators: Emulators = request.getfixturevalue("emulators")
+    missing = [name for name in marker.args if name not in emulators.capabilities]
+    if missing:
+        reason = "; ".join(
+            f"the {emulators.pubsub_kind} Pub/Sub emulator lacks {name} ({CAPABILITIES[name]})"
+            for name in missing
+        )
+        NOT_RUN.setdefault((emulators.pubsub_kind, reason), []).append(request.node.nodeid)
+        pytest.skip(reason)
 
 
 @pytest.fixture
@@ -60,3 +107,14 @@ def make_stack(
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack]) -> Stack:
     return make_stack()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say loudly which integration tests did not run on which Pub/Sub emulator, and why."""
+    if not NOT_RUN:
+        return
+    terminalreporter.section("not run on every Pub/Sub emulator", sep="!", bold=True)
+    for (kind, reason), ids in sorted(NOT_RUN.items()):
+        terminalreporter.write_line(f"{kind}: {len(ids)} test(s) not run: {reason}")
+        for nodeid in ids:
+            terminalreporter.write_line(f"    {nodeid}")

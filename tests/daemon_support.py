@@ -100,6 +100,10 @@ class Emulators:
     pubsub_host: str  # host:port for PUBSUB_EMULATOR_HOST
     gcs_endpoint: str  # http://host:port for STORAGE_EMULATOR_HOST
     external_pubsub: bool  # True: the user's emulator from PUBSUB_EMULATOR_HOST
+    #: "pstest", "gcloud" (Google's official emulator) or "external"
+    pubsub_kind: str = "pstest"
+    #: What this Pub/Sub emulator does like the real service (tests/emulators/capabilities.py).
+    capabilities: frozenset[str] = frozenset()
 
 
 class RestartableGCS:

@@ -81,9 +81,18 @@ def twin_tree(root: Path, where: Path) -> Path:
     return twin
 
 
-def apply_doc(document: dict[str, Any], root: Path, state: Path, **kwargs: Any) -> dict[str, Any]:
+def apply_doc(
+    document: dict[str, Any],
+    root: Path,
+    state: Path,
+    *,
+    undo_of: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Parse and apply; ``undo_of`` parses the document as fileops' own undo plan of that id."""
     kwargs.setdefault("retry", NO_WAIT)
-    result = apply_plan(parse_plan(document), str(root), str(state), **kwargs)
+    plan = parse_plan(document, undo_of=undo_of)
+    result = apply_plan(plan, str(root), str(state), **kwargs)
     assert_valid_result(result)
     return result
 

@@ -40,6 +40,13 @@ def fileops(
     )
 
 
+@pytest.fixture(autouse=True)
+def _state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default state folder lives under the user's state home: keep it in the test's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("FILEOPS_STATE_DIR", raising=False)
+
+
 class TestValidate:
     def test_a_good_plan_is_valid(self, tmp_path: Path) -> None:
         run = fileops("validate", str(write_json(tmp_path / "p.json", plan_doc(OPS))))
@@ -130,10 +137,25 @@ class TestApplyAndUndo:
         assert json.loads(run.stdout)["status"] == "planned"
         assert snapshot(world.root) == before
 
-    def test_default_state_dir_lives_beside_the_cases(self, world: World, tmp_path: Path) -> None:
+    def test_default_state_dir_is_outside_the_projects_root(
+        self, world: World, tmp_path: Path
+    ) -> None:
         path = write_json(tmp_path / "p.json", plan_doc(OPS))
-        assert fileops("apply", str(path), "--root", str(world.root)).returncode == 0
-        assert (world.root / ".fileops-state" / "plans" / "p-1" / "result.json").exists()
+        env = {"XDG_STATE_HOME": str(tmp_path / "xdg"), "FILEOPS_STATE_DIR": ""}
+        assert fileops("apply", str(path), "--root", str(world.root), env=env).returncode == 0
+        assert not (world.root / ".fileops-state").exists()
+        [result] = (tmp_path / "xdg" / "fileops").glob("*/plans/p-1/result.json")
+        assert json.loads(result.read_text())["status"] == "applied"
+
+    def test_a_state_dir_inside_the_projects_root_is_refused(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        path = write_json(tmp_path / "p.json", plan_doc(OPS))
+        before = snapshot(world.root)
+        inside = str(world.root / ".fileops-state")
+        run = fileops("apply", str(path), "--root", str(world.root), "--state-dir", inside)
+        assert run.returncode == 2 and "inside the projects root" in run.stderr
+        assert snapshot(world.root) == before
 
     def test_undo_of_an_unknown_plan(self, world: World, tmp_path: Path) -> None:
         run = fileops("undo", "nope", "--root", str(world.root), "--state-dir", str(tmp_path))

@@ -28,7 +28,7 @@ import pytest
 
 from fileops_daemon.errors import PlanError
 from fileops_daemon.paths import WORK_DIR_NAME
-from fileops_daemon.plan import parse_plan
+from fileops_daemon.plan import parse_plan, undo_plan_id
 from fileops_daemon.results import now, refusal_result
 from tests.conftest import World
 from tests.support import CASE, apply_doc, assert_valid_result, error_codes, plan_doc
@@ -60,15 +60,24 @@ def _resolve(value: Any, world: World) -> Any:
     return value
 
 
-def run_plan(document: dict[str, Any], world: World, **kwargs: Any) -> dict[str, Any]:
-    """Parse and apply like the daemon does: a plan that does not parse gets a refusal."""
+def run_plan(
+    document: dict[str, Any], world: World, *, trusted_undo: bool = False, **kwargs: Any
+) -> dict[str, Any]:
+    """Parse and apply like the daemon does: a plan that does not parse gets a refusal.
+
+    ``trusted_undo``: the document stands for an undo plan fileops built itself (its plan_id
+    becomes the derived undo id), to test what the gate still refuses in one.
+    """
+    undo_of = document.get("undo_of") if trusted_undo else None
+    if undo_of is not None:
+        document = dict(document, plan_id=undo_plan_id(undo_of))
     try:
-        parse_plan(document)
+        parse_plan(document, undo_of=undo_of)
     except PlanError as exc:
         result = refusal_result(document, exc, now())
         assert_valid_result(result)
         return result
-    return apply_doc(document, world.root, world.state, **kwargs)
+    return apply_doc(document, world.root, world.state, undo_of=undo_of, **kwargs)
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, ...]]:
@@ -219,6 +228,7 @@ class Hostile:
     setup: str | None = None
     case: str = CASE
     extra: dict[str, Any] = field(default_factory=dict)
+    trusted_undo: bool = False  # an undo plan fileops built (see run_plan)
 
 
 def _c(*parts: str) -> str:
@@ -544,6 +554,7 @@ RESERVED: list[Hostile] = [
         "path_reserved",
         "work_dir",
         extra={"undo_of": "p-0"},
+        trusted_undo=True,
     ),
     Hostile(
         "undo-move-from-other-plan-trash",
@@ -551,6 +562,7 @@ RESERVED: list[Hostile] = [
         "path_reserved",
         "work_dir",
         extra={"undo_of": "p-0"},
+        trusted_undo=True,
     ),
     Hostile(
         "undo-move-from-staging",
@@ -558,6 +570,7 @@ RESERVED: list[Hostile] = [
         "path_reserved",
         "work_dir",
         extra={"undo_of": "p-0"},
+        trusted_undo=True,
     ),
     Hostile(
         "undo-move-into-trash",
@@ -565,6 +578,7 @@ RESERVED: list[Hostile] = [
         "path_reserved",
         "work_dir",
         extra={"undo_of": "p-0"},
+        trusted_undo=True,
     ),
     Hostile(
         "undo-delete-in-trash",
@@ -572,6 +586,7 @@ RESERVED: list[Hostile] = [
         "path_reserved",
         "work_dir",
         extra={"undo_of": "p-0"},
+        trusted_undo=True,
     ),
     Hostile(
         "undo-copy-from-trash",
@@ -579,6 +594,7 @@ RESERVED: list[Hostile] = [
         "path_reserved",
         "work_dir",
         extra={"undo_of": "p-0"},
+        trusted_undo=True,
     ),
     Hostile(
         "undo-write-in-trash",
@@ -586,6 +602,7 @@ RESERVED: list[Hostile] = [
         "path_reserved",
         "work_dir",
         extra={"undo_of": "p-0"},
+        trusted_undo=True,
     ),
     Hostile(
         "undo-trash-dotdot",
@@ -593,6 +610,50 @@ RESERVED: list[Hostile] = [
         "path_invalid",
         "work_dir",
         extra={"undo_of": "p-0"},
+        trusted_undo=True,
+    ),
+]
+
+# names that read as the daemon's own folder (case, compatibility forms, invisible characters)
+LOOKALIKES: list[Hostile] = [
+    Hostile(f"workdir-lookalike-{i}", [_md(_c(name, "x"))], "path_reserved")
+    for i, name in enumerate(
+        [
+            ".FILEOPS",
+            ".FileOps",
+            ".fileops\u200b",
+            "\u200b.fileops",
+            ".file\u200dops",
+            ".fileops\ufeff",
+            ".\ufb01leops",  # the fi ligature
+            "\uff0e\uff46\uff49\uff4c\uff45\uff4f\uff50\uff53",  # fullwidth
+            ".fileops\u00ad",
+            ".fileops\ufe0f",
+            ".FİLEOPS".replace("İ", "I"),
+        ]
+    )
+] + [
+    Hostile("workdir-lookalike-write", [_w(_c(".Fileops", "x"))], "path_reserved"),
+    Hostile("workdir-lookalike-move-to", [_mv(FILE1, _c(".FILEOPS"))], "path_reserved"),
+]
+
+# only fileops makes undo plans: an agent's plan can neither claim undo_of nor take the id
+FORGED_UNDO: list[Hostile] = [
+    Hostile(
+        "forged-undo-of-takes-from-trash",
+        [_mv(_c(WORK_DIR_NAME, "p-0", "trash", "0", "old.txt"), _c("x"))],
+        "undo_forged",
+        "work_dir",
+        extra={"undo_of": "p-0"},
+    ),
+    Hostile("forged-undo-of-harmless", [_md(_c("x"))], "undo_forged", extra={"undo_of": "p-0"}),
+    Hostile("taken-undo-id", [_md(_c("x"))], "undo_forged", extra={"plan_id": "p-0.undo"}),
+    Hostile("taken-undo-id-upper", [_md(_c("x"))], "undo_forged", extra={"plan_id": "p-0.UNDO"}),
+    Hostile(
+        "taken-hashed-undo-id",
+        [_md(_c("x"))],
+        "undo_forged",
+        extra={"plan_id": undo_plan_id("p" * 200)},
     ),
 ]
 
@@ -836,6 +897,8 @@ CORPUS: list[Hostile] = [
     *_by_position([(name, path, "path_outside_case") for name, path in PREFIX]),
     *SYMLINKS,
     *RESERVED,
+    *LOOKALIKES,
+    *FORGED_UNDO,
     *INTO_ITSELF,
     *AMBIGUOUS,
     *CASES,
@@ -881,7 +944,7 @@ def test_hostile_plan_is_rejected_and_nothing_changes(world: World, hostile: Hos
     document = plan_doc(
         _resolve(hostile.ops, world), case=hostile.case, dry_run=False, **hostile.extra
     )
-    result = run_plan(document, world)
+    result = run_plan(document, world, trusted_undo=hostile.trusted_undo)
     after = world_snapshot(world)
     changed = sorted(
         rel for rel in before.keys() | after.keys() if before.get(rel) != after.get(rel)

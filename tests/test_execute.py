@@ -8,15 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from fileops_daemon.execute import ApplyPaused
+from fileops_daemon.errors import ErrorCode, PlanError
+from fileops_daemon.execute import ApplyPaused, apply_plan
 from fileops_daemon.journal import Journal
 from fileops_daemon.paths import WORK_DIR_NAME
-from fileops_daemon.plan import parse_plan
+from fileops_daemon.plan import parse_plan, undo_plan_id
 from fileops_daemon.store import PlanStore
+from fileops_daemon.undo import build_undo_plan
 from tests.conftest import World
 from tests.support import (
     CASE,
+    NO_WAIT,
     apply_doc,
+    assert_valid_result,
     error_codes,
     notes_ops,
     plan_doc,
@@ -166,6 +170,15 @@ class TestIdempotency:
         assert (world.case / "uncategorized").exists()
 
 
+def _undo(world: World, plan_id: str = "p-1", *, dry_run: bool = False) -> dict[str, object]:
+    """Apply ``plan_id``'s undo as fileops does: from the inverse it stored."""
+    stored = PlanStore(str(world.state), plan_id).read_undo()
+    plan = build_undo_plan(plan_id, stored, CASE, dry_run=dry_run)
+    result = apply_plan(plan, str(world.root), str(world.state), retry=NO_WAIT)
+    assert_valid_result(result)
+    return result
+
+
 class TestUndo:
     def test_plan_then_undo_gives_back_the_original_tree(self, world: World) -> None:
         before = snapshot(world.root, skip_work_dirs=True)
@@ -173,8 +186,8 @@ class TestUndo:
         assert snapshot(world.root, skip_work_dirs=True) != before
         inverse = PlanStore(str(world.state), "p-1").read_undo()
         assert inverse is not None and inverse["undo_of"] == "p-1"
-        result = apply_doc(dict(inverse, dry_run=False), world.root, world.state)
-        assert result["status"] == "applied"
+        result = _undo(world)
+        assert result["status"] == "applied" and result["plan_id"] == "p-1.undo"
         assert snapshot(world.root, skip_work_dirs=True) == before
 
     def test_undo_of_an_overwrite_restores_the_old_content(self, world: World) -> None:
@@ -194,9 +207,7 @@ class TestUndo:
             },
         ]
         apply_doc(plan_doc(ops), world.root, world.state)
-        inverse = PlanStore(str(world.state), "p-1").read_undo()
-        assert inverse is not None
-        apply_doc(dict(inverse, dry_run=False), world.root, world.state)
+        assert _undo(world)["status"] == "applied"
         assert snapshot(world.root, skip_work_dirs=True) == before
 
     def test_only_the_undo_plan_may_take_items_out_of_the_trash(self, world: World) -> None:
@@ -204,8 +215,56 @@ class TestUndo:
         trash = f"{CASE}/{WORK_DIR_NAME}/p-1/trash/4/uncategorized/file3.pdf"
         steal = plan_doc([{"type": "move", "from": trash, "to": f"{CASE}/x.pdf"}], plan_id="p-2")
         assert error_codes(apply_doc(steal, world.root, world.state)) == ["path_reserved"]
-        other = dict(steal, plan_id="p-3", undo_of="p-9")
-        assert error_codes(apply_doc(other, world.root, world.state)) == ["path_reserved"]
+
+    def test_an_agent_plan_cannot_claim_undo_of(self, world: World) -> None:
+        apply_doc(plan_doc(REORG), world.root, world.state)
+        trash = f"{CASE}/{WORK_DIR_NAME}/p-1/trash/4/uncategorized/file3.pdf"
+        forged = plan_doc(
+            [{"type": "move", "from": trash, "to": f"{CASE}/x.pdf"}], plan_id="p-2", undo_of="p-1"
+        )
+        with pytest.raises(PlanError) as refused:
+            parse_plan(forged)
+        assert refused.value.code is ErrorCode.UNDO_FORGED
+        # and the real undo still works afterwards
+        assert _undo(world)["status"] == "applied"
+
+    @pytest.mark.parametrize("taken", ["p-1.undo", "p-1.Undo", undo_plan_id("x" * 200)])
+    def test_an_agent_plan_cannot_take_an_undo_id(self, world: World, taken: str) -> None:
+        with pytest.raises(PlanError) as refused:
+            parse_plan(plan_doc([{"type": "mkdir", "path": f"{CASE}/x"}], plan_id=taken))
+        assert refused.value.code is ErrorCode.UNDO_FORGED
+
+    def test_a_stored_inverse_is_used_only_for_its_operations(self, world: World) -> None:
+        """The id, undo_of and case of an undo plan are fileops' own, whatever is stored."""
+        apply_doc(plan_doc(REORG), world.root, world.state)
+        stored = PlanStore(str(world.state), "p-1").read_undo()
+        assert stored is not None
+        plan = build_undo_plan(
+            "p-1", dict(stored, plan_id="evil", undo_of="p-9"), CASE, dry_run=True
+        )
+        assert (plan.plan_id, plan.undo_of) == ("p-1.undo", "p-1")
+        with pytest.raises(PlanError) as refused:
+            build_undo_plan("p-1", dict(stored, case_name=f"{CASE}-evil"), CASE, dry_run=True)
+        assert refused.value.code is ErrorCode.UNDO_UNAVAILABLE
+
+    def test_a_plan_id_of_200_characters_stays_undoable(self, world: World) -> None:
+        long_id = "L" * 200
+        before = snapshot(world.root, skip_work_dirs=True)
+        applied = apply_doc(plan_doc(REORG, plan_id=long_id), world.root, world.state)
+        undo_id = applied["undo_plan_id"]
+        assert len(undo_id) <= 200 and undo_id != undo_plan_id("L" * 199)
+        result = _undo(world, long_id)
+        assert result["status"] == "applied" and result["plan_id"] == undo_id
+        assert snapshot(world.root, skip_work_dirs=True) == before
+
+    def test_an_undo_can_be_undone(self, world: World) -> None:
+        apply_doc(plan_doc(REORG), world.root, world.state)
+        after = snapshot(world.root, skip_work_dirs=True)
+        assert _undo(world)["status"] == "applied"
+        redo = _undo(world, "p-1.undo")
+        assert redo["status"] == "applied", redo["errors"]
+        assert redo["plan_id"] == "p-1.undo.undo"
+        assert snapshot(world.root, skip_work_dirs=True) == after
 
 
 class TestJournal:

@@ -322,3 +322,49 @@ def test_a_folder_cannot_overwrite_the_folder_that_holds_it(world: World) -> Non
         ],
     )
     assert error_codes(result) == ["move_into_itself"]
+
+
+class TestObjectNameLimitOfDerivedPaths:
+    """A path the plan names may fit GCS's 1,024 bytes while the trash or folder-move target
+    the simulation derives from it does not: the plan is refused, not failed mid-apply."""
+
+    def _deep(self, world: World) -> str:
+        folder = world.case
+        parts = []
+        for i, size in enumerate((250, 250, 250, 215)):
+            name = f"{i}" + "d" * (size - 1)
+            folder = folder / name
+            parts.append(name)
+        folder.mkdir(parents=True)
+        (folder / "f.txt").write_text("x")
+        path = "/".join((CASE, *parts, "f.txt"))
+        assert 1000 <= len(path.encode()) <= 1010
+        return path
+
+    def test_a_trash_target_over_the_limit_is_refused(self, world: World) -> None:
+        path = self._deep(world)
+        result = dry(world, [{"type": "delete", "path": path}])
+        assert result["status"] == "rejected"
+        assert [e["code"] for e in result["errors"]] == ["path_invalid"], result["errors"]
+
+    def test_a_folder_move_target_over_the_limit_is_refused(self, world: World) -> None:
+        path = self._deep(world)
+        top = path.split("/")[1]
+        result = dry(
+            world,
+            [
+                {
+                    "type": "move",
+                    "from": f"{CASE}/{top}",
+                    "to": f"{CASE}/{top}-renamed-much-longer-name",
+                }
+            ],
+        )
+        assert result["status"] == "rejected"
+        assert [e["code"] for e in result["errors"]] == ["path_invalid"], result["errors"]
+
+    def test_a_derived_path_within_the_limit_passes(self, world: World) -> None:
+        path = self._deep(world)
+        top = path.split("/")[1]
+        result = dry(world, [{"type": "move", "from": f"{CASE}/{top}", "to": f"{CASE}/x"}])
+        assert result["status"] == "planned", result["errors"]

@@ -42,6 +42,8 @@ __all__ = [
     "fake_gcs_command",
     "free_port",
     "fuse_unavailable_reason",
+    "gcloud_pubsub_emulator",
+    "gcloud_pubsub_emulator_command",
     "gcs_emulator",
     "gcsfuse_flags",
     "gcsfuse_mount",
@@ -238,6 +240,85 @@ def _wait_tcp(addr: str, proc: subprocess.Popen[bytes], deadline: float, log: Pa
             if time.monotonic() > deadline:
                 raise EmulatorError(f"nothing listens on {addr}:\n{_read_tail(log)}") from None
             time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- gcloud's emulator
+
+#: How to get Google's official Pub/Sub emulator where it is missing.
+GCLOUD_EMULATOR_INSTALL_HINT = (
+    "install it with `apt-get install google-cloud-cli-pubsub-emulator` (Google's apt "
+    "repository) or `gcloud components install pubsub-emulator`; it needs Java 11+"
+)
+
+
+def gcloud_pubsub_emulator_command() -> list[str] | None:
+    """The launcher of Google's official Pub/Sub emulator (a Java program shipped with the
+    gcloud CLI), or None when it is not installed.
+
+    The launcher script ``exec``s java, so the process we start is the emulator itself and
+    stopping it leaves nothing behind (``gcloud beta emulators pubsub start`` would leave its
+    java child running when killed).
+    """
+    roots: list[Path] = []
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        roots.append(Path(os.path.realpath(gcloud)).parent.parent)
+    roots += [Path("/usr/lib/google-cloud-sdk"), Path("/usr/share/google-cloud-sdk")]
+    for root in roots:
+        launcher = root / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+        if os.access(launcher, os.X_OK) and shutil.which("java"):
+            return [str(launcher)]
+    return None
+
+
+@contextlib.contextmanager
+def gcloud_pubsub_emulator(
+    *, timeout: float = 60.0, log_path: str | os.PathLike[str] | None = None
+) -> Iterator[str]:
+    """Run Google's official Pub/Sub emulator on a free port; yield ``"127.0.0.1:PORT"``.
+
+    It prints ``Server started, listening on PORT`` once ready (a few seconds: it is Java).
+    """
+    command = gcloud_pubsub_emulator_command()
+    if command is None:
+        raise EmulatorError(
+            f"Google's Pub/Sub emulator is not installed: {GCLOUD_EMULATOR_INSTALL_HINT}"
+        )
+    for _ in range(3):  # the free port may be taken before java binds it
+        port = free_port()
+        with _log_file(log_path, "gcloud-pubsub") as log, log.open("ab") as log_fh:
+            proc = subprocess.Popen(
+                [*command, f"--host={LOOPBACK}", f"--port={port}"],
+                stdin=subprocess.DEVNULL,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                env=_child_env(("PUBSUB_",)),
+            )
+            try:
+                deadline = time.monotonic() + timeout
+                while b"Server started, listening on" not in log.read_bytes():
+                    if proc.poll() is not None:
+                        break
+                    if time.monotonic() > deadline:
+                        raise EmulatorError(
+                            f"the gcloud Pub/Sub emulator did not start within {timeout}s:\n"
+                            f"{_read_tail(log)}"
+                        )
+                    time.sleep(0.1)
+                if proc.poll() is not None:
+                    if b"Address already in use" in log.read_bytes():
+                        continue
+                    raise EmulatorError(
+                        f"the gcloud Pub/Sub emulator exited (code {proc.returncode}):\n"
+                        f"{_read_tail(log)}"
+                    )
+                addr = f"{LOOPBACK}:{port}"
+                _wait_tcp(addr, proc, deadline, log)
+                yield addr
+                return
+            finally:
+                _stop(proc)
+    raise EmulatorError("the gcloud Pub/Sub emulator could not bind a free port in 3 tries")
 
 
 # --------------------------------------------------------------------------- GCS
