@@ -103,6 +103,17 @@ class Disposition:
         return cls(Verdict.WAIT, reason, case=case, after=after)
 
 
+#: Nacks after which the plan may have changed the tree, or recorded its result unanswered:
+#: the case then waits for this plan's redelivery.
+_BLOCKING = frozenset(
+    {
+        Reason.TRANSIENT_FAULT,
+        Reason.LEASE_LOST,
+        Reason.HANDED_OVER,
+        Reason.ROLLBACK_INCOMPLETE,
+    }
+)
+
 #: How long a message is kept before it is nacked: a plan that must make way for a nacked one,
 #: or one that met a transient fault.
 MAKE_WAY_SECONDS = 1.0
@@ -254,12 +265,14 @@ class PlanHandler:
         except Exception:
             bound.exception("plan.unhandled_error")
         finally:
-            settled = disposition.verdict is Verdict.ACK
-            comes_back = delivery.delivery_attempt < self.config.max_delivery_attempts
+            # Only a plan that may have begun blocks its case; one that merely waited did not.
+            blocks = (
+                disposition.verdict is Verdict.NACK
+                and disposition.reason in _BLOCKING
+                and delivery.delivery_attempt < self.config.max_delivery_attempts
+            )
             wake = self.sequencer.leave(
-                turn,
-                answered=settled,
-                comes_back=disposition.verdict is not Verdict.ACK and comes_back,
+                turn, answered=disposition.verdict is Verdict.ACK, comes_back=blocks
             )
             for waiter in wake:
                 waiter()
