@@ -20,7 +20,7 @@ import pytest
 from fileops_daemon import execute
 from fileops_daemon.cloud import CloudRetry
 from fileops_daemon.config import Config
-from fileops_daemon.handler import PlanHandler, Verdict
+from fileops_daemon.handler import PlanHandler, Verdict, placeholder_plan_id
 from fileops_daemon.ledger import Ledger
 from fileops_daemon.outputs import AuditLog, Delivery
 from fileops_daemon.plan import parse_plan
@@ -83,8 +83,10 @@ class TestUndoCannotBeForgedOrBlocked:
         )
         block = plan("reorg-1.undo", [{"type": "mkdir", "path": f"{CASE}/squatter"}])
         for forged in (steal, block):
-            stack.publish(forged)
-            [refused] = stack.results.wait_plan(forged["plan_id"], 30)
+            # Refused while parsing: answered under the daemon's own name for the message,
+            # never under the id the sender chose.
+            message_id = stack.publish(forged)
+            [refused] = stack.results.wait_plan(placeholder_plan_id(message_id), 30)
             assert refused["status"] == "rejected", refused
             assert error_codes(refused) == ["undo_forged"]
         assert stack.tree() == after, "a forged undo changed the tree"
