@@ -26,7 +26,7 @@ from fileops_daemon.config import project_from_env
 from fileops_daemon.handler import REPLY_ATTRIBUTE
 from fileops_daemon.signing import SIGNATURE_ATTRIBUTE, load_key, sign_message
 
-__all__ = ["ClientConfig", "FileopsClient"]
+__all__ = ["ClientConfig", "FileopsClient", "result_of"]
 
 #: Shortest expiration Pub/Sub allows: a dead client's subscription goes away after this.
 _EXPIRY_SECONDS = 24 * 3600
@@ -165,7 +165,7 @@ class FileopsClient:
                 }
             )
             for received in response.received_messages:
-                result = _result_of(received.message.data)
+                result = result_of(received.message.data)
                 # Only an answer to a plan we sent counts; anything else is dropped.
                 if result is not None and result["plan_id"] in self._sent:
                     self._waiting[result["plan_id"]] = result
@@ -176,7 +176,7 @@ class FileopsClient:
         return self.wait(str(plan.get("plan_id", "")), timeout)
 
 
-def _result_of(data: bytes) -> dict[str, Any] | None:
+def result_of(data: bytes) -> dict[str, Any] | None:
     """A result document, or None for anything that is not one."""
     try:
         result = json.loads(data)

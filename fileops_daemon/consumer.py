@@ -144,7 +144,7 @@ class Consumer:
         log.info("consumer.draining", in_flight=self.in_flight, held=self.held, timeout=timeout)
         with self._lock:
             self._stopping = True
-            held, self._held = list(self._held.values()), {}
+            held = list(self._held.values())
         for item in held:
             self._release(item, Reason.SHUTTING_DOWN)
         self._future.cancel()  # no new messages; undispatched ones are released unacked
@@ -198,15 +198,14 @@ class Consumer:
         if disposition.verdict is Verdict.ACK:
             message.ack()
             return
-        if disposition.verdict is Verdict.WAIT:
-            self.metrics.waits.labels(disposition.reason.value).inc()
-            if self._hold(message, disposition, since):
-                return
+        if disposition.verdict is Verdict.NACK:
+            self._nack(message, disposition.reason, disposition.after)
+            return
+        self.metrics.waits.labels(disposition.reason.value).inc()
+        if not self._hold(message, disposition, since):
             with self._lock:
-                reason = Reason.SHUTTING_DOWN if self._stopping else Reason.WAITED_TOO_LONG
-        else:
-            reason = disposition.reason
-        self._nack(message, reason, disposition.after if reason is disposition.reason else 0.0)
+                stopping = self._stopping
+            self._nack(message, Reason.SHUTTING_DOWN if stopping else Reason.WAITED_TOO_LONG)
 
     def _nack(self, message: Message, reason: Reason, after: float = 0.0) -> None:
         log.info(
@@ -277,8 +276,8 @@ class Consumer:
     def _release(self, item: _Held, reason: Reason) -> None:
         """Nack a held message (its hold ended, or a delayed nack came due)."""
         with self._lock:
-            if self._held.pop(id(item), None) is None and not self._stopping:
-                return  # woken meanwhile
+            if self._held.pop(id(item), None) is None:
+                return  # woken or released meanwhile
         if item.timer is not None:
             item.timer.cancel()
         if item.wake is not None:

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DESCRIPTIONS", "MAX_MESSAGE_CHARS", "ErrorCode", "PlanError", "shorten"]
+__all__ = [
+    "DESCRIPTIONS",
+    "MAX_MESSAGE_CHARS",
+    "ErrorCode",
+    "PlanError",
+    "shorten",
+    "valid_utf8",
+]
 
 #: Longest error message a result carries; longer ones are cut with a marker.
 MAX_MESSAGE_CHARS = 1000
@@ -103,16 +110,16 @@ class PlanError(Exception):
         self.path = path
 
     def to_dict(self) -> dict[str, object]:
-        message = shorten(_printable(self.message), MAX_MESSAGE_CHARS)
+        message = shorten(valid_utf8(self.message), MAX_MESSAGE_CHARS)
         doc: dict[str, object] = {"code": self.code.value, "message": message}
         if self.operation is not None:
             doc["operation"] = self.operation
         if self.path is not None:  # the schema caps a plan's path at 4,096 characters
-            doc["path"] = shorten(_printable(self.path), 4096)
+            doc["path"] = shorten(valid_utf8(self.path), 4096)
         return doc
 
 
-def _printable(text: str) -> str:
+def valid_utf8(text: str) -> str:
     """Text that can be encoded as UTF-8: a hostile path's lone surrogates become U+FFFD."""
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 

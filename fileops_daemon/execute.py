@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -87,6 +87,9 @@ class Checkpoint(Protocol):
         """Durable progress; raising here stops the apply (e.g. the lease was lost)."""
 
 
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often a step is tried again after a transient filesystem error."""
@@ -94,6 +97,23 @@ class RetryPolicy:
     attempts: int = 5
     initial_wait: float = 0.2
     max_wait: float = 5.0
+
+    def run(self, first: Callable[[], _T], again: Callable[[], _T]) -> _T:
+        """``first()``; after a transient filesystem error, ``again()`` with backoff until
+        the attempts are spent. Backoff only once a first try failed: the common path builds
+        no retry machinery."""
+        try:
+            return first()
+        except OSError as exc:
+            if not _is_transient(exc) or self.attempts <= 1:
+                raise
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts - 1),
+            wait=wait_exponential(multiplier=self.initial_wait, max=self.max_wait),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        )
+        return retrying(again)
 
 
 @dataclass
@@ -218,6 +238,7 @@ def apply_plan(
         return _stored_outcome(plan, stored, started, attempt)
     if plan.dry_run:
         return dry_run(plan, projects_root, limits=limits, attempt=attempt)
+    retry = retry or RetryPolicy()
     try:
         with store.locked(), case_lock(state_dir, nfc(plan.case_name)):
             stored = store.read_result()  # finished while we waited for the lock?
@@ -236,7 +257,7 @@ def apply_plan(
                 started,
                 attempt,
                 resumed=resumed,
-                retry=retry or RetryPolicy(),
+                retry=retry,
                 on_step=on_step,
                 parallelism=max(1, parallelism),
                 pacer=pacer or StepPacer(0),
@@ -271,7 +292,7 @@ def _open_run(
     started: datetime,
     attempt: int,
     checkpoint: Checkpoint | None,
-    retry: RetryPolicy | None = None,
+    retry: RetryPolicy,
 ) -> tuple[Journal, JournalState, str, bool] | dict[str, Any]:
     """Reopen this plan's journal (resumed: True), or simulate and start a new one.
 
@@ -311,7 +332,7 @@ def _open_run(
         case_dir = os.path.join(projects_root, state.header["case_folder"])
         return journal, state, case_dir, True
     try:
-        sim = _simulate_retrying(plan, projects_root, limits, retry or RetryPolicy())
+        sim = _simulate_retrying(plan, projects_root, limits, retry)
     except OSError as exc:
         if _is_transient(exc):
             # Not an answer about the plan: a refusal recorded now would refuse its id for
@@ -344,19 +365,11 @@ def _simulate_retrying(
     plan: Plan, projects_root: str, limits: Limits | None, retry: RetryPolicy
 ) -> Simulation:
     """The simulation, tried again after a transient filesystem error (EIO from gcsfuse)."""
-    try:
+
+    def once() -> Simulation:
         return simulate(plan, projects_root, limits)
-    except OSError as exc:
-        if not _is_transient(exc) or retry.attempts <= 1:
-            raise
-    retrying = Retrying(
-        stop=stop_after_attempt(retry.attempts - 1),
-        wait=wait_exponential(multiplier=retry.initial_wait, max=retry.max_wait),
-        retry=retry_if_exception(_is_transient),
-        reraise=True,
-    )
-    sim: Simulation = retrying(simulate, plan, projects_root, limits)
-    return sim
+
+    return retry.run(once, once)
 
 
 class _Run:
@@ -595,21 +608,11 @@ class _Run:
         self, step: Step, index: int, *, allow_done: bool, outcome: _Outcome | None = None
     ) -> bool:
         """Check and run one step, retrying transient errors; True when it ran now."""
-        try:
-            return self._advance(step, index, allow_done=allow_done, outcome=outcome)
-        except OSError as exc:
-            if not _is_transient(exc) or self.retry.attempts <= 1:
-                raise
-        # Backoff only once a first try failed: the common path builds no retry machinery.
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry.attempts - 1),
-            wait=wait_exponential(multiplier=self.retry.initial_wait, max=self.retry.max_wait),
-            retry=retry_if_exception(_is_transient),
-            reraise=True,
+        return self.retry.run(
+            lambda: self._advance(step, index, allow_done=allow_done, outcome=outcome),
+            # A retry may follow a half-done try: then the step may already show as done.
+            lambda: self._advance(step, index, allow_done=True, outcome=outcome),
         )
-        # A retry may follow a half-done try: then the step may already show as done.
-        ran: bool = retrying(self._advance, step, index, allow_done=True, outcome=outcome)
-        return ran
 
     def _advance(
         self, step: Step, index: int, *, allow_done: bool, outcome: _Outcome | None = None

@@ -29,7 +29,7 @@ _RENAME_NOREPLACE = 1
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in opens at once (and is then refused) instead of hanging us.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class StepConflictError(PlanError):
@@ -238,10 +238,7 @@ class CaseFS:
             info = os.fstat(src_fd)
             if not stat.S_ISREG(info.st_mode):
                 raise StepConflictError(f"{_show(src)} is no longer a plain file")
-            # Never the set-user/group-ID or sticky bits: a copy made as root must not turn a
-            # user's file into a root-owned setuid program.
-            mode = stat.S_IMODE(info.st_mode) & 0o777
-            self._stage(staging, lambda out: _copy_fd(src_fd, out, info.st_size), mode)
+            self._stage(staging, lambda out: _copy_fd(src_fd, out, info.st_size), info.st_mode)
         finally:
             os.close(src_fd)
         self._publish(staging, dst)
@@ -263,18 +260,18 @@ class CaseFS:
         self.makedirs(staging[:-1])
         with self.folder(staging[:-1]) as fd:
             # The staging name is ours: whatever stands there (our leftover after a crash, or a
-            # planted hard link or FIFO) is removed, and a new file is made. O_EXCL never
-            # writes into an existing inode, O_NONBLOCK never waits on a FIFO.
+            # planted hard link or FIFO) is removed, and a new file is made. O_EXCL creates a
+            # new regular file or fails: it never writes into an existing inode or opens a FIFO.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(staging[-1], dir_fd=fd)
+            # Never the set-user/group-ID or sticky bits: a copy made as root must not turn a
+            # user's file into a root-owned setuid program.
+            permissions = (stat.S_IMODE(mode) & 0o777) or 0o644
             try:
-                out = os.open(staging[-1], _STAGE_FLAGS, (mode & 0o777) or 0o644, dir_fd=fd)
+                out = os.open(staging[-1], _STAGE_FLAGS, permissions, dir_fd=fd)
             except FileExistsError as exc:
                 raise StepConflictError(f"{_show(staging)} appeared meanwhile") from exc
             try:
-                if not stat.S_ISREG(os.fstat(out).st_mode):
-                    raise StepConflictError(f"{_show(staging)} is not a new plain file")
-                os.set_blocking(out, True)
                 fill(out)
                 os.fsync(out)  # content is durable before its name appears
             finally:

@@ -1,8 +1,10 @@
-"""What one plan message becomes: claim, check, apply, record, answer. The consumer acks.
+"""What one plan message becomes: check, wait its turn, claim, apply, record, answer. The
+consumer settles it.
 
-Every message ends in exactly one of two ways: ACK after its result is published and audited
-(and, for an apply, recorded in the ledger), or NACK when a transient fault kept us from
-deciding (Pub/Sub redelivers; the dead-letter topic catches what keeps failing).
+Every message ends in exactly one way: ACK after its result is published and audited (and, for
+an apply, recorded in the ledger), or NACK when a transient fault kept us from deciding
+(Pub/Sub redelivers; the dead-letter topic catches what keeps failing). Before that it may
+WAIT, held unsettled, while an earlier plan of its case goes first.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ from fileops_daemon.outputs import AuditLog, Delivery, ResultPublisher
 from fileops_daemon.pacing import StepPacer
 from fileops_daemon.paths import nfc
 from fileops_daemon.plan import Plan
-from fileops_daemon.results import bounded, now, refusal_result
+from fileops_daemon.results import bounded, encode_result, now, refusal_result
 from fileops_daemon.sequencer import CaseSequencer, Waiting, WaitReason
-from fileops_daemon.signing import verify
+from fileops_daemon.signing import covers_attributes, verify
 from fileops_daemon.store import PlanStore
 from fileops_daemon.undo import UndoRequest, build_undo_plan, parse_message
 
@@ -124,7 +126,9 @@ class LeaseKeeper:
 
     Renews from a thread every third of the lease, and on every journal sync (with the
     progress). Each write names the generation it read: if another daemon took the plan over,
-    the write fails, ``lost`` is set, and the next step raises LeaseLostError.
+    the write fails, ``lost`` is set, and the next step raises LeaseLostError. Left by any
+    other exception (a pause, a fault), it gives the lease back, named by the generation it
+    last wrote, so the plan's next delivery need not wait the lease out.
     """
 
     def __init__(self, ledger: Ledger, record: Record, interval: float) -> None:
@@ -141,9 +145,15 @@ class LeaseKeeper:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         self._stop.set()
         self._thread.join()
+        if exc_type is not None and not issubclass(exc_type, LeaseLostError):
+            self.release()
+
+    def release(self) -> None:
+        """End the lease now, once the keeper has stopped renewing it."""
+        _release_quietly(self.ledger, self.record)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -271,24 +281,38 @@ class PlanHandler:
                 and disposition.reason in _BLOCKING
                 and delivery.delivery_attempt < self.config.max_delivery_attempts
             )
-            wake = self.sequencer.leave(
-                turn, answered=disposition.verdict is Verdict.ACK, comes_back=blocks
-            )
+            wake = self.sequencer.leave(turn, blocks=blocks)
             for waiter in wake:
                 waiter()
         return disposition
 
     def _wait_for_turn(self, turn: Waiting, delivery: Delivery, bound: Any) -> Disposition:
         """An earlier plan of the case comes first."""
-        bound.info("plan.waiting", reason=turn.reason.value, for_plan=turn.by_plan)
         if turn.reason is WaitReason.CASE_BUSY:
-            return self._wait(Reason.CASE_BUSY, delivery, case=turn.case)
-        return self._wait(Reason.CASE_BLOCKED, delivery, case=turn.case, after=self._recheck)
+            return self._wait(
+                Reason.CASE_BUSY, delivery, bound, case=turn.case, for_plan=turn.by_plan
+            )
+        return self._wait(
+            Reason.CASE_BLOCKED,
+            delivery,
+            bound,
+            case=turn.case,
+            after=self._recheck,
+            for_plan=turn.by_plan,
+        )
 
     def _wait(
-        self, reason: Reason, delivery: Delivery, *, case: str = "", after: float = 0.0
+        self,
+        reason: Reason,
+        delivery: Delivery,
+        bound: Any,
+        *,
+        case: str = "",
+        after: float = 0.0,
+        **why: Any,
     ) -> Disposition:
-        """Hold the message (no thread waits), or nack it if it has an ordering key.
+        """Say why the plan waits, then hold the message (no thread waits), or nack it if it
+        has an ordering key.
 
         Pub/Sub keeps an ordering key's messages behind the one out: holding a keyed message
         could keep back the very plan it waits for, so it makes way instead (nacked after a
@@ -296,6 +320,7 @@ class PlanHandler:
         client library hands over a key's next message only after the previous one settles;
         they only do under different keys for one case.
         """
+        bound.info("plan.waiting", reason=reason.value, **why)
         if delivery.ordering_key and reason is not Reason.CASE_BUSY:
             return Disposition.nack(reason, after=max(MAKE_WAY_SECONDS, after))
         return Disposition.wait(reason, case=case, after=after)
@@ -362,11 +387,14 @@ class PlanHandler:
     ) -> Disposition:
         """Audit, publish, log; only then is the message done."""
         full = result  # a huge one is published shortened; the audit record keeps it whole
-        result = bounded(full, full_result=self.audit.location(full, delivery))
+        data = encode_result(full)
+        result = bounded(full, full_result=self.audit.location(full, delivery), size=len(data))
+        if result is not full:
+            data = encode_result(result)
         self.audit.write(result, delivery, full if result is not full else None)
         # An agent's client tags its plans; the tag routes the result to its subscription.
         reply = _reply_attributes(delivery, self.config.signing_keys) if routed else {}
-        self.results.publish(result, reply)
+        self.results.publish(result, reply, data)
         self.metrics.plans.labels(result["status"], str(result["dry_run"]).lower()).inc()
         log.info(
             "plan.answered",
@@ -415,17 +443,18 @@ class PlanHandler:
             return self._answer_again(known, delivery, bound)
         case = self.ledger.acquire_case(nfc(plan.case_name), plan.plan_id)
         if isinstance(case, CaseHeld):
-            bound.info(
-                "plan.waiting",
-                reason=Reason.CASE_HELD_ELSEWHERE.value,
+            return self._wait(
+                Reason.CASE_HELD_ELSEWHERE,
+                delivery,
+                bound,
+                after=self._recheck,
                 for_plan=case.plan_id,
                 owner=case.owner,
                 holder=case.why,
             )
-            return self._wait(Reason.CASE_HELD_ELSEWHERE, delivery, after=self._recheck)
         if case.taken_from is not None:
             bound.warning("case.taken_from_abandoned_plan", abandoned_plan=case.taken_from)
-        outcome = self.ledger.claim(plan.plan_id, plan.digest, plan.case_name)
+        outcome = self.ledger.claim(plan.plan_id, plan.digest, plan.case_name, known)
         if isinstance(outcome, Conflict):
             result = idempotency_conflict(plan, started, delivery.delivery_attempt)
             return self._answer(result, delivery)
@@ -433,16 +462,14 @@ class PlanHandler:
             return self._answer_again(outcome.record, delivery, bound)
         if isinstance(outcome, Held):
             # A duplicate delivery while another daemon applies it: its result will come.
-            bound.info(
-                "plan.waiting", reason=Reason.PLAN_HELD_ELSEWHERE.value, owner=outcome.record.owner
+            return self._wait(
+                Reason.PLAN_HELD_ELSEWHERE,
+                delivery,
+                bound,
+                after=self._recheck,
+                owner=outcome.record.owner,
             )
-            return self._wait(Reason.PLAN_HELD_ELSEWHERE, delivery, after=self._recheck)
-        try:
-            return self._run_claimed(plan, outcome, started, delivery, bound)
-        except Exception:
-            # A transient fault: give the lease back so the redelivery need not wait it out.
-            self._release_quietly(outcome.record, bound)
-            raise
+        return self._run_claimed(plan, outcome, started, delivery, bound)
 
     def _answer_again(self, record: Record, delivery: Delivery, bound: Any) -> Disposition:
         """A plan already finished: answer with its recorded result."""
@@ -452,37 +479,35 @@ class PlanHandler:
             self.metrics.redeliveries.inc()
         return self._answer(record.result, delivery)
 
-    def _release_quietly(self, record: Record, bound: Any) -> None:
-        try:
-            self.ledger.release(record)
-        except Exception as exc:  # the lease then runs out on its own: slower, still safe
-            bound.warning("lease.release_failed", error=f"{type(exc).__name__}: {exc}")
-
     def _run_claimed(
         self, plan: Plan, outcome: Claimed, started: Any, delivery: Delivery, bound: Any
     ) -> Disposition:
         if outcome.previous_owner is not None and not outcome.takeover:
             bound.info("lease.resumed", progress=outcome.record.progress)
-        if outcome.takeover:
-            bound.warning(
-                "lease.takeover",
-                previous_owner=outcome.previous_owner,
-                progress=outcome.record.progress,
-            )
-            self.metrics.lease_takeovers.inc()
-            try:
-                self._seed_local_journal(plan, outcome.record, bound)
-            except PlanError as exc:  # a crafted checkpoint: refused, nothing touched
-                bound.error("plan.state_invalid", error=exc.message)
-                refused = refusal_result(plan.document, exc, started)
-                self.ledger.complete(outcome.record, refused)
-                return self._answer(refused, delivery)
-        PlanStore(self.config.state_dir, plan.plan_id).write_epoch(outcome.record.attempts)
+        store = PlanStore(self.config.state_dir, plan.plan_id)
+        try:
+            if outcome.takeover:
+                bound.warning(
+                    "lease.takeover",
+                    previous_owner=outcome.previous_owner,
+                    progress=outcome.record.progress,
+                )
+                self.metrics.lease_takeovers.inc()
+                self._seed_local_journal(store, outcome.record, bound)
+            store.write_epoch(outcome.record.attempts)
+        except PlanError as exc:  # a crafted checkpoint: refused, nothing touched
+            bound.error("plan.state_invalid", error=exc.message)
+            refused = refusal_result(plan.document, exc, started)
+            self.ledger.complete(outcome.record, refused)
+            return self._answer(refused, delivery)
+        except Exception:
+            _release_quietly(self.ledger, outcome.record)  # a fault: the redelivery resumes
+            raise
         begun = time.monotonic()
-        paused = False
         bound.info("plan.applying", owner=self.config.worker_id)
-        with LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3) as keeper:
-            try:
+        keeper = LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3)
+        try:
+            with keeper:  # gives the lease back if the apply is paused or fails
                 result = apply_plan(
                     plan,
                     self.config.projects_root,
@@ -496,55 +521,65 @@ class PlanHandler:
                     pause=self.handing_over,
                     attempt=delivery.delivery_attempt,
                 )
-            except LeaseLostError:
-                bound.warning("lease.lost")
-                return Disposition.nack(Reason.LEASE_LOST)
-            except ApplyPaused:
-                paused = True  # release the lease once the keeper has stopped renewing it
-            except OSError as exc:  # transient (EIO...) before the first step: try again later
-                bound.warning("plan.transient_fault", error=f"{type(exc).__name__}: {exc}")
-                self._release_quietly(keeper.record, bound)
-                return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
-        if paused:
-            self._release_quietly(keeper.record, bound)
+        except LeaseLostError:
+            bound.warning("lease.lost")
+            return Disposition.nack(Reason.LEASE_LOST)
+        except ApplyPaused:
             bound.info("plan.handed_over", progress=keeper.record.progress)
             return Disposition.nack(Reason.HANDED_OVER)
+        except OSError as exc:  # transient (EIO...) before the first step: try again later
+            bound.warning("plan.transient_fault", error=f"{type(exc).__name__}: {exc}")
+            return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
         self.metrics.apply_seconds.observe(time.monotonic() - begun)
         if result["status"] == "applied":
             self.metrics.steps_applied.inc(result.get("steps", 0))
-        store = PlanStore(self.config.state_dir, plan.plan_id)
         if result["status"] == "failed" and store.read_result() is None:
             # The rollback could not finish (the mount keeps failing): try again later.
             bound.error("plan.rollback_incomplete", remaining=len(result["remaining"]))
-            self._release_quietly(keeper.record, bound)
+            keeper.release()
             return Disposition.nack(Reason.ROLLBACK_INCOMPLETE)
         if result["status"] == "rejected" and result["errors"][0]["code"] == "plan_busy":
             # Another process on this machine (a local `fileops apply`) holds the case.
-            self._release_quietly(keeper.record, bound)
-            bound.info("plan.waiting", reason=Reason.PLAN_BUSY_LOCALLY.value)
-            return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, after=self._recheck)
-        undo = None
-        if result["status"] == "applied":
-            undo = store.read_undo()
-        self.ledger.complete(keeper.record, result, undo)
+            keeper.release()
+            return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, bound, after=self._recheck)
+        undo = store.read_undo() if result["status"] == "applied" else None
+        try:
+            self.ledger.complete(keeper.record, result, undo)
+        except LeaseLostError:
+            raise
+        except Exception:
+            keeper.release()  # not recorded (GCS is down): the redelivery records it
+            raise
         return self._answer(result, delivery)
 
-    def _seed_local_journal(self, plan: Plan, record: Record, bound: Any) -> None:
+    def _seed_local_journal(self, store: PlanStore, record: Record, bound: Any) -> None:
         """A takeover: rebuild the journal from the ledger unless this machine has it, or
         the ledger's checkpoint is newer (written by a later claim than our journal's: the
         plan went on elsewhere after we handed it over). The journal is checked when the
         apply resumes it (StateInvalidError here for malformed progress)."""
-        store = PlanStore(self.config.state_dir, plan.plan_id)
         if store.has_journal():
             theirs, ours = record.progress.get("epoch"), store.read_epoch()
             if type(theirs) is not int or (ours is not None and theirs <= ours):
                 return
             bound.warning("journal.superseded", local_epoch=ours, checkpoint_epoch=theirs)
-        header = self.ledger.load_journal(plan.plan_id)
+        header = self.ledger.load_journal(record.plan_id)
         if header is None:
             return  # the previous owner died before its first step: start afresh
         store.ensure()
         Journal.seed(store.journal_path, header, record.progress)
+
+
+def _release_quietly(ledger: Ledger, record: Record) -> None:
+    """End a lease now; if that fails the lease runs out on its own (slower, still safe)."""
+    try:
+        ledger.release(record)
+    except Exception as exc:
+        log.warning(
+            "lease.release_failed",
+            plan_id=record.plan_id,
+            case_name=record.case_name,
+            error=f"{type(exc).__name__}: {exc}",
+        )
 
 
 def placeholder_plan_id(message_id: str) -> str:
@@ -558,17 +593,14 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def _reply_attributes(delivery: Delivery, keys: tuple[bytes, ...]) -> dict[str, str]:
-    """Routing for an accepted plan's result: its client_id, when that may be trusted (no
-    signing, or a v2 signature, which covers it) and is a plain name."""
+    """Routing for an accepted (so, with signing on, verified) plan's result: its client_id,
+    when that may be trusted (no signing, or a v2 signature, which covers it) and is a plain
+    name. A v1 signature covers the data only: a replay may carry any client_id."""
     client = delivery.attributes.get(REPLY_ATTRIBUTE)
     if client is None or not _CLIENT_ID.fullmatch(client):
         return {}
-    if keys:
-        try:
-            if verify(keys, delivery.data, delivery.attributes) < 2:
-                return {}  # v1 signs the data only: a replay may carry any client_id
-        except PlanError:
-            return {}
+    if keys and not covers_attributes(delivery.attributes):
+        return {}
     return {REPLY_ATTRIBUTE: client}
 
 

@@ -27,6 +27,7 @@ from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.cloud import storage
 
 from fileops_daemon.cloud import CloudRetry
+from fileops_daemon.sequencer import BLOCK_SECONDS
 
 __all__ = [
     "CaseHeld",
@@ -133,15 +134,15 @@ class Ledger:
         lease_seconds: float,
         retry: CloudRetry,
         clock: Callable[[], float] = time.time,
-        abandon_seconds: float = 900.0,
+        abandon_seconds: float = BLOCK_SECONDS,
     ) -> None:
         self.bucket = bucket
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.retry = retry
         self.clock = clock
-        #: How long an unfinished plan keeps its case without being seen (it may be
-        #: redelivered after Pub/Sub's maximum retry backoff, 600 s as bootstrapped).
+        #: How long an unfinished plan keeps its case without being seen: as long as a nacked
+        #: plan blocks its case in a daemon (it may come back after Pub/Sub's maximum backoff).
         self.abandon_seconds = abandon_seconds
 
     # -- storage --------------------------------------------------------------------------------
@@ -156,19 +157,23 @@ class Ledger:
 
     def read(self, plan_id: str) -> Record | None:
         """The current record (with its generation), or None."""
-        name = self.record_name(plan_id)
+        found = self._read_object(self.record_name(plan_id))
+        return None if found is None else Record.from_json(*found)
+
+    def _read_object(self, name: str) -> tuple[bytes, int] | None:
+        """An object's bytes and the generation they belong to, or None if it is missing."""
         for _ in range(5):
             blob = self.retry.call(self.bucket.get_blob, name, retry=None)
             if blob is None:
                 return None
             try:
-                data = self.retry.call(
+                data: bytes = self.retry.call(
                     blob.download_as_bytes, if_generation_match=blob.generation, retry=None
                 )
             except (PreconditionFailed, NotFound):
                 continue  # rewritten between the two calls: read again
-            return Record.from_json(data, int(blob.generation))
-        raise LeaseLostError(f"ledger record of {plan_id} keeps changing")
+            return data, int(blob.generation)
+        raise LeaseLostError(f"ledger object {name} keeps changing")
 
     def _write(self, record: Record, if_generation_match: int) -> Record:
         """Write ``record`` if the object is still at ``if_generation_match``; 412 propagates."""
@@ -192,7 +197,11 @@ class Ledger:
 
     # -- transitions ----------------------------------------------------------------------------
 
-    def claim(self, plan_id: str, digest: str, case_name: str) -> ClaimOutcome:
+    def claim(
+        self, plan_id: str, digest: str, case_name: str, known: Record | None = None
+    ) -> ClaimOutcome:
+        """Claim ``plan_id``. ``known``: its record as the caller just read it, so a plan that
+        has one is not first created in vain."""
         fresh = Record(
             plan_id=plan_id,
             digest=digest,
@@ -202,14 +211,16 @@ class Ledger:
             token=uuid.uuid4().hex,
             lease_expires_at=self.clock() + self.lease_seconds,
         )
+        current = known
         for _ in range(5):
-            try:
-                return Claimed(self._write(fresh, if_generation_match=0))
-            except PreconditionFailed:
-                pass
-            current = self.read(plan_id)
             if current is None:
-                continue  # deleted meanwhile: try creating again
+                try:
+                    return Claimed(self._write(fresh, if_generation_match=0))
+                except PreconditionFailed:
+                    pass
+                current = self.read(plan_id)
+                if current is None:
+                    continue  # deleted meanwhile: try creating again
             if current.digest != digest:
                 return Conflict(current)
             if current.state == "done":
@@ -230,7 +241,7 @@ class Ledger:
                 written = self._write(taken, current.generation)
                 return Claimed(written, takeover=not own, previous_owner=current.owner)
             except PreconditionFailed:
-                continue  # someone else took it first; look again
+                current = self.read(plan_id)  # someone else took it first; look again
         current = self.read(plan_id)
         assert current is not None
         return Held(current)
@@ -329,22 +340,17 @@ class Ledger:
 
     def _read_case(self, case_name: str) -> tuple[dict[str, Any] | None, int]:
         """The case lease document and its generation (0 when there is none)."""
-        blob = self.retry.call(self.bucket.get_blob, self.case_lease_name(case_name), retry=None)
-        if blob is None:
+        found = self._read_object(self.case_lease_name(case_name))
+        if found is None:
             return None, 0
-        try:
-            data = self.retry.call(
-                blob.download_as_bytes, if_generation_match=blob.generation, retry=None
-            )
-        except (PreconditionFailed, NotFound):
-            return self._read_case(case_name)
+        data, generation = found
         try:
             document = json.loads(data)
         except ValueError:
             document = None
         if not isinstance(document, dict):  # not ours: overwrite it, generation-matched
-            return {"plan_id": "", "at": 0.0}, int(blob.generation)
-        return document, int(blob.generation)
+            return {"plan_id": "", "at": 0.0}, generation
+        return document, generation
 
     # -- the journal header, for a takeover on another machine ----------------------------------
 

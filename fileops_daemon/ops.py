@@ -16,9 +16,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from fileops_daemon.client import ClientConfig, FileopsClient
+from fileops_daemon.client import ClientConfig, FileopsClient, result_of
 from fileops_daemon.config import ConfigError, project_from_env
-from fileops_daemon.render import change_count, print_result, printable, summary_line
+from fileops_daemon.render import change_count, print_result, printable, safe, summary_line
 
 __all__ = ["status_command", "submit_command", "undo_command", "watch_command"]
 
@@ -103,9 +103,8 @@ def status_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = Console(highlight=False)
     console.print(
-        f"[bold]{escape(printable(record.plan_id))}[/] on case "
-        f"{escape(printable(record.case_name))}: "
-        f"[bold]{escape(printable(record.state))}[/], owner {escape(printable(record.owner))}, "
+        f"[bold]{safe(record.plan_id)}[/] on case {safe(record.case_name)}: "
+        f"[bold]{safe(record.state)}[/], owner {safe(record.owner)}, "
         f"attempts {record.attempts}, takeovers {record.takeovers}"
     )
     if record.state == "claimed":
@@ -196,11 +195,8 @@ def watch_command(args: argparse.Namespace) -> int:
         message.ack()
         if any(message.attributes.get(key) != value for key, value in wanted.items()):
             return
-        try:
-            result = json.loads(message.data)
-        except (ValueError, RecursionError):
-            return
-        if not isinstance(result, dict) or not {"status", "plan_id", "case_name"} <= set(result):
+        result = result_of(message.data)
+        if result is None or not {"status", "case_name"} <= set(result):
             return
         with lock:
             if enough.is_set():

@@ -14,6 +14,7 @@ from google.api_core.exceptions import PreconditionFailed
 from google.cloud import pubsub_v1, storage
 
 from fileops_daemon.cloud import CloudRetry
+from fileops_daemon.results import encode_result
 
 __all__ = ["AuditLog", "Delivery", "ResultPublisher"]
 
@@ -46,8 +47,11 @@ class ResultPublisher:
         self.topic_path = topic_path
         self.retry = retry
 
-    def publish(self, result: dict[str, Any], extra: dict[str, str] | None = None) -> str:
-        data = json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    def publish(
+        self, result: dict[str, Any], extra: dict[str, str] | None = None, data: bytes = b""
+    ) -> str:
+        """Publish ``result`` (``data``: its encoding, when the caller has it already)."""
+        data = data or encode_result(result)
 
         def send() -> str:
             future = self.publisher.publish(

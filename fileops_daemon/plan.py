@@ -27,7 +27,7 @@ __all__ = [
     "Operation",
     "OperationType",
     "Plan",
-    "check_nesting",
+    "decode_document",
     "decode_json",
     "is_undo_plan_id",
     "load_schema",
@@ -167,8 +167,7 @@ def _integer(text: str) -> int:
 
 
 def _float(text: str) -> float:
-    value = float(text[: MAX_NUMBER_CHARS + 1])
-    if len(text) > MAX_NUMBER_CHARS or not math.isfinite(value):
+    if len(text) > MAX_NUMBER_CHARS or not math.isfinite(value := float(text)):
         raise PlanError(ErrorCode.LIMIT_EXCEEDED, "a number in the plan is too long or too large")
     return value
 
@@ -205,7 +204,7 @@ def decode_json(raw: bytes) -> Any:
         ) from None
 
 
-def check_nesting(document: Any) -> None:
+def _check_nesting(document: Any) -> None:
     """Refuse a document nested deeper than MAX_NESTING (iteratively: no recursion)."""
     pending: list[tuple[Any, int]] = [(document, 1)]
     while pending:
@@ -218,7 +217,8 @@ def check_nesting(document: Any) -> None:
         pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
-def _decode_document(data: bytes | str | Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+def decode_document(data: bytes | str | Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+    """A plan message's JSON object, checked for size, strict JSON and depth; PlanError if not."""
     if isinstance(data, Mapping):
         return dict(data)
     if isinstance(data, str):
@@ -286,7 +286,7 @@ def _check_schema(document: dict[str, Any]) -> None:
     _check_text_fields(document)
     if _fast_verdict(document):
         return  # a valid plan is 4 levels deep: only a refusal needs the nesting check
-    check_nesting(document)
+    _check_nesting(document)
     from jsonschema.exceptions import best_match
 
     error = best_match(_plan_validator().iter_errors(document))
@@ -378,7 +378,7 @@ def parse_plan(
     paths is checked separately (``paths``), against the case name.
     """
     limits = limits or Limits()
-    document = _decode_document(data, limits)
+    document = decode_document(data, limits)
     _check_undo_claim(document, undo_of)
     operations = document.get("operations")
     # Checked before the schema so that a huge plan is refused cheaply.

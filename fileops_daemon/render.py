@@ -9,7 +9,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-__all__ = ["change_count", "change_tree", "print_result", "printable", "summary_line"]
+__all__ = [
+    "change_count",
+    "change_tree",
+    "print_result",
+    "printable",
+    "safe",
+    "summary_line",
+]
 
 #: A tree of thousands of lines helps nobody (and takes seconds to draw).
 MAX_SHOWN_CHANGES = 200
@@ -62,15 +69,15 @@ def _label(change: dict[str, Any]) -> tuple[str, str]:
         return change["path"], "[green]+ new folder[/]"
     if action == "move":
         files = f", {change['files']} file(s)" if "files" in change else ""
-        return change["to"], f"[cyan]<- moved from {_safe(change['from'])}{files}[/]"
+        return change["to"], f"[cyan]<- moved from {safe(change['from'])}{files}[/]"
     if action == "copy":
-        return change["to"], f"[cyan]<- copied from {_safe(change['from'])}[/]"
+        return change["to"], f"[cyan]<- copied from {safe(change['from'])}[/]"
     if action == "write":
         return change["path"], f"[green]+ written, {change['bytes']} bytes[/]"
-    return change["path"], f"[red]x to trash ({_safe(change['to'])})[/]"
+    return change["path"], f"[red]x to trash ({safe(change['to'])})[/]"
 
 
-def _safe(value: object) -> str:
+def safe(value: object) -> str:
     """Printable and free of rich markup."""
     return escape(printable(value))
 
@@ -78,12 +85,12 @@ def _safe(value: object) -> str:
 def change_tree(result: dict[str, Any]) -> Tree:
     """Changed paths as a folder tree, each leaf saying what happens to it."""
     style = _STATUS_STYLE.get(result["status"], "white")
-    root = Tree(f"[bold {style}]{_safe(result['case_name'])}[/]")
+    root = Tree(f"[bold {style}]{safe(result['case_name'])}[/]")
     branches: dict[tuple[str, ...], Tree] = {(): root}
 
     def branch(parts: tuple[str, ...]) -> Tree:
         if parts not in branches:
-            branches[parts] = branch(parts[:-1]).add(_safe(parts[-1]))
+            branches[parts] = branch(parts[:-1]).add(safe(parts[-1]))
         return branches[parts]
 
     shown = result["changes"][:MAX_SHOWN_CHANGES]
@@ -105,11 +112,11 @@ def print_result(result: dict[str, Any], console: Console) -> None:
     for op in result["operations"]:
         if op["outcome"] == "refused":
             console.print(
-                f"  [yellow]operation {op['index']} ({_safe(op['type'])}): "
-                f"{_safe(op.get('code', ''))}: {_safe(op['message'])}[/]"
+                f"  [yellow]operation {op['index']} ({safe(op['type'])}): "
+                f"{safe(op.get('code', ''))}: {safe(op['message'])}[/]"
             )
     for line in result.get("remaining", []):
-        console.print(f"  [red]still applied: {_safe(line)}[/]")
+        console.print(f"  [red]still applied: {safe(line)}[/]")
     truncated = result.get("truncated")
     if truncated:
-        console.print(f"  [dim]shortened; the whole result: {_safe(truncated['full_result'])}[/]")
+        console.print(f"  [dim]shortened; the whole result: {safe(truncated['full_result'])}[/]")

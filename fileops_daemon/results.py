@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fileops_daemon import __version__
-from fileops_daemon.errors import PlanError, shorten
+from fileops_daemon.errors import PlanError, shorten, valid_utf8
 
 __all__ = [
     "MAX_RESULT_BYTES",
     "SCHEMA_VERSION",
     "bounded",
     "build_result",
+    "encode_result",
     "now",
     "refusal_result",
     "worker_identity",
@@ -98,20 +99,29 @@ def _text(value: object) -> str:
     """A field of an unchecked document, fit to print and encode (bounded, valid UTF-8)."""
     if not isinstance(value, str):
         return ""
-    return shorten(value.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), 255)
+    return shorten(valid_utf8(value), 255)
+
+
+def encode_result(value: object) -> bytes:
+    """The wire form of a result (compact UTF-8 JSON), as published."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _size(value: object) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return len(encode_result(value))
 
 
 def bounded(
-    result: dict[str, Any], *, full_result: str, limit: int = MAX_RESULT_BYTES
+    result: dict[str, Any],
+    *,
+    full_result: str,
+    limit: int = MAX_RESULT_BYTES,
+    size: int | None = None,
 ) -> dict[str, Any]:
     """``result`` itself when its JSON fits in ``limit`` bytes; else a copy whose lists keep
     their first entries that fit, with ``truncated`` giving each list's full length and
-    ``full_result``: where the whole result is kept."""
-    if _size(result) <= limit:
+    ``full_result``: where the whole result is kept. ``size``: its encoded length, if known."""
+    if (_size(result) if size is None else size) <= limit:
         return result
     present = [name for name in _LISTS if name in result]
     shown = {key: value for key, value in result.items() if key not in _LISTS}

@@ -85,16 +85,16 @@ class CaseSequencer:
             state.running = plan_id
             return Admitted(case, plan_id)
 
-    def leave(
-        self, admitted: Admitted, *, answered: bool, comes_back: bool
-    ) -> list[Callable[[], None]]:
-        """The admitted plan is settled: answered (acked), or nacked and (``comes_back``) to be
-        redelivered. Returns the waiters to wake (the caller runs them, outside any lock)."""
+    def leave(self, admitted: Admitted, *, blocks: bool) -> list[Callable[[], None]]:
+        """The admitted plan is settled. ``blocks``: it was nacked after it may have begun and
+        will be redelivered, so its case waits for it; otherwise (answered, or it only waited)
+        it blocks nothing. Returns the waiters to wake (the caller runs them, outside any lock).
+        """
         with self._lock:
             state = self._cases.setdefault(admitted.case, _Case())
             if state.running == admitted.plan_id:
                 state.running = None
-            if answered or not comes_back:
+            if not blocks:
                 if state.blocker == admitted.plan_id:
                     state.blocker = None
             elif state.blocker is None or state.blocker == admitted.plan_id:

@@ -25,6 +25,7 @@ from fileops_daemon.errors import ErrorCode, PlanError
 __all__ = [
     "SIGNATURE_ATTRIBUTE",
     "SIGNED_ATTRIBUTES",
+    "covers_attributes",
     "load_key",
     "sign",
     "sign_message",
@@ -68,6 +69,11 @@ def signed_payload(data: bytes, attributes: Mapping[str, str]) -> bytes:
 def sign_message(key: bytes, data: bytes, attributes: Mapping[str, str]) -> str:
     """The ``v2=`` signature of a plan message with these attributes."""
     return _V2 + hmac.new(key, signed_payload(data, attributes), hashlib.sha256).hexdigest()
+
+
+def covers_attributes(attributes: Mapping[str, str]) -> bool:
+    """Whether a message's signature (once verified) covers its attributes too (v2)."""
+    return attributes.get(SIGNATURE_ATTRIBUTE, "").startswith(_V2)
 
 
 def verify(keys: Sequence[bytes], data: bytes, attributes: Mapping[str, str]) -> int:

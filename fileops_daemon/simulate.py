@@ -301,7 +301,10 @@ class _Simulator:
         # A trash or folder-move target is longer than the plan's paths: it must still be a
         # valid object name on the bucket, or the step would fail mid-apply.
         for parts in step.touched():
-            size = self._case_bytes + sum(len(p) if p.isascii() else len(p.encode()) for p in parts)
+            # surrogateescape: a name read from disk that is not UTF-8 counts its real bytes.
+            size = self._case_bytes + sum(
+                len(p) if p.isascii() else len(p.encode("utf-8", "surrogateescape")) for p in parts
+            )
             if size + len(parts) > GCS_OBJECT_NAME_MAX_BYTES:
                 where = "/".join((self.plan.case_name, *parts))
                 raise PlanError(

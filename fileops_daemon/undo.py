@@ -17,14 +17,7 @@ from typing import Any
 from fileops_daemon.errors import ErrorCode, PlanError
 from fileops_daemon.limits import Limits
 from fileops_daemon.paths import WORK_DIR_NAME
-from fileops_daemon.plan import (
-    Plan,
-    _decode_document,
-    is_undo_plan_id,
-    load_schema,
-    parse_plan,
-    undo_plan_id,
-)
+from fileops_daemon.plan import Plan, decode_document, load_schema, parse_plan, undo_plan_id
 from fileops_daemon.simulate import OpRecord
 from fileops_daemon.steps import Parts
 
@@ -32,7 +25,6 @@ __all__ = [
     "UndoRequest",
     "build_undo_plan",
     "inverse_plan",
-    "is_undo_plan_id",
     "parse_message",
     "undo_plan_id",
     "undo_request_document",
@@ -53,9 +45,6 @@ class UndoRequest:
     undo_of: str
     dry_run: bool = True
     case_name: str | None = None
-    plan_id: str | None = None
-    requested_by: str | None = None
-    reason: str | None = None
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> UndoRequest:
@@ -75,16 +64,13 @@ class UndoRequest:
             undo_of=undo_of,
             dry_run=document.get("dry_run", True),
             case_name=document.get("case_name"),
-            plan_id=plan_id,
-            requested_by=document.get("requested_by"),
-            reason=document.get("reason"),
         )
 
 
 def parse_message(data: bytes | str, limits: Limits | None = None) -> Plan | UndoRequest:
     """A plan message: a plan, or an undo request (``undo_of`` and no operations)."""
     limits = limits or Limits()
-    document = _decode_document(data, limits)
+    document = decode_document(data, limits)
     if "undo_of" in document and "operations" not in document:
         return UndoRequest.from_document(document)
     return parse_plan(document, limits)

@@ -50,6 +50,11 @@ MESSAGES: list[Hostile] = [
         "limit_exceeded",
     ),
     Hostile(
+        "float-of-66-characters-with-an-exponent",
+        _raw(_DELETE.replace("%s", "bigfloat-1") + '"expect":{"size":1.' + "0" * 62 + "e5}}]}"),
+        "limit_exceeded",
+    ),
+    Hostile(
         "nan",
         _raw('{"plan_id":"nan-1","case_name":"@","dry_run":NaN,"operations":[]}'),
         "invalid_json",

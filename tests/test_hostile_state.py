@@ -25,13 +25,9 @@ from fileops_daemon.ledger import Ledger
 from fileops_daemon.outputs import AuditLog, Delivery
 from fileops_daemon.plan import parse_plan
 from tests.daemon_support import Stack
-from tests.support import CASE, snapshot
+from tests.support import CASE, error_codes, snapshot
 
 pytest_plugins = ["tests.conftest_daemon"]
-
-
-def error_codes(result: dict[str, Any]) -> list[str]:
-    return [error["code"] for error in result["errors"]]
 
 
 def sample_case(stack: Stack) -> Path:

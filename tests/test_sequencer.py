@@ -24,7 +24,7 @@ class TestOnePlanPerCase:
         assert second == Waiting("case", WaitReason.CASE_BUSY, "p1")
         woken: list[str] = []
         seq.park("case", lambda: woken.append("p2"))
-        assert seq.leave(first, answered=True, comes_back=False) and not woken
+        assert seq.leave(first, blocks=False) and not woken
         assert isinstance(seq.enter("case", "p2"), Admitted)
 
     def test_other_cases_are_not_held_up(self) -> None:
@@ -43,18 +43,18 @@ class TestANackedPlanBlocksItsCase:
         seq = CaseSequencer()
         first = seq.enter("case", "p1")
         assert isinstance(first, Admitted)
-        seq.leave(first, answered=False, comes_back=True)
+        seq.leave(first, blocks=True)
         assert seq.enter("case", "p2") == Waiting("case", WaitReason.CASE_BLOCKED, "p1")
         again = seq.enter("case", "p1")  # the redelivery of the nacked plan goes first
         assert isinstance(again, Admitted)
-        seq.leave(again, answered=True, comes_back=False)
+        seq.leave(again, blocks=False)
         assert isinstance(seq.enter("case", "p2"), Admitted)
 
     def test_a_plan_on_its_last_attempt_does_not_block(self) -> None:
         seq = CaseSequencer()
         first = seq.enter("case", "p1")
         assert isinstance(first, Admitted)
-        seq.leave(first, answered=False, comes_back=False)  # dead-lettered: never comes back
+        seq.leave(first, blocks=False)  # dead-lettered: never comes back
         assert isinstance(seq.enter("case", "p2"), Admitted)
 
     def test_a_blocker_not_seen_for_block_seconds_is_dropped(self) -> None:
@@ -62,7 +62,7 @@ class TestANackedPlanBlocksItsCase:
         seq = CaseSequencer(block_seconds=900, clock=clock)
         first = seq.enter("case", "p1")
         assert isinstance(first, Admitted)
-        seq.leave(first, answered=False, comes_back=True)
+        seq.leave(first, blocks=True)
         clock.now = 899
         assert isinstance(seq.enter("case", "p2"), Waiting)
         clock.now = 901
@@ -79,6 +79,6 @@ class TestANackedPlanBlocksItsCase:
 
         seq.park("case", wake)
         assert seq.unpark("case", wake)
-        for waiter in seq.leave(first, answered=True, comes_back=False):
+        for waiter in seq.leave(first, blocks=False):
             waiter()
         assert woken == []

@@ -368,3 +368,16 @@ class TestObjectNameLimitOfDerivedPaths:
         top = path.split("/")[1]
         result = dry(world, [{"type": "move", "from": f"{CASE}/{top}", "to": f"{CASE}/x"}])
         assert result["status"] == "planned", result["errors"]
+
+    def test_a_folder_holding_a_name_that_is_not_utf8_is_measured_not_crashed(
+        self, world: World
+    ) -> None:
+        # os.scandir gives such a name as surrogates; its bytes count, nothing raises.
+        folder = world.case / "odd"
+        folder.mkdir()
+        (world.case / "odd" / "bad\udcff.txt").write_bytes(b"x")
+        assert b"bad\xff.txt" in [
+            e.name.encode("utf-8", "surrogateescape") for e in folder.iterdir()
+        ]
+        result = dry(world, [{"type": "delete", "path": f"{CASE}/odd"}])
+        assert result["status"] == "planned", result["errors"]
