@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from google.api_core.exceptions import AlreadyExists, DeadlineExceeded, NotFound
+from google.api_core.exceptions import AlreadyExists, Cancelled, DeadlineExceeded, NotFound
 from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
 
@@ -152,8 +152,9 @@ class FileopsClient:
                     request={"subscription": self._subscription, "max_messages": 50},
                     timeout=max(0.1, min(remaining, 10.0)),
                 )
-            except DeadlineExceeded:
-                # Pub/Sub may hold a pull open until a message comes: time up means none yet.
+            except (DeadlineExceeded, Cancelled):
+                # Pub/Sub may hold a pull open until a message comes: time up means none yet
+                # (a deadline this short can also end the call as a cancelled stream).
                 continue
             if not response.received_messages:
                 time.sleep(min(0.2, max(remaining, 0)))

@@ -644,10 +644,19 @@ class Stack:
 
     def ledger_records(self) -> dict[str, dict[str, Any]]:
         bucket = self.storage.bucket(self.state_bucket)
-        return {
-            blob.name: json.loads(blob.download_as_bytes())
-            for blob in self.storage.list_blobs(bucket, prefix="plans/")
-        }
+        for tries_left in (2, 1, 0):
+            try:
+                return {
+                    blob.name: json.loads(blob.download_as_bytes())
+                    for blob in self.storage.list_blobs(bucket, prefix="plans/")
+                }
+            except gexc.NotFound:
+                # fake-gcs-server's filesystem backend (RestartableGCS) once answered a
+                # listing of an existing bucket with 404; a second look finds it.
+                if not tries_left:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
     def audit_records(self) -> dict[str, dict[str, Any]]:
         bucket = self.storage.bucket(self.audit_bucket)
