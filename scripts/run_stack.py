@@ -2,8 +2,10 @@
 
 Starts the Pub/Sub and GCS emulators (or uses PUBSUB_EMULATOR_HOST if set), bootstraps topics,
 subscription and buckets, seeds ./run/projects with a sample case, starts ``fileops run``,
+prints the lines another terminal needs to reach the stack (and writes them to ./run/env.sh),
 submits the seed plan as a dry run and then for real, prints both results, and keeps the daemon
-running until Ctrl-C, which stops everything this script started.
+running until Ctrl-C. Ctrl-C stops everything this script started within seconds; a second
+Ctrl-C stops the daemon at once (its journals make that safe).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ sys.path.insert(0, str(REPO))
 
 from tests.emulators.harness import create_bucket, gcs_emulator, pubsub_emulator  # noqa: E402
 
-RUN = REPO / "run"
+RUN = Path(os.environ.get("FILEOPS_RUN_DIR") or REPO / "run")  # tests run it elsewhere
+ENV_FILE = RUN / "env.sh"
 PROJECT = "fileops-local"
+#: How long the local daemon may drain on Ctrl-C (the production default is a minute).
+DRAIN_SECONDS = "5"
 SEED = json.loads((REPO / "examples" / "seed-plan.json").read_text())
 CASE = SEED["case_name"]
 
@@ -68,6 +73,36 @@ def wait_for_result(subscriber: object, subscription: str, plan_id: str, timeout
     raise TimeoutError(f"no result for {plan_id} within {timeout} s")
 
 
+def write_env_file(env: dict[str, str]) -> str:
+    """The exports another terminal needs for ``fileops`` to reach this stack; also in a file."""
+    names = (
+        "PUBSUB_EMULATOR_HOST",
+        "STORAGE_EMULATOR_HOST",
+        "FILEOPS_PROJECT",
+        "FILEOPS_STATE_BUCKET",
+        "FILEOPS_AUDIT_BUCKET",
+    )
+    lines = [f"export {name}={env[name]}" for name in names]
+    lines.append(f'export PATH="{REPO / ".venv" / "bin"}:$PATH"  # puts fileops on PATH')
+    text = "\n".join(lines) + "\n"
+    ENV_FILE.write_text(text, encoding="utf-8")
+    return text
+
+
+def stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
+    """SIGTERM and wait for the drain; a second Ctrl-C kills it (journals keep that safe)."""
+    if daemon.poll() is not None:
+        return
+    print("stopping the daemon, then the emulators (Ctrl-C again: stop at once)", flush=True)
+    signal.signal(signal.SIGINT, lambda *_: daemon.kill())
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=float(DRAIN_SECONDS) + 15)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+
+
 def main() -> int:
     from google.cloud import pubsub_v1
     from rich.console import Console
@@ -91,6 +126,7 @@ def main() -> int:
             FILEOPS_PROJECTS_ROOT=str(projects),
             FILEOPS_STATE_DIR=str(state),
             FILEOPS_LOG_FORMAT="console",
+            FILEOPS_DRAIN_SECONDS=DRAIN_SECONDS,
         )
         os.environ.update(env)
         fileops = [sys.executable, "-m", "fileops_daemon.cli"]
@@ -101,7 +137,13 @@ def main() -> int:
             name=watch, topic=f"projects/{PROJECT}/topics/fileops-results"
         )
         console.print(f"[bold]projects folder:[/] {projects}   [bold]state:[/] {state}")
-        daemon = subprocess.Popen([*fileops, "run"], env=env)
+        exports = write_env_file(env)
+        console.rule("to use this stack from another terminal")
+        print(exports, end="")
+        console.print(f"(or: [bold]source {os.path.relpath(ENV_FILE)}[/])")
+        # Its own session: Ctrl-C reaches this script, which stops the daemon before the
+        # emulators it talks to.
+        daemon = subprocess.Popen([*fileops, "run"], env=env, start_new_session=True)
         try:
             publisher = pubsub_v1.PublisherClient(
                 publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
@@ -123,18 +165,17 @@ def main() -> int:
         except KeyboardInterrupt:
             pass
         finally:
-            if daemon.poll() is None:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(timeout=70)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait()
-            with contextlib.suppress(Exception):
-                subscriber.delete_subscription(subscription=watch)
+            stop_daemon(daemon)
+            with contextlib.suppress(Exception):  # one quick try: the emulator is local
+                subscriber.delete_subscription(subscription=watch, retry=None, timeout=5)
             subscriber.close()
+    print("stopped", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before the daemon started: the emulators are stopped
+        print("stopped", flush=True)
+        sys.exit(130)

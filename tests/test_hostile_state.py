@@ -122,7 +122,9 @@ class MemoryResults:
     def __init__(self) -> None:
         self.published: list[dict[str, Any]] = []
 
-    def publish(self, result: dict[str, Any], extra: dict[str, str] | None = None) -> str:
+    def publish(
+        self, result: dict[str, Any], extra: dict[str, str] | None = None, data: bytes = b""
+    ) -> str:
         self.published.append(result)
         return str(len(self.published))
 

@@ -9,7 +9,9 @@
 Binaries come from ``<repo>/.cache/bin`` and are built on first use with
 ``make -C <repo> -f mk/emulators.mk emulators|gcsfuse`` (pinned Go modules, see README.md here).
 Every context manager picks free ports, waits for readiness against a deadline and on exit
-terminates its process, waits for it and kills it if it does not go.
+terminates its process, waits for it and kills it if it does not go. The emulators run in
+sessions of their own, so a Ctrl-C in the terminal reaches the Python process, which stops
+them in order, instead of killing them under whatever still talks to them.
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ def pubsub_emulator(
             stdout=subprocess.PIPE,
             stderr=log_fh,
             env=_child_env(),
+            start_new_session=True,  # a terminal's Ctrl-C is ours to handle, not the emulator's
         )
         try:
             addr = _read_listening_line(proc, timeout, log)
@@ -293,6 +296,7 @@ def gcloud_pubsub_emulator(
                 stdout=log_fh,
                 stderr=subprocess.STDOUT,
                 env=_child_env(("PUBSUB_",)),
+                start_new_session=True,
             )
             try:
                 deadline = time.monotonic() + timeout
@@ -351,6 +355,7 @@ def gcs_emulator(
                 stdout=log_fh,
                 stderr=log_fh,
                 env=_child_env(("FAKE_GCS_",)),  # its env vars would override defaults
+                start_new_session=True,
             )
             try:
                 _wait_http_ok(f"{endpoint}/_internal/healthcheck", proc, timeout, log)
