@@ -13,7 +13,7 @@ help:
 	@echo "make run    - emulators + daemon on ./run/projects; the seed plan as a dry run, then applied"
 	@echo "make demo-local - the local CLI only: plan, apply, undo on ./run/projects"
 	@echo "make test   - lint + the whole test suite (installs what it needs)"
-	@echo "make lint   - ruff and mypy (strict on the package)"
+	@echo "make lint   - ruff, mypy (strict on the package) and the import layers (import-linter)"
 	@echo "make bench  - benchmarks: figures and ratios against baselines measured in the same run"
 	@echo "make install - on a VM, as root: venv under /opt/fileops, units, env file, user"
 
@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check fileops_daemon tests scripts bench
 	$(BIN)/ruff format --check fileops_daemon tests scripts bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)
 	$(BIN)/ruff format fileops_daemon tests scripts bench

@@ -31,9 +31,9 @@ def bench_core(fixture: MoveFixture, runs: int) -> dict[str, Any]:
     import jsonschema
     import jsonschema_rs
 
-    from fileops_daemon.limits import Limits
-    from fileops_daemon.plan import load_schema, parse_plan
-    from fileops_daemon.simulate import simulate
+    from fileops_daemon.contract.limits import Limits
+    from fileops_daemon.contract.plan import load_schema, parse_plan
+    from fileops_daemon.core.simulate import simulate
 
     raw = fixture.plan_path.read_bytes()
     root = str(fixture.template)

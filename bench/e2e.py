@@ -145,7 +145,7 @@ class Client:
     def __init__(self, results_topic: str, plans_topic: str) -> None:
         from google.cloud import pubsub_v1
 
-        from fileops_daemon.handler import REPLY_ATTRIBUTE
+        from fileops_daemon.contract.attributes import CLIENT_ID as REPLY_ATTRIBUTE
 
         self.client_id = f"bench{uuid.uuid4().hex[:12]}"
         self.reply_attribute = REPLY_ATTRIBUTE

@@ -23,6 +23,15 @@ def _cloud_severity(_logger: Any, method: str, event: dict[str, Any]) -> dict[st
     return event
 
 
+class _NamedPrintLogger(structlog.PrintLogger):
+    """A PrintLogger that keeps the name ``structlog.get_logger(name)`` gave it, for
+    ``add_logger_name`` (the plain one drops it)."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
 def configure_logging(
     *, json_output: bool, level: str = "INFO", stream: TextIO | None = None
 ) -> None:
@@ -45,9 +54,14 @@ def configure_logging(
         render = [structlog.dev.ConsoleRenderer(colors=False)]
     numeric_level = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, *stamp, *render],
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            *stamp,
+            *render,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=lambda name="fileops", *_: _NamedPrintLogger(stream, name),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)

@@ -107,7 +107,7 @@ def main() -> int:
     from google.cloud import pubsub_v1
     from rich.console import Console
 
-    from fileops_daemon.render import print_result
+    from fileops_daemon.client.render import print_result
 
     console = Console(highlight=False)
     shutil.rmtree(RUN, ignore_errors=True)

@@ -11,9 +11,9 @@ import os
 import signal
 import sys
 
-from fileops_daemon.execute import RetryPolicy, apply_plan
+from fileops_daemon.contract.plan import parse_plan
+from fileops_daemon.core.execute import RetryPolicy, apply_plan
 from fileops_daemon.logs import configure_logging
-from fileops_daemon.plan import parse_plan
 
 
 def main() -> None:

@@ -34,8 +34,8 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from jsonschema import Draft202012Validator, FormatChecker
 
-from fileops_daemon.execute import RetryPolicy, apply_plan
-from fileops_daemon.plan import parse_plan
+from fileops_daemon.contract.plan import parse_plan
+from fileops_daemon.core.execute import RetryPolicy, apply_plan
 from tests.emulators import harness
 from tests.support import snapshot
 
@@ -544,7 +544,7 @@ class Stack:
 
     def reference_after(self, plans: list[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
         """The tree the daemon should end with: the current tree with ``plans`` applied to a
-        copy by :func:`fileops_daemon.execute.apply_plan` (the local, uninterrupted path)."""
+        copy by :func:`fileops_daemon.core.execute.apply_plan` (the local, uninterrupted path)."""
         ref = self.tmp / f"reference-{uuid.uuid4().hex[:6]}"
         shutil.copytree(self.root, ref / "projects", symlinks=True)
         for plan in plans:

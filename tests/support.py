@@ -11,8 +11,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from fileops_daemon.execute import RetryPolicy, apply_plan
-from fileops_daemon.plan import load_schema, parse_plan
+from fileops_daemon.contract.plan import load_schema, parse_plan
+from fileops_daemon.core.execute import RetryPolicy, apply_plan
 
 CASE = "Abby-Sitgraves-MVA-07-13-2024"
 NO_WAIT = RetryPolicy(attempts=3, initial_wait=0, max_wait=0)

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from fileops_daemon.agent import apply_reorg_plan, langchain_tool, submit_file_ops_plan
-from fileops_daemon.client import ClientConfig, FileopsClient
-from fileops_daemon.signing import sign
+from fileops_daemon.client.api import ClientConfig, FileopsClient
+from fileops_daemon.client.tools import apply_reorg_plan, langchain_tool, submit_file_ops_plan
+from fileops_daemon.contract.signing import sign
 from tests.daemon_support import Stack, many_writes_plan, schema_errors, wait_until
 from tests.support import CASE, SEED_OPS, snapshot
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fileops_daemon.config import Config, ConfigError
+from fileops_daemon.service.config import Config, ConfigError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "fileops.env.example"
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from fileops_daemon.errors import PlanError
-from fileops_daemon.paths import WORK_DIR_NAME
-from fileops_daemon.plan import parse_plan, undo_plan_id
-from fileops_daemon.results import now, refusal_result
+from fileops_daemon.contract.errors import PlanError
+from fileops_daemon.contract.plan import parse_plan, undo_plan_id
+from fileops_daemon.contract.results import now, refusal_result
+from fileops_daemon.core.paths import WORK_DIR_NAME
 from tests.conftest import World
 from tests.support import CASE, apply_doc, assert_valid_result, error_codes, plan_doc
 

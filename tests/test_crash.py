@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from fileops_daemon.plan import parse_plan
-from fileops_daemon.simulate import simulate
+from fileops_daemon.contract.plan import parse_plan
+from fileops_daemon.core.simulate import simulate
 from tests.support import CASE, apply_doc, plan_doc, snapshot
 
 REPO = Path(__file__).resolve().parent.parent

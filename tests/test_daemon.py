@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from fileops_daemon.signing import sign, sign_message
+from fileops_daemon.contract.signing import sign, sign_message
 from tests.daemon_support import (
     DaemonProcess,
     Publisher,
@@ -306,12 +306,12 @@ class TestHostileMessages:
         """The last-resort guard, in process on the emulators: an unexpected exception while
         deciding whether a message is valid is answered (acked) once; a fault of the cloud
         (here: an audit bucket that does not exist) still escapes, so the consumer nacks."""
-        from fileops_daemon import handler as handler_module
-        from fileops_daemon.config import Config
-        from fileops_daemon.handler import Verdict
-        from fileops_daemon.metrics import Metrics
-        from fileops_daemon.outputs import Delivery
-        from fileops_daemon.service import build_consumer
+        from fileops_daemon.service import handler as handler_module
+        from fileops_daemon.service.config import Config
+        from fileops_daemon.service.delivery import Delivery
+        from fileops_daemon.service.handler import Verdict
+        from fileops_daemon.service.metrics import Metrics
+        from fileops_daemon.service.wiring import build_consumer
 
         stack.bootstrap()
         sample_case(stack)

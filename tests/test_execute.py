@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from fileops_daemon.errors import ErrorCode, PlanError
-from fileops_daemon.execute import ApplyPaused, apply_plan
-from fileops_daemon.journal import Journal
-from fileops_daemon.paths import WORK_DIR_NAME
-from fileops_daemon.plan import parse_plan, undo_plan_id
-from fileops_daemon.store import PlanStore
-from fileops_daemon.undo import build_undo_plan
+from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.contract.plan import parse_plan, undo_plan_id
+from fileops_daemon.core.execute import ApplyPaused, apply_plan
+from fileops_daemon.core.journal import Journal
+from fileops_daemon.core.paths import WORK_DIR_NAME
+from fileops_daemon.core.store import PlanStore
+from fileops_daemon.core.undo import build_undo_plan
 from tests.conftest import World
 from tests.support import (
     CASE,

@@ -348,7 +348,7 @@ def test_a_folder_that_exists_only_through_its_objects_moves_and_undoes(
     }
     record = mounted.stack.ledger_record("fuse-imp")
     assert record is not None and record["undo"] is not None
-    from fileops_daemon.undo import undo_request_document
+    from fileops_daemon.core.undo import undo_request_document
 
     undo = undo_request_document("fuse-imp", CASE, dry_run=False)
     mounted.stack.publish(undo)

@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
-from fileops_daemon import execute
-from fileops_daemon.cloud import CloudRetry
-from fileops_daemon.config import Config
-from fileops_daemon.handler import PlanHandler, Verdict, placeholder_plan_id
-from fileops_daemon.ledger import Ledger
-from fileops_daemon.outputs import AuditLog, Delivery
-from fileops_daemon.plan import parse_plan
+from fileops_daemon.contract.plan import parse_plan
+from fileops_daemon.core import execute
+from fileops_daemon.service.cloud import CloudRetry
+from fileops_daemon.service.config import Config
+from fileops_daemon.service.delivery import Delivery
+from fileops_daemon.service.handler import PlanHandler, Verdict, placeholder_plan_id
+from fileops_daemon.service.ledger import Ledger
+from fileops_daemon.service.outputs import AuditLog
 from tests.daemon_support import Stack
 from tests.support import CASE, error_codes, snapshot
 

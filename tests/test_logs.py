@@ -68,3 +68,12 @@ def test_library_chatter_below_warning_is_dropped(stream: io.StringIO) -> None:
     logging.getLogger("google.auth.transport").info("refreshing credentials")
     logging.getLogger("urllib3.connectionpool").debug("GET /storage/v1/b/x")
     assert stream.getvalue() == ""
+
+
+def test_the_daemons_own_lines_name_their_logger(stream: io.StringIO) -> None:
+    from fileops_daemon.core.execute import log as execute_log
+    from fileops_daemon.service.handler import log as handler_log
+
+    handler_log.info("plan.received", plan_id="p-1")
+    execute_log.info("plan.step")
+    assert [line["logger"] for line in lines(stream)] == ["fileops.handler", "fileops.execute"]

@@ -7,7 +7,7 @@ import threading
 import time
 import urllib.request
 
-from fileops_daemon.metrics import MAX_CONNECTIONS, Metrics, serve_metrics
+from fileops_daemon.service.metrics import MAX_CONNECTIONS, Metrics, serve_metrics
 
 
 def test_200_idle_connections_hold_neither_threads_nor_the_endpoint() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fileops_daemon.pacing import StepPacer
+from fileops_daemon.core.pacing import StepPacer
 from tests.conftest import World
 from tests.support import apply_doc, notes_ops, plan_doc, snapshot, twin_tree
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from fileops_daemon.envvars import ConfigError
-from fileops_daemon.errors import ErrorCode, PlanError
-from fileops_daemon.limits import Limits
-from fileops_daemon.plan import load_schema, parse_plan
+from fileops_daemon.contract.envvars import ConfigError
+from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.contract.limits import Limits
+from fileops_daemon.contract.plan import load_schema, parse_plan
 from tests.hostile_messages import MESSAGES, Hostile
 from tests.support import CASE, plan_doc
 
@@ -172,7 +172,7 @@ class TestHostileMessages:
 
 class TestBoundedResults:
     def big(self, changes: int) -> dict[str, object]:
-        from fileops_daemon.results import build_result, now
+        from fileops_daemon.contract.results import build_result, now
 
         change = {"action": "create_folder", "operation": 0, "path": f"{CASE}/" + "d" * 500}
         return build_result(
@@ -186,13 +186,13 @@ class TestBoundedResults:
         )
 
     def test_a_result_that_fits_is_left_alone(self) -> None:
-        from fileops_daemon.results import bounded
+        from fileops_daemon.contract.results import bounded
 
         result = self.big(10)
         assert bounded(result, full_result="gs://a/b") is result
 
     def test_a_huge_result_keeps_its_first_changes_and_says_where_the_rest_is(self) -> None:
-        from fileops_daemon.results import MAX_RESULT_BYTES, bounded
+        from fileops_daemon.contract.results import MAX_RESULT_BYTES, bounded
         from tests.support import assert_valid_result
 
         result = self.big(20_000)  # ~11 MB

@@ -33,9 +33,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from fileops_daemon.errors import PlanError
-from fileops_daemon.plan import parse_plan
-from fileops_daemon.results import now, refusal_result
+from fileops_daemon.contract.errors import PlanError
+from fileops_daemon.contract.plan import parse_plan
+from fileops_daemon.contract.results import now, refusal_result
 from tests.support import CASE, apply_doc, assert_valid_result, plan_doc, snapshot
 
 SIBLING = f"{CASE}-evil"

@@ -7,8 +7,8 @@ import io
 import pytest
 from rich.console import Console
 
-from fileops_daemon.ops import _line
-from fileops_daemon.render import print_result, printable, summary_line
+from fileops_daemon.cli.remote import _line
+from fileops_daemon.client.render import print_result, printable, summary_line
 
 HOSTILE = "p\x1b[2J\x1b]0;owned\x07\r\n\u202eevil\x9b31m\ud800"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fileops_daemon.sequencer import Admitted, CaseSequencer, Waiting, WaitReason
+from fileops_daemon.service.sequencer import Admitted, CaseSequencer, Waiting, WaitReason
 
 
 class Clock:

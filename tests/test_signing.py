@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fileops_daemon.errors import ErrorCode, PlanError
-from fileops_daemon.signing import SIGNED_ATTRIBUTES, sign, sign_message, verify
+from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.contract.signing import SIGNED_ATTRIBUTES, sign, sign_message, verify
 
 KEY, OTHER = b"current-key-0123456789", b"previous-key-0123456789"
 DATA = b'{"plan_id":"p-1"}'

@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from fileops_daemon.limits import Limits
+from fileops_daemon.contract.limits import Limits
 from tests.conftest import World
 from tests.support import CASE, apply_doc, error_codes, plan_doc, snapshot
 

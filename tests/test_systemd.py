@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from fileops_daemon.cli import EXIT_CONFIG, EXIT_FORCED
-from fileops_daemon.config import Config
-from fileops_daemon.consumer import HANDOVER_SECONDS
+from fileops_daemon.contract.exitcodes import EXIT_CONFIG, EXIT_FORCED
+from fileops_daemon.service.config import Config
+from fileops_daemon.service.consumer import HANDOVER_SECONDS
 from tests.emulators import harness
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from fileops_daemon.journal import Journal
-from fileops_daemon.plan import parse_plan
-from fileops_daemon.store import PlanStore
-from fileops_daemon.trust import StateInvalidError
+from fileops_daemon.contract.plan import parse_plan
+from fileops_daemon.core.journal import Journal
+from fileops_daemon.core.store import PlanStore
+from fileops_daemon.core.trust import StateInvalidError
 from tests.conftest import World
 from tests.support import CASE, apply_doc, error_codes, plan_doc, snapshot
 

@@ -1,0 +1,231 @@
+"""The operators' commands against a running daemon: submit, watch, status, undo."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from fileops_daemon.client.api import ClientConfig, FileopsClient, result_of
+from fileops_daemon.client.render import change_count, print_result, printable, safe, summary_line
+from fileops_daemon.contract import attributes as attr
+from fileops_daemon.contract.envvars import ConfigError, project_from_env
+from fileops_daemon.contract.exitcodes import (
+    EXIT_BY_STATUS,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_TIMEOUT,
+)
+
+__all__ = ["status_command", "submit_command", "undo_command", "watch_command"]
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"fileops: {message}", file=sys.stderr)
+    return code
+
+
+def _show(result: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
+    else:
+        print_result(result, Console(highlight=False))
+    code = EXIT_BY_STATUS.get(result["status"], EXIT_FAILED)
+    if code != EXIT_OK:
+        print(f"fileops: {summary_line(result)}", file=sys.stderr)
+    return code
+
+
+def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
+    with FileopsClient(ClientConfig.from_env()) as client:
+        message_id = client.publish(plan)
+        mode = "dry run" if plan.get("dry_run", True) else "apply"
+        if not args.wait:
+            if args.json:
+                print(json.dumps({"plan_id": plan.get("plan_id"), "message_id": message_id}))
+            else:
+                print(f"submitted {plan.get('plan_id')!r} ({mode}) as message {message_id}")
+            return EXIT_OK
+        result = client.wait(str(plan.get("plan_id")), args.timeout)
+    if result is None:
+        return _fail(
+            f"no result for {plan.get('plan_id')!r} within {args.timeout:g} s "
+            "(the plan stays queued)",
+            EXIT_TIMEOUT,
+        )
+    return _show(result, args.json)
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    with open(args.plan, "rb") if args.plan != "-" else sys.stdin.buffer as handle:
+        raw = handle.read()
+    try:
+        plan = json.loads(raw)
+    except ValueError as exc:
+        return _fail(f"invalid_json: {exc}", EXIT_REJECTED)
+    if not isinstance(plan, dict):
+        return _fail("schema_violation: a plan is one JSON object", EXIT_REJECTED)
+    plan["dry_run"] = not args.apply
+    return _send(plan, args)
+
+
+def _ledger() -> Any:
+    from fileops_daemon.service.cloud import CloudRetry, storage_client
+    from fileops_daemon.service.ledger import Ledger
+
+    project = project_from_env(os.environ)
+    bucket = os.environ.get("FILEOPS_STATE_BUCKET")
+    if not bucket:
+        raise ConfigError("FILEOPS_STATE_BUCKET is required")
+    return Ledger(storage_client(project).bucket(bucket), "fileops-cli", 0, CloudRetry(3))
+
+
+def status_command(args: argparse.Namespace) -> int:
+    record = _ledger().read(args.plan_id)
+    if record is None:
+        return _fail(
+            f"no plan {args.plan_id!r} in the ledger (dry runs are not recorded)", EXIT_REJECTED
+        )
+    document = {k: v for k, v in record.__dict__.items() if k not in ("token", "undo")}
+    if args.json:
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    console = Console(highlight=False)
+    console.print(
+        f"[bold]{safe(record.plan_id)}[/] on case {safe(record.case_name)}: "
+        f"[bold]{safe(record.state)}[/], owner {safe(record.owner)}, "
+        f"attempts {record.attempts}, takeovers {record.takeovers}"
+    )
+    if record.state == "claimed":
+        left = record.lease_expires_at - time.time()
+        if record.lease_expires_at == 0:
+            console.print("lease released (handed over on shutdown): the next daemon resumes it")
+        else:
+            console.print(f"lease {'expires in' if left > 0 else 'expired'} {abs(left):.0f} s")
+        done = int(record.progress.get("steps_done", record.progress.get("done", 0)))
+        total = int(record.progress.get("steps_total", 0))
+        if total:
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            with Progress(
+                TextColumn("applying"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} steps"),
+                console=console,
+                auto_refresh=False,
+            ) as bar:
+                bar.add_task("apply", total=total, completed=done)
+                bar.refresh()
+    if record.result is not None:
+        console.print(escape(summary_line(record.result)))
+    return EXIT_OK
+
+
+def undo_command(args: argparse.Namespace) -> int:
+    """Ask the daemon to undo a plan: it builds the undo plan from the inverse it stored."""
+    from fileops_daemon.core.undo import undo_request_document
+
+    record = _ledger().read(args.plan_id)
+    if record is None or record.undo is None:
+        return _fail(
+            f"undo_unavailable: no inverse plan is recorded for {args.plan_id!r}", EXIT_REJECTED
+        )
+    request = undo_request_document(
+        args.plan_id, record.case_name, dry_run=not args.apply, requested_by="fileops undo (ops)"
+    )
+    return _send(request, args)
+
+
+def _line(result: dict[str, Any]) -> str:
+    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+    codes = ",".join(printable(e["code"]) for e in result.get("errors", []))
+    detail = f"{change_count(result)} change(s)" + (f" [{codes}]" if codes else "")
+    mode = "dry-run" if result.get("dry_run") else "apply"
+    return (
+        f"{stamp} {printable(result['status']):<8} {mode:<7} {printable(result['plan_id'])} "
+        f"case={printable(result['case_name'])} {detail}"
+    )
+
+
+def watch_command(args: argparse.Namespace) -> int:
+    """Tail the results topic through a subscription of our own, filtered server-side."""
+    from google.api_core.exceptions import AlreadyExists, NotFound
+    from google.cloud import pubsub_v1
+
+    config = ClientConfig.from_env()
+    asked = ((attr.CASE_NAME, args.case), (attr.STATUS, args.status))
+    wanted: dict[str, str] = {key: value for key, value in asked if value}
+    # The server filters what it can; a value that cannot sit in a filter literal (a quote,
+    # a backslash, or too long for the 256-byte filter) is matched here instead.
+    conditions = [
+        f'attributes.{key} = "{value}"'
+        for key, value in wanted.items()
+        if '"' not in value and "\\" not in value and len(value.encode()) <= 150
+    ]
+    owned = args.subscription is None
+    name = args.subscription or f"fileops-watch-{uuid.uuid4().hex[:12]}"
+    path = config.subscription_path(name)
+    subscriber = pubsub_v1.SubscriberClient()
+    with contextlib.suppress(AlreadyExists):
+        subscriber.create_subscription(
+            request={
+                "name": path,
+                "topic": config.topic_path(config.results_topic),
+                "filter": " AND ".join(conditions),
+                "ack_deadline_seconds": 10,
+            }
+        )
+    seen = 0
+    enough = threading.Event()
+    lock = threading.Lock()
+
+    def on_result(message: Any) -> None:
+        nonlocal seen
+        message.ack()
+        if any(message.attributes.get(key) != value for key, value in wanted.items()):
+            return
+        result = result_of(message.data)
+        if result is None or not {"status", "case_name"} <= set(result):
+            return
+        with lock:
+            if enough.is_set():
+                return
+            print(
+                json.dumps(result, ensure_ascii=False) if args.json else _line(result), flush=True
+            )
+            seen += 1
+            if args.count and seen >= args.count:
+                enough.set()
+
+    future = subscriber.subscribe(path, callback=on_result)
+    # On stderr even with --json: scripts may wait for it (results published from now on show).
+    print(
+        f"watching {config.results_topic} via {name}"
+        + (f" where {' AND '.join(conditions)}" if conditions else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        enough.wait(args.timeout)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        future.cancel()
+        with contextlib.suppress(Exception):  # a cancelled stream ends with an error
+            future.result(timeout=10)
+        if owned:
+            with contextlib.suppress(NotFound):
+                subscriber.delete_subscription(subscription=path)
+        subscriber.close()
+    return EXIT_OK

@@ -1,0 +1,243 @@
+"""A virtual view of one case folder: the disk as listed lazily, plus the plan's changes so far.
+
+Nodes are looked up by NFC name, so a plan's spelling finds a name the disk holds in another
+normalisation form; two disk names with one NFC form make the name ambiguous. Symbolic links,
+special files and foreign mounts are kept as such so the simulation can refuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from enum import StrEnum
+
+from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.core.paths import nfc
+
+__all__ = ["Kind", "Node", "VirtualTree", "file_sha256"]
+
+
+class Kind(StrEnum):
+    FILE = "file"
+    DIR = "folder"
+    SYMLINK = "symlink"
+    MOUNT = "mount"
+    OTHER = "special file"
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+class Node:
+    """One file or folder as the plan sees it at this point of the simulation."""
+
+    __slots__ = ("_children", "_sha256", "_size", "ambiguous", "kind", "name", "origin", "parent")
+
+    def __init__(
+        self,
+        kind: Kind,
+        name: str,
+        parent: Node | None,
+        origin: str | None,
+        *,
+        size: int | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name  # the spelling on disk (or the plan's NFC spelling for new items)
+        self.parent = parent
+        self.origin = origin  # where this node's content lives on disk before the plan runs
+        self._size = size
+        self._sha256 = sha256
+        # NFC name -> child; None until listed. Items the plan creates start out listed.
+        self._children: dict[str, Node] | None = None if origin is not None else {}
+        self.ambiguous: set[str] = set()
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """Path below the case folder, in on-disk spelling."""
+        names: list[str] = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            names.append(node.name)
+            node = node.parent
+        return tuple(reversed(names))
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            self._size = os.lstat(self.origin).st_size if self.origin else 0
+        return self._size
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.origin) if self.origin else hashlib.sha256().hexdigest()
+        return self._sha256
+
+    def is_within(self, other: Node) -> bool:
+        """True when this node is ``other`` or lies below it."""
+        node: Node | None = self
+        while node is not None:
+            if node is other:
+                return True
+            node = node.parent
+        return False
+
+
+class VirtualTree:
+    """The case folder as the simulation sees it; reads the disk, never writes it."""
+
+    def __init__(self, case_dir: str) -> None:
+        info = os.lstat(case_dir)
+        self.device = info.st_dev
+        self.root = Node(Kind.DIR, "", None, case_dir)
+
+    # -- reading the disk ---------------------------------------------------------------------
+
+    def children(self, node: Node) -> dict[str, Node]:
+        if node._children is None:
+            node._children = self._list(node)
+        return node._children
+
+    def _list(self, node: Node) -> dict[str, Node]:
+        assert node.origin is not None
+        listing: dict[str, Node] = {}
+        with os.scandir(node.origin) as entries:
+            for entry in entries:
+                kind = self._kind(entry)
+                key = nfc(entry.name)
+                if key in listing:
+                    node.ambiguous.add(key)
+                listing[key] = Node(kind, entry.name, node, entry.path)
+        return listing
+
+    def _kind(self, entry: os.DirEntry[str]) -> Kind:
+        if entry.is_symlink():
+            return Kind.SYMLINK
+        if entry.is_dir(follow_symlinks=False):
+            if entry.stat(follow_symlinks=False).st_dev != self.device:
+                return Kind.MOUNT
+            return Kind.DIR
+        if entry.is_file(follow_symlinks=False):
+            return Kind.FILE
+        mode = entry.stat(follow_symlinks=False).st_mode
+        return Kind.FILE if stat.S_ISREG(mode) else Kind.OTHER
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def child(self, parent: Node, name: str, *, raw: object, operation: int) -> Node | None:
+        """The child called ``name`` (any normalisation form), refusing ambiguous names."""
+        key = nfc(name)
+        found = self.children(parent).get(key)
+        if key in parent.ambiguous:
+            raise PlanError(
+                ErrorCode.PATH_AMBIGUOUS,
+                f"two names in {'/'.join(parent.parts) or 'the case folder'} read as {key!r} "
+                "after Unicode normalisation; rename one first",
+                operation=operation,
+                path=str(raw),
+            )
+        return found
+
+    def folder(self, parts: tuple[str, ...], *, raw: object, operation: int) -> Node | None:
+        """Walk folders from the case root; None when one is missing."""
+        node = self.root
+        for name in parts:
+            child = self.child(node, name, raw=raw, operation=operation)
+            if child is None:
+                return None
+            refuse_unsafe(child, raw=raw, operation=operation)
+            if child.kind is not Kind.DIR:
+                raise PlanError(
+                    ErrorCode.TYPE_CONFLICT,
+                    f"{'/'.join(child.parts)} is a file, not a folder",
+                    operation=operation,
+                    path=str(raw),
+                )
+            node = child
+        return node
+
+    def lookup(self, parts: tuple[str, ...], *, raw: object, operation: int) -> Node | None:
+        """The node at ``parts`` (file or folder), or None when it or a parent is missing."""
+        parent = self.folder(parts[:-1], raw=raw, operation=operation)
+        if parent is None:
+            return None
+        node = self.child(parent, parts[-1], raw=raw, operation=operation)
+        if node is not None:
+            refuse_unsafe(node, raw=raw, operation=operation)
+        return node
+
+    # -- changes --------------------------------------------------------------------------------
+
+    def attach(self, node: Node, parent: Node, name: str) -> None:
+        self.children(parent)[nfc(name)] = node
+        node.parent = parent
+        node.name = name
+
+    def detach(self, node: Node) -> None:
+        assert node.parent is not None
+        siblings = self.children(node.parent)
+        del siblings[nfc(node.name)]
+        node.parent = None
+
+    def walk(
+        self, node: Node, *, raw: object, operation: int
+    ) -> Iterator[tuple[tuple[str, ...], Node]]:
+        """Every item below ``node`` (pre-order) with its path relative to ``node``."""
+        stack: list[tuple[tuple[str, ...], Node]] = [((), node)]
+        while stack:
+            rel, current = stack.pop()
+            if current is not node:
+                yield rel, current
+            if current.kind is Kind.DIR:
+                children = self.children(current)
+                if current.ambiguous:
+                    raise PlanError(
+                        ErrorCode.PATH_AMBIGUOUS,
+                        f"{'/'.join(current.parts)} holds names that are equal after Unicode "
+                        "normalisation; rename one first",
+                        operation=operation,
+                        path=str(raw),
+                    )
+                for child in sorted(children.values(), key=lambda n: n.name, reverse=True):
+                    refuse_unsafe(child, raw=raw, operation=operation)
+                    stack.append(((*rel, child.name), child))
+
+
+def refuse_unsafe(node: Node, *, raw: object, operation: int) -> None:
+    """Symbolic links, foreign mounts and special files are never touched."""
+    if node.kind is Kind.FILE or node.kind is Kind.DIR:
+        return
+    where = "/".join(node.parts)
+    if node.kind is Kind.SYMLINK:
+        raise PlanError(
+            ErrorCode.SYMLINK_REFUSED,
+            f"{where} is a symbolic link; fileops never follows or moves links",
+            operation=operation,
+            path=str(raw),
+        )
+    if node.kind is Kind.MOUNT:
+        raise PlanError(
+            ErrorCode.MOUNT_CROSSING,
+            f"{where} is another filesystem mounted inside the case",
+            operation=operation,
+            path=str(raw),
+        )
+    if node.kind is Kind.OTHER:
+        raise PlanError(
+            ErrorCode.TYPE_CONFLICT,
+            f"{where} is a special file (device, pipe or socket)",
+            operation=operation,
+            path=str(raw),
+        )

@@ -1,0 +1,532 @@
+"""What one plan message becomes: check, wait its turn, claim, apply, record, answer. The
+consumer settles it.
+
+Every message ends in exactly one way: ACK after its result is published and audited (and, for
+an apply, recorded in the ledger), or NACK when a transient fault kept us from deciding
+(Pub/Sub redelivers; the dead-letter topic catches what keeps failing). Before that it may
+WAIT, held unsettled, while an earlier plan of its case goes first.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from fileops_daemon.contract import attributes as attr
+from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
+from fileops_daemon.contract.plan import Plan
+from fileops_daemon.contract.results import bounded, encode_result, now, refusal_result
+from fileops_daemon.contract.signing import covers_attributes, verify
+from fileops_daemon.core.execute import (
+    ApplyPaused,
+    RetryPolicy,
+    apply_plan,
+    dry_run,
+    idempotency_conflict,
+)
+from fileops_daemon.core.journal import Journal
+from fileops_daemon.core.pacing import StepPacer
+from fileops_daemon.core.paths import nfc
+from fileops_daemon.core.store import PlanStore
+from fileops_daemon.core.undo import UndoRequest, build_undo_plan, parse_message
+from fileops_daemon.service.config import Config
+from fileops_daemon.service.delivery import Delivery
+from fileops_daemon.service.lease import LeaseKeeper, release_quietly
+from fileops_daemon.service.ledger import (
+    CaseHeld,
+    Claimed,
+    Completed,
+    Conflict,
+    Held,
+    LeaseLostError,
+    Ledger,
+    Record,
+)
+from fileops_daemon.service.metrics import Metrics
+from fileops_daemon.service.outputs import AuditLog, ResultPublisher
+from fileops_daemon.service.sequencer import CaseSequencer, Waiting, WaitReason
+
+__all__ = ["Disposition", "PlanHandler", "Reason", "Verdict"]
+
+log = structlog.get_logger("fileops.handler")
+
+
+class Verdict(enum.StrEnum):
+    ACK = "ack"  # answered: result published and audited
+    NACK = "nack"  # not decided; Pub/Sub redelivers it
+    WAIT = "wait"  # held, unsettled, until an earlier plan of its case is settled
+
+
+class Reason(enum.StrEnum):
+    """Why a message was not acked (a label of fileops_nacks / fileops_plan_waits)."""
+
+    ANSWERED = "answered"
+    TRANSIENT_FAULT = "transient_fault"  # GCS, Pub/Sub or the mount kept failing
+    LEASE_LOST = "lease_lost"  # another daemon took the plan over
+    HANDED_OVER = "handed_over"  # shutting down: paused, lease released
+    ROLLBACK_INCOMPLETE = "rollback_incomplete"  # a failed apply could not be rolled back yet
+    CASE_BUSY = "case_busy"  # another plan of the case is being handled here
+    CASE_BLOCKED = "case_blocked"  # an earlier plan of the case was nacked and comes back
+    CASE_HELD_ELSEWHERE = "case_held_elsewhere"  # another daemon has an unfinished plan of it
+    PLAN_HELD_ELSEWHERE = "plan_held_elsewhere"  # another daemon is applying this very plan
+    PLAN_BUSY_LOCALLY = "plan_busy_locally"  # a local `fileops apply` holds the case's lock
+    SHUTTING_DOWN = "shutting_down"  # a held message is released on stop
+    WAITED_TOO_LONG = "waited_too_long"  # held past the bound: back to Pub/Sub
+
+
+@dataclass(frozen=True)
+class Disposition:
+    """How the consumer settles one message, and why. It settles it in one place."""
+
+    verdict: Verdict
+    reason: Reason
+    #: WAIT: wake the message when this case's plan in this daemon is settled.
+    case: str = ""
+    #: WAIT: otherwise look again after this many seconds. NACK: nack after this delay (a
+    #: plan that must make way is not bounced straight back: pstest redelivers at once).
+    after: float = 0.0
+
+    @classmethod
+    def ack(cls) -> Disposition:
+        return cls(Verdict.ACK, Reason.ANSWERED)
+
+    @classmethod
+    def nack(cls, reason: Reason, after: float = 0.0) -> Disposition:
+        return cls(Verdict.NACK, reason, after=after)
+
+    @classmethod
+    def wait(cls, reason: Reason, *, case: str = "", after: float = 0.0) -> Disposition:
+        return cls(Verdict.WAIT, reason, case=case, after=after)
+
+
+#: Nacks after which the plan may have changed the tree, or recorded its result unanswered:
+#: the case then waits for this plan's redelivery.
+_BLOCKING = frozenset(
+    {
+        Reason.TRANSIENT_FAULT,
+        Reason.LEASE_LOST,
+        Reason.HANDED_OVER,
+        Reason.ROLLBACK_INCOMPLETE,
+    }
+)
+
+#: How long a message is kept before it is nacked: a plan that must make way for a nacked one,
+#: or one that met a transient fault.
+MAKE_WAY_SECONDS = 1.0
+
+
+class PlanHandler:
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        results: ResultPublisher,
+        audit: AuditLog,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.ledger = ledger
+        self.results = results
+        self.audit = audit
+        self.step_retry = RetryPolicy(
+            attempts=config.retry_attempts,
+            initial_wait=config.retry_initial_wait,
+            max_wait=config.retry_max_wait,
+        )
+        # One pacer for the whole daemon: the cap is on the load all plans put on the bucket.
+        self.pacer = StepPacer(config.apply_max_steps_per_second)
+        self.handing_over = threading.Event()
+        self.sequencer = CaseSequencer()
+
+    def hand_over(self) -> None:
+        """Shutting down with plans still applying: pause them between steps, release their
+        leases and nack them, so another daemon resumes them at once instead of after the
+        lease and the ack deadline run out."""
+        self.handing_over.set()
+
+    def handle(self, delivery: Delivery) -> Disposition:
+        started = now()
+        attrs = delivery.attributes
+        if delivery.delivery_attempt > 1:
+            self.metrics.redeliveries.inc()
+        bound = log.bind(
+            message_id=delivery.message_id,
+            plan_id=shorten(attrs.get("plan_id", ""), 200),
+            case_name=shorten(attrs.get("case_name", ""), 200),
+            attempt=delivery.delivery_attempt,
+        )
+        try:
+            message = self._accept(delivery)
+        except PlanError as exc:
+            return self._refuse(delivery, exc, started, bound)
+        except Exception as exc:  # a bug while checking the message: answer, never five nacks
+            bound.exception("plan.check_failed")
+            error = PlanError(
+                ErrorCode.INTERNAL_ERROR,
+                f"the daemon could not check this message ({type(exc).__name__}); "
+                "nothing was applied",
+            )
+            return self._refuse(delivery, error, started, bound)
+        if isinstance(message, UndoRequest):
+            # Built from the ledger: a GCS fault here is transient (nacked), not a refusal.
+            try:
+                plan = self._undo_plan(message)
+                _check_attributes(plan, attrs)
+            except PlanError as exc:
+                return self._refuse(delivery, exc, started, bound)
+        else:
+            plan = message
+        bound = bound.bind(plan_id=plan.plan_id, case_name=plan.case_name)
+        case = nfc(plan.case_name)
+        turn = self.sequencer.enter(case, plan.plan_id)
+        if isinstance(turn, Waiting):
+            return self._wait_for_turn(turn, delivery, bound)
+        # Not straight back after a fault: without a retry backoff (the emulators ignore it)
+        # the redeliveries would burn every delivery attempt within a second.
+        disposition = Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
+        try:
+            if plan.dry_run:
+                disposition = self._answer(self._dry_run(plan, started, delivery), delivery)
+            else:
+                disposition = self._apply(plan, started, delivery, bound)
+        except Exception:
+            bound.exception("plan.unhandled_error")
+        finally:
+            # Only a plan that may have begun blocks its case; one that merely waited did not.
+            blocks = (
+                disposition.verdict is Verdict.NACK
+                and disposition.reason in _BLOCKING
+                and delivery.delivery_attempt < self.config.max_delivery_attempts
+            )
+            wake = self.sequencer.leave(turn, blocks=blocks)
+            for waiter in wake:
+                waiter()
+        return disposition
+
+    def _wait_for_turn(self, turn: Waiting, delivery: Delivery, bound: Any) -> Disposition:
+        """An earlier plan of the case comes first."""
+        if turn.reason is WaitReason.CASE_BUSY:
+            return self._wait(
+                Reason.CASE_BUSY, delivery, bound, case=turn.case, for_plan=turn.by_plan
+            )
+        return self._wait(
+            Reason.CASE_BLOCKED,
+            delivery,
+            bound,
+            case=turn.case,
+            after=self._recheck,
+            for_plan=turn.by_plan,
+        )
+
+    def _wait(
+        self,
+        reason: Reason,
+        delivery: Delivery,
+        bound: Any,
+        *,
+        case: str = "",
+        after: float = 0.0,
+        **why: Any,
+    ) -> Disposition:
+        """Say why the plan waits, then hold the message (no thread waits), or nack it if it
+        has an ordering key.
+
+        Pub/Sub keeps an ordering key's messages behind the one out: holding a keyed message
+        could keep back the very plan it waits for, so it makes way instead (nacked after a
+        pause, which costs a delivery attempt). Two plans of one key never meet here, as the
+        client library hands over a key's next message only after the previous one settles;
+        they only do under different keys for one case.
+        """
+        bound.info("plan.waiting", reason=reason.value, **why)
+        if delivery.ordering_key and reason is not Reason.CASE_BUSY:
+            return Disposition.nack(reason, after=max(MAKE_WAY_SECONDS, after))
+        return Disposition.wait(reason, case=case, after=after)
+
+    @property
+    def _recheck(self) -> float:
+        """How often a plan waiting on another daemon looks again."""
+        return max(1.0, min(10.0, self.config.lease_seconds / 10))
+
+    def _undo_plan(self, request: UndoRequest) -> Plan:
+        """The undo plan of ``request.undo_of``, built from the inverse this daemon stored."""
+        record = self.ledger.read(request.undo_of)
+        if record is None or record.state != "done" or record.undo is None:
+            raise PlanError(
+                ErrorCode.UNDO_UNAVAILABLE,
+                f"no inverse plan is recorded for {request.undo_of!r} (not applied, or unknown)",
+            )
+        if request.case_name is not None and request.case_name != record.case_name:
+            raise PlanError(
+                ErrorCode.SCHEMA_VIOLATION,
+                f"plan {request.undo_of!r} was applied to {record.case_name!r}, "
+                f"not {request.case_name!r}",
+            )
+        return build_undo_plan(
+            request.undo_of,
+            record.undo,
+            record.case_name,
+            dry_run=request.dry_run,
+            limits=self.config.limits,
+        )
+
+    def _accept(self, delivery: Delivery) -> Plan | UndoRequest:
+        """Authenticate, parse and cross-check one message; PlanError says why not."""
+        if self.config.signing_keys:  # before parsing: forged plans get no further
+            verify(self.config.signing_keys, delivery.data, delivery.attributes)
+        message = parse_message(delivery.data, self.config.limits)
+        if isinstance(message, Plan):
+            _check_attributes(message, delivery.attributes)
+        return message
+
+    def _refuse(
+        self, delivery: Delivery, error: PlanError, started: Any, bound: Any
+    ) -> Disposition:
+        """Answer a message that was not accepted: under a name the daemon made up, unrouted,
+        so a sender cannot put words under another plan's id or in another agent's inbox."""
+        result = refusal_result(
+            {"plan_id": placeholder_plan_id(delivery.message_id)},
+            error,
+            started,
+            attempt=delivery.delivery_attempt,
+        )
+        bound.bind(plan_id=result["plan_id"], case_name=result["case_name"]).warning(
+            "plan.rejected",
+            code=error.code.value,
+            error=result["errors"][0]["message"],
+            claimed_plan_id=shorten(delivery.attributes.get(attr.PLAN_ID, ""), 200),
+        )
+        return self._answer(result, delivery, routed=False)
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def _answer(
+        self, result: dict[str, Any], delivery: Delivery, *, routed: bool = True
+    ) -> Disposition:
+        """Audit, publish, log; only then is the message done."""
+        full = result  # a huge one is published shortened; the audit record keeps it whole
+        data = encode_result(full)
+        result = bounded(full, full_result=self.audit.location(full, delivery), size=len(data))
+        if result is not full:
+            data = encode_result(result)
+        self.audit.write(result, delivery, full if result is not full else None)
+        # An agent's client tags its plans; the tag routes the result to its subscription.
+        reply = _reply_attributes(delivery, self.config.signing_keys) if routed else {}
+        self.results.publish(result, reply, data)
+        self.metrics.plans.labels(result["status"], str(result["dry_run"]).lower()).inc()
+        log.info(
+            "plan.answered",
+            plan_id=result["plan_id"],
+            case_name=result["case_name"],
+            status=result["status"],
+            dry_run=result["dry_run"],
+            changes=len(full["changes"]),
+            errors=[error["code"] for error in result["errors"]],
+            message_id=delivery.message_id,
+        )
+        return Disposition.ack()
+
+    def _dry_run(self, plan: Plan, started: Any, delivery: Delivery) -> dict[str, Any]:
+        record = self.ledger.read(plan.plan_id)
+        if record is not None and record.digest != plan.digest:
+            return idempotency_conflict(plan, started, delivery.delivery_attempt)
+        if record is not None and record.state == "done" and record.result is not None:
+            return record.result
+        try:
+            return dry_run(
+                plan,
+                self.config.projects_root,
+                limits=self.config.limits,
+                attempt=delivery.delivery_attempt,
+            )
+        except Exception as exc:  # a bug in the simulation: the plan is refused, not retried
+            log.exception("plan.check_failed", plan_id=plan.plan_id, case_name=plan.case_name)
+            error = PlanError(
+                ErrorCode.INTERNAL_ERROR,
+                f"the dry run failed ({type(exc).__name__}); nothing was changed",
+            )
+            return refusal_result(
+                {"plan_id": plan.plan_id, "case_name": plan.case_name},
+                error,
+                started,
+                attempt=delivery.delivery_attempt,
+            )
+
+    def _apply(self, plan: Plan, started: Any, delivery: Delivery, bound: Any) -> Disposition:
+        known = self.ledger.read(plan.plan_id)
+        if known is not None and known.digest != plan.digest:
+            result = idempotency_conflict(plan, started, delivery.delivery_attempt)
+            return self._answer(result, delivery)
+        if known is not None and known.state == "done" and known.result is not None:
+            return self._answer_again(known, delivery, bound)
+        case = self.ledger.acquire_case(nfc(plan.case_name), plan.plan_id)
+        if isinstance(case, CaseHeld):
+            return self._wait(
+                Reason.CASE_HELD_ELSEWHERE,
+                delivery,
+                bound,
+                after=self._recheck,
+                for_plan=case.plan_id,
+                owner=case.owner,
+                holder=case.why,
+            )
+        if case.taken_from is not None:
+            bound.warning("case.taken_from_abandoned_plan", abandoned_plan=case.taken_from)
+        outcome = self.ledger.claim(plan.plan_id, plan.digest, plan.case_name, known)
+        if isinstance(outcome, Conflict):
+            result = idempotency_conflict(plan, started, delivery.delivery_attempt)
+            return self._answer(result, delivery)
+        if isinstance(outcome, Completed):
+            return self._answer_again(outcome.record, delivery, bound)
+        if isinstance(outcome, Held):
+            # A duplicate delivery while another daemon applies it: its result will come.
+            return self._wait(
+                Reason.PLAN_HELD_ELSEWHERE,
+                delivery,
+                bound,
+                after=self._recheck,
+                owner=outcome.record.owner,
+            )
+        return self._run_claimed(plan, outcome, started, delivery, bound)
+
+    def _answer_again(self, record: Record, delivery: Delivery, bound: Any) -> Disposition:
+        """A plan already finished: answer with its recorded result."""
+        assert record.result is not None
+        bound.info("plan.redelivered", status=record.result.get("status"))
+        if delivery.delivery_attempt <= 1:  # a second message for a finished plan
+            self.metrics.redeliveries.inc()
+        return self._answer(record.result, delivery)
+
+    def _run_claimed(
+        self, plan: Plan, outcome: Claimed, started: Any, delivery: Delivery, bound: Any
+    ) -> Disposition:
+        if outcome.previous_owner is not None and not outcome.takeover:
+            bound.info("lease.resumed", progress=outcome.record.progress)
+        store = PlanStore(self.config.state_dir, plan.plan_id)
+        try:
+            if outcome.takeover:
+                bound.warning(
+                    "lease.takeover",
+                    previous_owner=outcome.previous_owner,
+                    progress=outcome.record.progress,
+                )
+                self.metrics.lease_takeovers.inc()
+                self._seed_local_journal(store, outcome.record, bound)
+            store.write_epoch(outcome.record.attempts)
+        except PlanError as exc:  # a crafted checkpoint: refused, nothing touched
+            bound.error("plan.state_invalid", error=exc.message)
+            refused = refusal_result(plan.document, exc, started)
+            self.ledger.complete(outcome.record, refused)
+            return self._answer(refused, delivery)
+        except Exception:
+            release_quietly(self.ledger, outcome.record)  # a fault: the redelivery resumes
+            raise
+        begun = time.monotonic()
+        bound.info("plan.applying", owner=self.config.worker_id)
+        keeper = LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3)
+        try:
+            with keeper:  # gives the lease back if the apply is paused or fails
+                result = apply_plan(
+                    plan,
+                    self.config.projects_root,
+                    self.config.state_dir,
+                    limits=self.config.limits,
+                    retry=self.step_retry,
+                    on_step=keeper.on_step,
+                    checkpoint=keeper,
+                    parallelism=self.config.apply_parallelism,
+                    pacer=self.pacer,
+                    pause=self.handing_over,
+                    attempt=delivery.delivery_attempt,
+                )
+        except LeaseLostError:
+            bound.warning("lease.lost")
+            return Disposition.nack(Reason.LEASE_LOST)
+        except ApplyPaused:
+            bound.info("plan.handed_over", progress=keeper.record.progress)
+            return Disposition.nack(Reason.HANDED_OVER)
+        except OSError as exc:  # transient (EIO...) before the first step: try again later
+            bound.warning("plan.transient_fault", error=f"{type(exc).__name__}: {exc}")
+            return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
+        self.metrics.apply_seconds.observe(time.monotonic() - begun)
+        if result["status"] == "applied":
+            self.metrics.steps_applied.inc(result.get("steps", 0))
+        if result["status"] == "failed" and store.read_result() is None:
+            # The rollback could not finish (the mount keeps failing): try again later.
+            bound.error("plan.rollback_incomplete", remaining=len(result["remaining"]))
+            keeper.release()
+            return Disposition.nack(Reason.ROLLBACK_INCOMPLETE)
+        if result["status"] == "rejected" and result["errors"][0]["code"] == "plan_busy":
+            # Another process on this machine (a local `fileops apply`) holds the case.
+            keeper.release()
+            return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, bound, after=self._recheck)
+        undo = store.read_undo() if result["status"] == "applied" else None
+        try:
+            self.ledger.complete(keeper.record, result, undo)
+        except LeaseLostError:
+            raise
+        except Exception:
+            keeper.release()  # not recorded (GCS is down): the redelivery records it
+            raise
+        return self._answer(result, delivery)
+
+    def _seed_local_journal(self, store: PlanStore, record: Record, bound: Any) -> None:
+        """A takeover: rebuild the journal from the ledger unless this machine has it, or
+        the ledger's checkpoint is newer (written by a later claim than our journal's: the
+        plan went on elsewhere after we handed it over). The journal is checked when the
+        apply resumes it (StateInvalidError here for malformed progress)."""
+        if store.has_journal():
+            theirs, ours = record.progress.get("epoch"), store.read_epoch()
+            if type(theirs) is not int or (ours is not None and theirs <= ours):
+                return
+            bound.warning("journal.superseded", local_epoch=ours, checkpoint_epoch=theirs)
+        header = self.ledger.load_journal(record.plan_id)
+        if header is None:
+            return  # the previous owner died before its first step: start afresh
+        store.ensure()
+        Journal.seed(store.journal_path, header, record.progress)
+
+
+def placeholder_plan_id(message_id: str) -> str:
+    """The daemon's own name for a message it could not accept (it matches the plan_id
+    pattern, so it is safe in results, attributes and object names)."""
+    return "unidentified-" + (_UNSAFE_ID.sub("_", message_id)[:180] or "_")
+
+
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _reply_attributes(delivery: Delivery, keys: tuple[bytes, ...]) -> dict[str, str]:
+    """Routing for an accepted (so, with signing on, verified) plan's result: its client_id,
+    when that may be trusted (no signing, or a v2 signature, which covers it) and is a plain
+    name. A v1 signature covers the data only: a replay may carry any client_id."""
+    client = delivery.attributes.get(attr.CLIENT_ID)
+    if client is None or not _CLIENT_ID.fullmatch(client):
+        return {}
+    if keys and not covers_attributes(delivery.attributes):
+        return {}
+    return {attr.CLIENT_ID: client}
+
+
+def _check_attributes(plan: Plan, attributes: dict[str, str]) -> None:
+    """Attributes route and filter messages; they must not disagree with the plan."""
+    expected = {
+        attr.PLAN_ID: plan.plan_id,
+        attr.CASE_NAME: plan.case_name,
+        attr.DRY_RUN: "true" if plan.dry_run else "false",
+    }
+    for name, value in expected.items():
+        given = attributes.get(name)
+        if given is not None and given != value:
+            raise PlanError(
+                ErrorCode.SCHEMA_VIOLATION,
+                f"message attribute {name}={shorten(repr(given), 200)} disagrees with the "
+                f"plan's {value!r}",
+            )

@@ -1,0 +1,369 @@
+"""The idempotency ledger: one GCS object per plan_id, changed only with a generation match.
+
+``plans/<plan_id>.json`` in the state bucket holds the plan's digest, its owner and lease, its
+progress and, once finished, its result. Creating it with ``ifGenerationMatch=0`` is the claim;
+every later write names the generation it read, so two daemons can never both believe they own
+a plan (a write with a stale generation fails with 412 and the writer stops: the lease is lost).
+``journals/<plan_id>.jsonl`` holds the plan's journal header, so a daemon on another machine
+that takes over an expired lease can resume from the last checkpoint.
+``cases/<sha256 of the case>.json`` names the plan that may change a case now (the case lease):
+a plan takes it before its claim, and it passes to the next plan only once that plan's record
+is done (or the plan was abandoned for ``abandon_seconds``), so two daemons never interleave
+one case's plans, whatever ordering key the publisher used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from google.api_core.exceptions import NotFound, PreconditionFailed
+from google.cloud import storage
+
+from fileops_daemon.service.cloud import CloudRetry
+from fileops_daemon.service.sequencer import BLOCK_SECONDS
+
+__all__ = [
+    "CaseHeld",
+    "CaseLease",
+    "Claimed",
+    "Completed",
+    "Conflict",
+    "Held",
+    "LeaseLostError",
+    "Ledger",
+    "LedgerCorruptError",
+    "Record",
+]
+
+
+class LeaseLostError(RuntimeError):
+    """Another daemon took this plan over (our generation is stale): stop touching it."""
+
+
+class LedgerCorruptError(RuntimeError):
+    """A ledger object that is not a ledger record; needs an operator."""
+
+
+@dataclass(frozen=True)
+class Record:
+    plan_id: str
+    digest: str
+    case_name: str
+    state: str  # claimed | done
+    owner: str
+    token: str  # unique per write by a claimant: recognises our own write after a lost reply
+    lease_expires_at: float
+    attempts: int = 1
+    takeovers: int = 0
+    progress: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    undo: dict[str, Any] | None = None  # the inverse plan of an applied plan
+    updated_at: float = 0.0
+    generation: int = 0  # of the GCS object this was read from or written as; not stored
+
+    def to_json(self) -> bytes:
+        document = asdict(self)
+        del document["generation"]
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes, generation: int) -> Record:
+        try:
+            document = json.loads(data)
+            return cls(**document, generation=generation)
+        except (ValueError, TypeError) as exc:
+            raise LedgerCorruptError(f"ledger record is not valid: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Claimed:
+    record: Record
+    takeover: bool = False
+    previous_owner: str | None = None  # on a takeover: the daemon whose lease expired
+
+
+@dataclass(frozen=True)
+class Completed:
+    record: Record
+
+
+@dataclass(frozen=True)
+class Conflict:
+    record: Record
+
+
+@dataclass(frozen=True)
+class Held:
+    record: Record
+
+
+ClaimOutcome = Claimed | Completed | Conflict | Held
+
+
+@dataclass(frozen=True)
+class CaseLease:
+    """This plan may change the case (until its record is done)."""
+
+    case_name: str
+    plan_id: str
+    taken_from: str | None = None  # an abandoned plan this lease was taken from
+
+
+@dataclass(frozen=True)
+class CaseHeld:
+    """Another plan of the case is unfinished: wait for it."""
+
+    case_name: str
+    plan_id: str
+    owner: str
+    why: str  # "applying" (a live lease) or "unfinished" (it will be redelivered)
+
+
+class Ledger:
+    def __init__(
+        self,
+        bucket: storage.Bucket,
+        worker_id: str,
+        lease_seconds: float,
+        retry: CloudRetry,
+        clock: Callable[[], float] = time.time,
+        abandon_seconds: float = BLOCK_SECONDS,
+    ) -> None:
+        self.bucket = bucket
+        self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
+        self.retry = retry
+        self.clock = clock
+        #: How long an unfinished plan keeps its case without being seen: as long as a nacked
+        #: plan blocks its case in a daemon (it may come back after Pub/Sub's maximum backoff).
+        self.abandon_seconds = abandon_seconds
+
+    # -- storage --------------------------------------------------------------------------------
+
+    @staticmethod
+    def record_name(plan_id: str) -> str:
+        return f"plans/{plan_id}.json"
+
+    @staticmethod
+    def journal_name(plan_id: str) -> str:
+        return f"journals/{plan_id}.jsonl"
+
+    def read(self, plan_id: str) -> Record | None:
+        """The current record (with its generation), or None."""
+        found = self._read_object(self.record_name(plan_id))
+        return None if found is None else Record.from_json(*found)
+
+    def _read_object(self, name: str) -> tuple[bytes, int] | None:
+        """An object's bytes and the generation they belong to, or None if it is missing."""
+        for _ in range(5):
+            blob = self.retry.call(self.bucket.get_blob, name, retry=None)
+            if blob is None:
+                return None
+            try:
+                data: bytes = self.retry.call(
+                    blob.download_as_bytes, if_generation_match=blob.generation, retry=None
+                )
+            except (PreconditionFailed, NotFound):
+                continue  # rewritten between the two calls: read again
+            return data, int(blob.generation)
+        raise LeaseLostError(f"ledger object {name} keeps changing")
+
+    def _write(self, record: Record, if_generation_match: int) -> Record:
+        """Write ``record`` if the object is still at ``if_generation_match``; 412 propagates."""
+        record = replace(record, updated_at=self.clock())
+        blob = self.bucket.blob(self.record_name(record.plan_id))
+        try:
+            self.retry.call(
+                blob.upload_from_string,
+                record.to_json(),
+                content_type="application/json",
+                if_generation_match=if_generation_match,
+                retry=None,
+            )
+        except PreconditionFailed:
+            # A retried upload may have landed the first time: then the object holds our token.
+            current = self.read(record.plan_id)
+            if current is not None and current.token == record.token:
+                return current
+            raise
+        return replace(record, generation=int(blob.generation))
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    def claim(
+        self, plan_id: str, digest: str, case_name: str, known: Record | None = None
+    ) -> ClaimOutcome:
+        """Claim ``plan_id``. ``known``: its record as the caller just read it, so a plan that
+        has one is not first created in vain."""
+        fresh = Record(
+            plan_id=plan_id,
+            digest=digest,
+            case_name=case_name,
+            state="claimed",
+            owner=self.worker_id,
+            token=uuid.uuid4().hex,
+            lease_expires_at=self.clock() + self.lease_seconds,
+        )
+        current = known
+        for _ in range(5):
+            if current is None:
+                try:
+                    return Claimed(self._write(fresh, if_generation_match=0))
+                except PreconditionFailed:
+                    pass
+                current = self.read(plan_id)
+                if current is None:
+                    continue  # deleted meanwhile: try creating again
+            if current.digest != digest:
+                return Conflict(current)
+            if current.state == "done":
+                return Completed(current)
+            if current.lease_expires_at > self.clock():
+                return Held(current)
+            # Our own lease, released when we nacked the plan: picking it up is no takeover.
+            own = current.owner == self.worker_id and current.lease_expires_at == 0.0
+            taken = replace(
+                current,
+                owner=self.worker_id,
+                token=uuid.uuid4().hex,
+                lease_expires_at=self.clock() + self.lease_seconds,
+                attempts=current.attempts + 1,
+                takeovers=current.takeovers + (not own),
+            )
+            try:
+                written = self._write(taken, current.generation)
+                return Claimed(written, takeover=not own, previous_owner=current.owner)
+            except PreconditionFailed:
+                current = self.read(plan_id)  # someone else took it first; look again
+        current = self.read(plan_id)
+        assert current is not None
+        return Held(current)
+
+    def renew(self, record: Record, progress: dict[str, Any] | None = None) -> Record:
+        """Extend the lease (and record progress); LeaseLostError if someone took over."""
+        renewed = replace(
+            record,
+            token=uuid.uuid4().hex,
+            lease_expires_at=self.clock() + self.lease_seconds,
+            progress=progress if progress is not None else record.progress,
+        )
+        try:
+            return self._write(renewed, record.generation)
+        except PreconditionFailed as exc:
+            raise LeaseLostError(f"plan {record.plan_id} was taken over by another daemon") from exc
+
+    def release(self, record: Record) -> None:
+        """End our lease now (the plan stays claimed, so the next daemon takes it over at
+        once); quietly nothing if someone already has."""
+        released = replace(record, token=uuid.uuid4().hex, lease_expires_at=0.0)
+        with contextlib.suppress(PreconditionFailed):
+            self._write(released, record.generation)
+
+    def complete(
+        self, record: Record, result: dict[str, Any], undo: dict[str, Any] | None = None
+    ) -> Record:
+        done = replace(
+            record,
+            state="done",
+            result=result,
+            undo=undo,
+            token=uuid.uuid4().hex,
+            lease_expires_at=0.0,
+        )
+        try:
+            return self._write(done, record.generation)
+        except PreconditionFailed as exc:
+            raise LeaseLostError(f"plan {record.plan_id} was taken over by another daemon") from exc
+
+    # -- the case lease ---------------------------------------------------------------------------
+
+    @staticmethod
+    def case_lease_name(case_name: str) -> str:
+        digest = hashlib.sha256(case_name.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"cases/{digest[:40]}.json"
+
+    def acquire_case(self, case_name: str, plan_id: str) -> CaseLease | CaseHeld:
+        """Let ``plan_id`` change ``case_name`` unless another plan of it is unfinished.
+
+        ``case_name`` is the normalised (NFC) name, so spellings of one case share a lease.
+        """
+        blob = self.bucket.blob(self.case_lease_name(case_name))
+        for _ in range(5):
+            current, generation = self._read_case(case_name)
+            taken_from = None
+            if current is not None and current.get("plan_id") not in ("", plan_id):
+                holder_id = str(current.get("plan_id"))
+                holder = self.read(holder_id)
+                now = self.clock()
+                seen = max(float(current.get("at", 0.0)), holder.updated_at if holder else 0.0)
+                if holder is not None and holder.state != "done":
+                    if holder.lease_expires_at > now:
+                        return CaseHeld(case_name, holder_id, holder.owner, "applying")
+                    if now - seen <= self.abandon_seconds:
+                        return CaseHeld(case_name, holder_id, holder.owner, "unfinished")
+                    taken_from = holder_id
+                elif holder is None and now - seen <= self.abandon_seconds:
+                    # It took the case and has not claimed yet (or its claim failed and the
+                    # message comes back): still its turn.
+                    return CaseHeld(case_name, holder_id, str(current.get("owner")), "unfinished")
+                elif holder is None:
+                    taken_from = holder_id
+            document = {
+                "case_name": case_name,
+                "plan_id": plan_id,
+                "owner": self.worker_id,
+                "at": self.clock(),
+            }
+            try:
+                self.retry.call(
+                    blob.upload_from_string,
+                    json.dumps(document, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+                    content_type="application/json",
+                    if_generation_match=generation,
+                    retry=None,
+                )
+            except PreconditionFailed:
+                continue  # another plan took it, or a retried upload of ours landed: look again
+            return CaseLease(case_name, plan_id, taken_from)
+        current, _ = self._read_case(case_name)
+        holder_id = str((current or {}).get("plan_id", ""))
+        if holder_id == plan_id:
+            return CaseLease(case_name, plan_id)
+        return CaseHeld(case_name, holder_id, str((current or {}).get("owner", "")), "applying")
+
+    def _read_case(self, case_name: str) -> tuple[dict[str, Any] | None, int]:
+        """The case lease document and its generation (0 when there is none)."""
+        found = self._read_object(self.case_lease_name(case_name))
+        if found is None:
+            return None, 0
+        data, generation = found
+        try:
+            document = json.loads(data)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):  # not ours: overwrite it, generation-matched
+            return {"plan_id": "", "at": 0.0}, generation
+        return document, generation
+
+    # -- the journal header, for a takeover on another machine ----------------------------------
+
+    def save_journal(self, plan_id: str, header: bytes) -> None:
+        blob = self.bucket.blob(self.journal_name(plan_id))
+        self.retry.call(
+            blob.upload_from_string, header, content_type="application/jsonl", retry=None
+        )
+
+    def load_journal(self, plan_id: str) -> bytes | None:
+        blob = self.bucket.blob(self.journal_name(plan_id))
+        try:
+            data: bytes = self.retry.call(blob.download_as_bytes, retry=None)
+        except NotFound:
+            return None
+        return data

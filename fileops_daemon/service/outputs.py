@@ -1,0 +1,126 @@
+"""Where every plan's outcome goes: the results topic and the audit bucket."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from google.api_core.exceptions import PreconditionFailed
+from google.cloud import pubsub_v1, storage
+
+from fileops_daemon.contract import attributes as attr
+from fileops_daemon.contract.results import encode_result
+from fileops_daemon.service.cloud import CloudRetry
+from fileops_daemon.service.delivery import Delivery
+
+__all__ = ["AuditLog", "ResultPublisher"]
+
+#: How much of an undecodable message the audit record keeps, for forensics.
+_RAW_KEEP_BYTES = 64 << 10
+#: What may appear in an audit object name: plan.schema.json's plan_id pattern.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
+
+
+class ResultPublisher:
+    """Publishes result documents with the attributes ops filter on."""
+
+    def __init__(
+        self, publisher: pubsub_v1.PublisherClient, topic_path: str, retry: CloudRetry
+    ) -> None:
+        self.publisher = publisher
+        self.topic_path = topic_path
+        self.retry = retry
+
+    def publish(
+        self, result: dict[str, Any], extra: dict[str, str] | None = None, data: bytes = b""
+    ) -> str:
+        """Publish ``result`` (``data``: its encoding, when the caller has it already)."""
+        data = data or encode_result(result)
+
+        def send() -> str:
+            attributes = {
+                attr.PLAN_ID: result["plan_id"],
+                attr.CASE_NAME: result["case_name"],
+                attr.STATUS: result["status"],
+                **(extra or {}),
+            }
+            future = self.publisher.publish(self.topic_path, data, **attributes)
+            message_id: str = future.result(timeout=60)
+            return message_id
+
+        return self.retry.call(send)
+
+
+class AuditLog:
+    """One object per plan message: ``<YYYY>/<MM>/<DD>/<plan_id>/<message_id>.json``."""
+
+    def __init__(self, bucket: storage.Bucket, retry: CloudRetry) -> None:
+        self.bucket = bucket
+        self.retry = retry
+
+    @staticmethod
+    def object_name(result: dict[str, Any], delivery: Delivery) -> str:
+        day = datetime.fromisoformat(result["started_at"].replace("Z", "+00:00")).astimezone(UTC)
+        # Both parts are daemon-checked names; anything else (a slash, a newline, 1,000+
+        # bytes) never shapes an object name.
+        plan = result["plan_id"] if _SAFE_NAME.fullmatch(result["plan_id"]) else "_unidentified"
+        message = delivery.message_id if _SAFE_NAME.fullmatch(delivery.message_id) else "_message"
+        return f"{day:%Y/%m/%d}/{plan}/{message}.json"
+
+    def location(self, result: dict[str, Any], delivery: Delivery) -> str:
+        """Where :meth:`write` keeps the record of this answer."""
+        return f"gs://{self.bucket.name}/{self.object_name(result, delivery)}"
+
+    def write(
+        self, result: dict[str, Any], delivery: Delivery, full: dict[str, Any] | None = None
+    ) -> str:
+        """Write the record once; a redelivered message finds it there and leaves it.
+
+        ``full``: the whole result when ``result`` is its shortened form (key full_result).
+        """
+        record: dict[str, Any] = {
+            "result": result,
+            "message": {
+                "id": delivery.message_id,
+                "attributes": delivery.attributes,
+                "delivery_attempt": delivery.delivery_attempt,
+                "publish_time": delivery.publish_time.isoformat()
+                if delivery.publish_time
+                else None,
+            },
+        }
+        if result["status"] != "rejected" or result["operations"]:
+            # The plan was parsed: keep it whole, with who asked for it and why.
+            try:
+                document = json.loads(delivery.data)
+            except (ValueError, RecursionError):
+                document = None
+            if isinstance(document, dict):
+                record["plan"] = document
+                for name in ("requested_by", "reason"):
+                    if isinstance(document.get(name), str):
+                        record[name] = document[name]
+        if result["status"] == "rejected" and not result["operations"]:
+            raw = delivery.data[:_RAW_KEEP_BYTES]
+            record["message"]["data_base64"] = base64.b64encode(raw).decode("ascii")
+            record["message"]["data_bytes"] = len(delivery.data)
+        if full is not None:
+            record["full_result"] = full
+        name = self.object_name(result, delivery)
+        blob = self.bucket.blob(name)
+        # Indented for people, unless large: the pure-Python indenting encoder is slow.
+        indent = None if full is not None else 1
+        # if_generation_match=0: an earlier delivery of this message may have audited it.
+        with contextlib.suppress(PreconditionFailed):
+            self.retry.call(
+                blob.upload_from_string,
+                json.dumps(record, ensure_ascii=False, indent=indent).encode("utf-8"),
+                content_type="application/json",
+                if_generation_match=0,
+                retry=None,
+            )
+        return name

@@ -1,0 +1,29 @@
+"""Wires the daemon together from a Config: clients, ledger, outputs, handler, consumer."""
+
+from __future__ import annotations
+
+from google.cloud import pubsub_v1
+
+from fileops_daemon.service.cloud import CloudRetry, storage_client
+from fileops_daemon.service.config import Config
+from fileops_daemon.service.consumer import Consumer
+from fileops_daemon.service.handler import PlanHandler
+from fileops_daemon.service.ledger import Ledger
+from fileops_daemon.service.metrics import Metrics
+from fileops_daemon.service.outputs import AuditLog, ResultPublisher
+
+__all__ = ["build_consumer"]
+
+
+def build_consumer(config: Config, metrics: Metrics) -> Consumer:
+    retry = CloudRetry(config.retry_attempts, config.retry_initial_wait, config.retry_max_wait)
+    storage = storage_client(config.project)
+    ledger = Ledger(
+        storage.bucket(config.state_bucket), config.worker_id, config.lease_seconds, retry
+    )
+    results = ResultPublisher(
+        pubsub_v1.PublisherClient(), config.topic_path(config.results_topic), retry
+    )
+    audit = AuditLog(storage.bucket(config.audit_bucket), retry)
+    handler = PlanHandler(config, ledger, results, audit, metrics)
+    return Consumer(config, handler, pubsub_v1.SubscriberClient(), metrics)
