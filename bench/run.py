@@ -39,7 +39,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.fixtures import build_move_fixture  # noqa: E402
 
-SECTIONS = ("core", "local", "profile", "gcsfuse", "e2e")
+SECTIONS = ("core", "local", "profile", "gcsfuse", "latency", "e2e")
 CPU_BOUND = 0.9  # machine-wide CPU use above which a run is called CPU-bound
 NEAR_CPU_BOUND = 0.75  # ... and above which the table says how busy the cores were
 UNEVEN_SPLIT = 0.6  # share of plans one of two daemons got above which the split is uneven
@@ -54,6 +54,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--local-runs", type=int, default=5)
     parser.add_argument("--gcs-files", type=int, default=1_000)
     parser.add_argument("--gcs-runs", type=int, default=2, help="~80 s per round of 3")
+    parser.add_argument("--latency-files", type=int, default=50, help="moves per latency run")
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 20.0])
+    parser.add_argument("--latency-runs", type=int, default=1, help="~3 min per run at 20 ms")
     parser.add_argument("--e2e-plans", type=int, default=500)
     parser.add_argument("--e2e-rounds", type=int, default=2, help="throughput stacks per setup")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
@@ -216,6 +219,9 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
             )
             + "Every run's final listing was checked through the GCS API."
         )
+    latency = res.get("latency")
+    if latency:
+        _latency_rows(latency, rows, notes)
     e2e = res.get("e2e")
     if e2e:
         bare, fo = e2e["bare_latency"], e2e["fileops_latency"]
@@ -331,6 +337,37 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, notes
 
 
+def _latency_rows(lat: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) -> None:
+    n = lat["files"]
+    for delay, figures in lat["by_delay"].items():
+        med, per_move = figures["median_s"], figures["requests_per_move"]
+        seconds = {m: f"{med[m]:.2f} s, {per_move[m]:.1f} req/move" for m in med}
+        mv = med["mv_loop"]
+        for method, what in (
+            ("fileops_p1", "fileops --parallel 1 (mount)"),
+            ("fileops_p16", "fileops --parallel 16 (mount)"),
+            ("mv_p16", "xargs -P16 mv (mount)"),
+            ("api_p1", "JSON API moves, 1 at a time"),
+            ("api_p16", "JSON API moves, 16 at a time"),
+        ):
+            rows.append(
+                _row(
+                    f"4 {n} moves at {delay} ms/request: {what} vs mv one by one",
+                    seconds[method],
+                    f"mv {seconds['mv_loop']}",
+                    mv / med[method],
+                    "speed",
+                )
+            )
+    notes.append(
+        f"latency: a counting proxy adds the delay to every GCS request (mount and API alike); "
+        f"{lat['runs']} run(s) per method and delay, each on a fresh fake-gcs + proxy + mount; "
+        "requests counted at the proxy while the command ran. API moves: get generation, "
+        "rewrite with ifGenerationMatch=0 + ifSourceGenerationMatch, delete with "
+        "ifGenerationMatch. Every run's final listing was checked through the GCS API."
+    )
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -443,6 +480,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     from bench.gcsfuse import bench_gcsfuse
 
                     res["gcsfuse"] = bench_gcsfuse(args.gcs_files, work / "gcs", args.gcs_runs)
+                elif name == "latency":
+                    from bench.latency import bench_latency
+
+                    res["latency"] = bench_latency(
+                        args.latency_files, args.latency_ms, work / "latency", args.latency_runs
+                    )
                 elif name == "e2e":
                     from bench.e2e import bench_e2e
 
