@@ -1,4 +1,4 @@
-"""Case order through faults (README, "Order and redelivery"), on every Pub/Sub emulator.
+"""Case order through faults (docs/daemon.md, "Order and redelivery"), on every Pub/Sub emulator.
 
 One case's plans apply in the order they were published, and plan k+1 of a case never starts
 before plan k has a final answer: not after a nack (the client library hands the key's next

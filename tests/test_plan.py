@@ -229,11 +229,11 @@ class TestErrorCodes:
         listed = load_schema("result")["$defs"]["code"]["enum"]
         assert listed == [code.value for code in ErrorCode]
 
-    def test_readme_documents_every_code(self) -> None:
+    def test_the_contract_page_documents_every_code(self) -> None:
         from pathlib import Path
 
-        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-        missing = [code.value for code in ErrorCode if f"`{code.value}`" not in readme]
+        page = (Path(__file__).resolve().parent.parent / "docs" / "contract.md").read_text()
+        missing = [code.value for code in ErrorCode if f"`{code.value}`" not in page]
         assert not missing
 
     def test_limits_come_from_the_environment(self) -> None:
