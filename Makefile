@@ -38,7 +38,7 @@ fmt: $(STAMP)
 test: lint system-deps
 	$(BIN)/pytest
 
-# Onto a GCE VM, as root: FILEOPS_PROJECTS_BUCKET=my-bucket make install (see the README).
+# Onto a GCE VM, as root: FILEOPS_PROJECTS_BUCKET=my-bucket make install (see docs/deploy-gce.md).
 install:
 	bash scripts/install.sh
 

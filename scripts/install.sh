@@ -161,7 +161,7 @@ if [ -z "$DESTDIR" ]; then
     fi
     if [ ! -x /sbin/mount.gcsfuse ] && [ ! -x /usr/sbin/mount.gcsfuse ]; then
         say "warning: gcsfuse is not installed (its mount helper /sbin/mount.gcsfuse is missing);"
-        say "         install the gcsfuse package from Google's apt repository (see docs/deploy.md)"
+        say "         install the gcsfuse package from Google's apt repository (see docs/deploy-gce.md)"
     fi
 fi
 

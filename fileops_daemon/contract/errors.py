@@ -53,7 +53,7 @@ class ErrorCode(StrEnum):
     STATE_INVALID = "state_invalid"
 
 
-#: One line per code, used by the README, ``fileops --help`` and the schema description.
+#: One line per code, used by docs/contract.md (a test checks it) and ``fileops --help``.
 DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_JSON: "the message is not UTF-8 JSON",
     ErrorCode.SCHEMA_VIOLATION: "the plan does not match plan.schema.json",

@@ -43,7 +43,7 @@ def _signing_keys(env: Mapping[str, str]) -> list[bytes]:
 
 @dataclass(frozen=True)
 class Config:
-    """Everything the daemon and the bootstrap need; see the README's configuration table."""
+    """Everything the daemon and the bootstrap need (the table in docs/daemon.md lists it)."""
 
     project: str
     state_bucket: str
