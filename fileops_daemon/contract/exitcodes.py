@@ -14,6 +14,7 @@ __all__ = [
     "EXIT_NOT_FOUND",
     "EXIT_NO_CREDENTIALS",
     "EXIT_OK",
+    "EXIT_PERMISSION_DENIED",
     "EXIT_REJECTED",
     "EXIT_STREAM_LOST",
     "EXIT_TIMEOUT",
@@ -31,6 +32,7 @@ EXIT_TIMEOUT: Final = 5  # submit --wait: no result in time (the plan stays queu
 EXIT_UNREACHABLE: Final = 6  # Pub/Sub or GCS did not answer (the message names the host)
 EXIT_NO_CREDENTIALS: Final = 7  # no Google credentials (and no emulator host set)
 EXIT_NOT_FOUND: Final = 8  # the topic, subscription or bucket does not exist (bootstrap?)
+EXIT_PERMISSION_DENIED: Final = 9  # credentials, but without the role the call needs
 EXIT_STREAM_LOST: Final = 69  # daemon: the subscription stream ended for good (systemd restarts us)
 EXIT_FORCED: Final = 75  # daemon: a second SIGTERM; in-flight plans are left to resume
 EXIT_CONFIG: Final = 78  # daemon: the configuration is missing or wrong
