@@ -5,20 +5,37 @@ attribute (the daemon copies that attribute from the plan message onto the resul
 client receives only its own results, however many agents share the topic. The subscription
 is created before the first publish (no result can be missed), deleted by ``close()``, and
 expires by itself after a day unused if a client dies without closing.
+
+Failing fast: creating that subscription is the client's first call, and it is bounded by
+``connect_timeout`` (a few seconds) instead of the library's 60 s of retries, so a host that
+does not answer, a missing topic or missing rights surface at once (``infra.classify`` names
+them). Publishing is bounded by ``publish_timeout``.
+
+A client may be shared by threads (the async tools wait in short steps on worker threads).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from google.api_core.exceptions import AlreadyExists, Cancelled, DeadlineExceeded, NotFound
+from google.api_core.exceptions import (
+    AlreadyExists,
+    Cancelled,
+    DeadlineExceeded,
+    GoogleAPIError,
+    ServiceUnavailable,
+)
+from google.api_core.retry import Retry, if_exception_type
 from google.cloud import pubsub_v1
 from google.protobuf import duration_pb2
 
@@ -26,7 +43,7 @@ from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.envvars import project_from_env
 from fileops_daemon.contract.signing import SIGNATURE_ATTRIBUTE, load_key, sign_message
 
-__all__ = ["ClientConfig", "FileopsClient", "result_of"]
+__all__ = ["ClientConfig", "FileopsClient", "close_default_client", "default_client", "result_of"]
 
 #: Shortest expiration Pub/Sub allows: a dead client's subscription goes away after this.
 _EXPIRY_SECONDS = 24 * 3600
@@ -43,6 +60,11 @@ class ClientConfig:
     #: Where the client's own results subscriptions live (default: ``project``). A project of
     #: their own lets agents manage subscriptions there without any right on the daemon's.
     subscription_project: str | None = None
+    #: Seconds the first call (creating the results subscription) may take, retries included:
+    #: an unreachable host, a missing topic or a refusal is known this quickly.
+    connect_timeout: float = 5.0
+    #: Seconds one publish may take, retries included.
+    publish_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientConfig:
@@ -75,8 +97,12 @@ class FileopsClient:
         )
         self._subscriber: pubsub_v1.SubscriberClient | None = None
         self._subscription = config.subscription_path(f"fileops-results-{self.client_id}")
+        self._lock = threading.Lock()
         self._waiting: dict[str, dict[str, Any]] = {}  # results that arrived for other plans
         self._sent: set[str] = set()  # plan ids this client published: the only answers taken
+        self._answers: dict[str, dict[str, Any]] = {}  # the answer to each plan's last publish
+        self._modes: dict[str, bool] = {}  # whether each plan's last publish was a dry run
+        self._closed = False
 
     def __enter__(self) -> FileopsClient:
         return self
@@ -84,37 +110,75 @@ class FileopsClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def subscription(self) -> str:
+        """The path of this client's results subscription (it exists once a plan was sent)."""
+        return self._subscription
+
     def close(self) -> None:
-        if self._subscriber is not None:
-            with contextlib.suppress(NotFound):
-                self._subscriber.delete_subscription(subscription=self._subscription)
-            self._subscriber.close()
-            self._subscriber = None
+        """Delete the results subscription and stop publishing. Never raises, returns within
+        about ``connect_timeout`` even when the host is gone (it runs at interpreter exit)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            # Gone, unreachable or forbidden: nothing more to do; it expires by itself.
+            with contextlib.suppress(GoogleAPIError):
+                subscriber.delete_subscription(
+                    subscription=self._subscription,
+                    retry=self._short_retry(),
+                    timeout=self.config.connect_timeout,
+                )
+            subscriber.close()
         self._publisher.stop()
 
-    def _ensure_subscription(self) -> pubsub_v1.SubscriberClient:
-        if self._subscriber is None:
-            subscriber = pubsub_v1.SubscriberClient()
-            with contextlib.suppress(AlreadyExists):
-                subscriber.create_subscription(
-                    request={
-                        "name": self._subscription,
-                        "topic": self.config.topic_path(self.config.results_topic),
-                        "filter": f'attributes.{attr.CLIENT_ID} = "{self.client_id}"',
-                        "ack_deadline_seconds": 10,
-                        "expiration_policy": {
-                            "ttl": duration_pb2.Duration(seconds=_EXPIRY_SECONDS)
-                        },
-                        "message_retention_duration": duration_pb2.Duration(
-                            seconds=_RETENTION_SECONDS
-                        ),
-                    }
-                )
-            self._subscriber = subscriber
-        return self._subscriber
+    def _short_retry(self) -> Retry:
+        return Retry(
+            predicate=if_exception_type(ServiceUnavailable),
+            initial=0.2,
+            maximum=1.0,
+            multiplier=2.0,
+            timeout=self.config.connect_timeout,
+        )
 
-    def publish(self, plan: Mapping[str, Any]) -> str:
-        """Publish one plan; returns the Pub/Sub message id."""
+    def _ensure_subscription(self) -> pubsub_v1.SubscriberClient:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this FileopsClient is closed")
+            if self._subscriber is None:
+                subscriber = pubsub_v1.SubscriberClient()
+                try:
+                    with contextlib.suppress(AlreadyExists):
+                        subscriber.create_subscription(
+                            request={
+                                "name": self._subscription,
+                                "topic": self.config.topic_path(self.config.results_topic),
+                                "filter": f'attributes.{attr.CLIENT_ID} = "{self.client_id}"',
+                                "ack_deadline_seconds": 10,
+                                "expiration_policy": {
+                                    "ttl": duration_pb2.Duration(seconds=_EXPIRY_SECONDS)
+                                },
+                                "message_retention_duration": duration_pb2.Duration(
+                                    seconds=_RETENTION_SECONDS
+                                ),
+                            },
+                            retry=self._short_retry(),
+                            timeout=self.config.connect_timeout,
+                        )
+                except BaseException:
+                    subscriber.close()
+                    raise
+                self._subscriber = subscriber
+            return self._subscriber
+
+    def start_publish(self, plan: Mapping[str, Any]) -> Future[str]:
+        """Publish one plan without waiting: the future gives the Pub/Sub message id.
+
+        Creates the results subscription first (bounded by ``connect_timeout``), so this may
+        block that long; the publish itself runs in the library's threads.
+        """
         self._ensure_subscription()
         data = json.dumps(plan, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         attributes = {
@@ -127,23 +191,43 @@ class FileopsClient:
             attributes[SIGNATURE_ATTRIBUTE] = sign_message(
                 self.config.signing_key, data, attributes
             )
-        future = self._publisher.publish(
-            self.config.topic_path(self.config.plans_topic),
+        plan_id, topic = attributes[attr.PLAN_ID], self.config.topic_path(self.config.plans_topic)
+        # Before the message leaves: its answer may come back before publish() returns.
+        self._sent.add(plan_id)
+        self._modes[plan_id] = plan.get("dry_run") is not False
+        self._answers.pop(plan_id, None)  # an answer to an earlier send is not this one's
+        self._waiting.pop(plan_id, None)
+        timeout = self.config.publish_timeout
+        future: Future[str] = self._publisher.publish(
+            topic,
             data,
             ordering_key=attributes[attr.CASE_NAME],
+            retry=Retry(predicate=if_exception_type(ServiceUnavailable), timeout=timeout),
+            timeout=timeout,
             **attributes,
         )
-        message_id: str = future.result(timeout=60)
-        self._sent.add(attributes[attr.PLAN_ID])
-        return message_id
+
+        def unpause(done: Future[str]) -> None:
+            # A failed publish pauses its ordering key; the next plan of the case may go.
+            if done.exception() is not None:
+                self._publisher.resume_publish(topic, attributes[attr.CASE_NAME])
+
+        future.add_done_callback(unpause)
+        return future
+
+    def publish(self, plan: Mapping[str, Any]) -> str:
+        """Publish one plan; returns the Pub/Sub message id."""
+        future = self.start_publish(plan)
+        return future.result(timeout=self.config.publish_timeout + 5)
 
     def wait(self, plan_id: str, timeout: float) -> dict[str, Any] | None:
         """The result for ``plan_id``, or None if none arrived within ``timeout`` seconds."""
         subscriber = self._ensure_subscription()
         deadline = time.monotonic() + timeout
         while True:
-            if plan_id in self._waiting:
-                return self._waiting.pop(plan_id)
+            result = self._waiting.pop(plan_id, None)
+            if result is not None:
+                return result
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -167,14 +251,59 @@ class FileopsClient:
             )
             for received in response.received_messages:
                 result = result_of(received.message.data)
-                # Only an answer to a plan we sent counts; anything else is dropped.
-                if result is not None and result["plan_id"] in self._sent:
+                # Only an answer to a plan we sent counts, and only to its latest send: a
+                # dry run's answer that comes late is not the answer to its apply.
+                if result is not None and self._answers_latest(result):
                     self._waiting[result["plan_id"]] = result
+                    self._answers[result["plan_id"]] = result
+
+    def _answers_latest(self, result: Mapping[str, Any]) -> bool:
+        plan_id = result["plan_id"]
+        if plan_id not in self._sent:
+            return False
+        dry_run = result.get("dry_run")
+        return not isinstance(dry_run, bool) or dry_run == self._modes.get(plan_id, dry_run)
+
+    def sent(self, plan_id: str) -> bool:
+        """Whether this client published ``plan_id``."""
+        return plan_id in self._sent
+
+    def answer(self, plan_id: str) -> dict[str, Any] | None:
+        """The result that answered ``plan_id``'s latest publish, if one came (whoever waited)."""
+        return self._answers.get(plan_id)
 
     def submit(self, plan: Mapping[str, Any], timeout: float = 60.0) -> dict[str, Any] | None:
         """Publish and wait; None when the daemon did not answer in time."""
         self.publish(plan)
         return self.wait(str(plan.get("plan_id", "")), timeout)
+
+
+_default: FileopsClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> FileopsClient:
+    """The client configured from FILEOPS_* variables that the tools share when given none.
+
+    Made on first use (a failure is raised, and retried on the next call) and closed at
+    interpreter exit, which deletes its results subscription.
+    """
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = FileopsClient(ClientConfig.from_env())
+            atexit.unregister(close_default_client)  # once, however often it was remade
+            atexit.register(close_default_client)
+        return _default
+
+
+def close_default_client() -> None:
+    """Close the shared client (if one was made); the next ``default_client()`` makes a new one."""
+    global _default
+    with _default_lock:
+        client, _default = _default, None
+    if client is not None:
+        client.close()
 
 
 def result_of(data: bytes) -> dict[str, Any] | None:
