@@ -1,21 +1,19 @@
-"""Tool functions for LLM agents, and a LangChain tool (extra ``agent``).
+"""The first tool functions for LLM agents, and the single LangChain tool (extra ``agent``).
 
-Whatever goes wrong comes back as data the model can act on: a result document with codes and
-messages per operation, or a short text saying what to fix. Never a stack trace.
+Kept as they were for the agents that use them; new agents take the four tools of
+``toolkit.file_ops_tools``. Whatever goes wrong comes back as data the model can act on: a
+result document with codes and messages per operation, ``pending``, or ``error`` with what to
+do. Never a stack trace.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
-from fileops_daemon.client.api import ClientConfig, FileopsClient
-from fileops_daemon.contract.errors import PlanError
-from fileops_daemon.contract.plan import load_schema, parse_plan
-from fileops_daemon.contract.results import now, refusal_result
-from fileops_daemon.core.simulate import confine_plan
+from fileops_daemon.client.answers import error_result, local_refusal, pending_result, summarize
+from fileops_daemon.client.api import FileopsClient, default_client
+from fileops_daemon.contract.plan import load_schema
 
 __all__ = [
     "TOOL_DESCRIPTION",
@@ -44,24 +42,6 @@ Rules:
 """
 
 
-@cache
-def default_client() -> FileopsClient:
-    """A client configured from FILEOPS_* variables, shared by the tool functions."""
-    return FileopsClient(ClientConfig.from_env())
-
-
-def _local_refusal(plan: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Refuse what is certainly wrong without a round trip (the daemon checks again)."""
-    try:
-        parsed = parse_plan(plan)
-    except PlanError as exc:
-        return refusal_result(plan, exc, now())
-    errors = confine_plan(parsed)[1]
-    if errors:
-        return refusal_result(plan, errors[0], now()) | {"errors": [e.to_dict() for e in errors]}
-    return None
-
-
 def submit_file_ops_plan(
     plan: dict[str, Any],
     *,
@@ -72,54 +52,22 @@ def submit_file_ops_plan(
 
     If no result arrives within ``timeout`` seconds, returns
     ``{"plan_id", "case_name", "status": "pending", "message"}``: the plan stays queued.
+    If the plan cannot be sent or its answer not read (configuration, credentials, a host that
+    does not answer, a missing topic), returns status ``error`` with ``message`` and
+    ``advice`` (see answers.error_result) instead of raising.
     """
-    refusal = _local_refusal(plan)
+    refusal = local_refusal(plan)
     if refusal is not None:
         return refusal
-    client = client or default_client()
-    result = client.submit(plan, timeout=timeout)
-    if result is None:
-        return {
-            "plan_id": plan.get("plan_id"),
-            "case_name": plan.get("case_name"),
-            "status": "pending",
-            "message": f"no result within {timeout:.0f} s; the plan is queued and will be "
-            "handled when the fileops daemon runs. Do not resend it with another plan_id.",
-        }
-    return result
-
-
-def summarize(result: Mapping[str, Any]) -> str:
-    """A few readable lines for the model: what happened, what to do next."""
-    status = result.get("status")
-    plan_id = result.get("plan_id")
-    if status == "pending":
-        return f"Plan {plan_id}: {result.get('message')}"
-    lines = [f"Plan {plan_id} on case {result.get('case_name')}: {status}."]
-    changes = result.get("changes") or []
-    for change in changes[:50]:
-        action = change["action"]
-        if "from" in change and action in ("move", "copy"):
-            lines.append(f"- {action} {change['from']} -> {change['to']}")
-        else:
-            lines.append(f"- {action} {change.get('path')}")
-    if len(changes) > 50:
-        lines.append(f"- ... and {len(changes) - 50} more")
-    for error in result.get("errors") or []:
-        where = f"operation {error['operation']}: " if "operation" in error else ""
-        lines.append(f"- {where}{error['code']}: {error['message']}")
-    if status == "planned":
-        lines.append(
-            "This was a dry run; nothing changed. If these changes are right, send the "
-            "same plan with dry_run false."
-        )
-    elif status == "rejected":
-        lines.append(
-            "Nothing was changed. Fix the operations above and send a new plan with a new plan_id."
-        )
-    elif status == "failed":
-        lines.append("The apply failed and was rolled back; nothing was changed.")
-    return "\n".join(lines)
+    sent = False
+    try:
+        client = client or default_client()
+        client.publish(plan)
+        sent = True
+        result = client.wait(str(plan.get("plan_id", "")), timeout)
+    except Exception as exc:  # a tool never raises: the model gets what went wrong
+        return error_result(plan, exc, sent=sent)
+    return result if result is not None else pending_result(plan, timeout)
 
 
 def apply_reorg_plan(
@@ -141,7 +89,11 @@ def apply_reorg_plan(
 
 
 def langchain_tool(client: FileopsClient | None = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
-    """A LangChain StructuredTool whose arguments are exactly a plan (needs ``[agent]``)."""
+    """A LangChain StructuredTool whose arguments are exactly a plan (needs ``[agent]``).
+
+    The first, single tool: its schema is plan.schema.json itself, which OpenAI strict mode
+    does not take. New agents use ``toolkit.file_ops_tools`` (preview, apply, status, undo).
+    """
     from langchain_core.tools import StructuredTool
 
     schema = {k: v for k, v in load_schema("plan").items() if k not in ("$id", "$schema")}
