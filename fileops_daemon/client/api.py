@@ -49,6 +49,8 @@ __all__ = ["ClientConfig", "FileopsClient", "close_default_client", "default_cli
 _EXPIRY_SECONDS = 24 * 3600
 #: Shortest retention Pub/Sub allows.
 _RETENTION_SECONDS = 600
+#: Answers kept for ``answer()``: results can be large, and an agent may live for months.
+_KEPT_ANSWERS = 256
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,15 @@ class FileopsClient:
                 # dry run's answer that comes late is not the answer to its apply.
                 if result is not None and self._answers_latest(result):
                     self._waiting[result["plan_id"]] = result
-                    self._answers[result["plan_id"]] = result
+                    self._keep_answer(result)
+
+    def _keep_answer(self, result: dict[str, Any]) -> None:
+        """Remember the answer for ``answer()``; the oldest go first beyond _KEPT_ANSWERS."""
+        self._answers.pop(result["plan_id"], None)
+        self._answers[result["plan_id"]] = result
+        while len(self._answers) > _KEPT_ANSWERS:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # raced by a thread
+                del self._answers[next(iter(self._answers))]
 
     def _answers_latest(self, result: Mapping[str, Any]) -> bool:
         plan_id = result["plan_id"]

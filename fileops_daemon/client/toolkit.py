@@ -4,8 +4,9 @@ Each is a ``StructuredTool`` with a sync ``func`` and an async ``coroutine``, an
 schema that OpenAI strict mode and Anthropic both take (client/toolargs.py), and
 ``content_and_artifact`` answers: the model reads a few lines, the graph gets the whole
 document as the ToolMessage's ``artifact``. Preview and apply are separate tools so that a
-human-in-the-loop interrupt can stop applies alone (e.g. ``interrupt_on={"apply_file_ops":
-True}``, or a graph node that interrupts before that tool).
+human-in-the-loop interrupt can stop applies alone (a wrapper of ``apply_file_ops`` that calls
+LangGraph's ``interrupt()`` first, as in tests/client/test_langgraph_agent.py, or an agent
+middleware that interrupts on that tool's name).
 """
 
 from __future__ import annotations
