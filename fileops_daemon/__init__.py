@@ -28,6 +28,8 @@ _EXPORTS = {
     "dry_run": "fileops_daemon.core",
     "simulate": "fileops_daemon.core",
     "ClientConfig": "fileops_daemon.client",
+    "FileOpsTools": "fileops_daemon.client",
+    "file_ops_tools": "fileops_daemon.client",
     "FileopsClient": "fileops_daemon.client",
     "apply_reorg_plan": "fileops_daemon.client",
     "langchain_tool": "fileops_daemon.client",
