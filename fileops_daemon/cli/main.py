@@ -111,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     status = command("status", "a plan's ledger record: state, owner, lease, progress, result")
     status.add_argument("plan_id")
 
+    mcp_help = "serve the agent tools over MCP (stdio; --http: streamable HTTP on loopback)"
+    mcp = commands.add_parser("mcp", help=mcp_help, description=mcp_help)
+    mcp.add_argument("--http", action="store_true", help="serve http://HOST:PORT/mcp, not stdio")
+    mcp.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
+    mcp.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+
     commands.add_parser(
         "run", help="the daemon: pull plans from Pub/Sub and apply them (config from FILEOPS_*)"
     )
@@ -269,6 +275,28 @@ def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
             progress.stop()
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    try:
+        import mcp  # noqa: F401  (an extra: the daemon does not need it)
+    except ImportError:
+        print("fileops: mcp needs the MCP SDK: pip install 'fileops-daemon[mcp]'", file=sys.stderr)
+        return EXIT_CONFIG
+    from fileops_daemon.client import mcp_server
+
+    server = mcp_server.build_server()
+    if not args.http:
+        import anyio
+
+        anyio.run(mcp_server.serve_stdio, server)
+        return EXIT_OK
+    try:
+        mcp_server.check_loopback(args.host)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    mcp_server.serve_http(server, args.host, args.port)
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command in ("run", "bootstrap"):
         from fileops_daemon.service.daemon import bootstrap_command, run_daemon
@@ -276,6 +304,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_daemon() if args.command == "run" else bootstrap_command()
     if args.command == "validate":
         return _validate(args)
+    if args.command == "mcp":
+        return _mcp(args)
     if args.command in ("submit", "watch", "status") or (
         args.command == "undo" and args.root is None
     ):

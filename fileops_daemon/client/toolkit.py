@@ -26,6 +26,7 @@ __all__ = [
     "STATUS_DESCRIPTION",
     "UNDO_DESCRIPTION",
     "file_ops_tools",
+    "model_answer",
 ]
 
 PREVIEW_DESCRIPTION = """\
@@ -73,7 +74,7 @@ def file_ops_tools(
 
     def answered(action: Callable[..., dict[str, Any]]) -> Callable[..., Answer]:
         def run(**arguments: Any) -> Answer:
-            return _answer(action(**arguments))
+            return model_answer(action(**arguments))
 
         return run
 
@@ -81,7 +82,7 @@ def file_ops_tools(
         action: Callable[..., Awaitable[dict[str, Any]]],
     ) -> Callable[..., Awaitable[Answer]]:
         async def run(**arguments: Any) -> Answer:
-            return _answer(await action(**arguments))
+            return model_answer(await action(**arguments))
 
         return run
 
@@ -109,7 +110,7 @@ def file_ops_tools(
     ]
 
 
-def _answer(result: dict[str, Any]) -> Answer:
+def model_answer(result: dict[str, Any]) -> Answer:
     """What the model reads, and the whole document for the graph."""
     plan_id = result.get("plan_id")
     undo = isinstance(plan_id, str) and is_undo_plan_id(plan_id)
