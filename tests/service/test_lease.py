@@ -122,9 +122,14 @@ class TestLosingTheLease:
     def test_a_takeover_met_at_a_sync_sets_lost_and_raises_then_every_step_raises(
         self, store: MemoryLedgerStore, clock: ManualClock
     ) -> None:
-        ledger = ledger_of(store, clock)
+        attempted: list[str] = []
+        ledger = ledger_of(
+            FaultyStore(store, before_write=lambda name, generation: attempted.append(name)),
+            clock,
+        )
         keeper = LeaseKeeper(ledger, claim(ledger), NEVER)
         theirs = take_over(store, clock)
+        attempted.clear()
         with pytest.raises(LeaseLostError), keeper:
             keeper.on_step(1, 3)  # nothing written yet: it cannot know
             with pytest.raises(LeaseLostError):
@@ -133,7 +138,9 @@ class TestLosingTheLease:
             with pytest.raises(LeaseLostError):
                 keeper.journal_synced({"done": [[0, 1]]})
             keeper.on_step(2, 3)
-        assert ledger.read("p-1") == theirs  # not released: it is theirs
+        assert ledger.read("p-1") == theirs
+        # One write found the lease lost; nothing was tried after, not even a release.
+        assert attempted == ["plans/p-1.json"]
 
     def test_a_takeover_met_by_the_thread_stops_the_next_step(
         self, store: MemoryLedgerStore, clock: ManualClock

@@ -207,6 +207,17 @@ class TestTakeover:
         assert not outcome.takeover and outcome.previous_owner == "worker-a"
         assert (outcome.record.attempts, outcome.record.takeovers) == (2, 0)
 
+    def test_its_own_lease_run_out_unreleased_counts_as_a_takeover(
+        self, a: Ledger, clock: ManualClock
+    ) -> None:
+        # Only a release says the daemon let go of it on purpose; a lease that ran out means
+        # the apply that held it stalled or died.
+        claimed(a)
+        clock.advance(LEASE + 1)
+        outcome = a.claim("p-1", "d-1", CASE)
+        assert isinstance(outcome, Claimed) and outcome.takeover
+        assert (outcome.record.attempts, outcome.record.takeovers) == (2, 1)
+
     def test_a_released_lease_is_taken_over_by_another_daemon_at_once(
         self, a: Ledger, b: Ledger
     ) -> None:
