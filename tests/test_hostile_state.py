@@ -24,6 +24,7 @@ from fileops_daemon.service.config import Config
 from fileops_daemon.service.delivery import Delivery
 from fileops_daemon.service.handler import PlanHandler, Verdict, placeholder_plan_id
 from fileops_daemon.service.ledger import Ledger
+from fileops_daemon.service.ledger_store import GcsLedgerStore
 from fileops_daemon.service.outputs import AuditLog
 from tests.daemon_support import Stack
 from tests.support import CASE, error_codes, snapshot
@@ -159,7 +160,8 @@ class Daemons:
         def clock() -> float:
             return time.time() + self.clock_offset.get(name, 0.0)
 
-        ledger = Ledger(self.bucket, config.worker_id, 30, CloudRetry(3, 0.05, 0.2), clock=clock)
+        store = GcsLedgerStore(self.bucket, CloudRetry(3, 0.05, 0.2))
+        ledger = Ledger(store, config.worker_id, 30, clock=clock)
         audit = AuditLog(self.bucket, CloudRetry(3, 0.05, 0.2))
         return PlanHandler(config, ledger, MemoryResults(), audit)  # type: ignore[arg-type]
 

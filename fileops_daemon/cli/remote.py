@@ -83,12 +83,14 @@ def submit_command(args: argparse.Namespace) -> int:
 def _ledger() -> Any:
     from fileops_daemon.service.cloud import CloudRetry, storage_client
     from fileops_daemon.service.ledger import Ledger
+    from fileops_daemon.service.ledger_store import GcsLedgerStore
 
     project = project_from_env(os.environ)
     bucket = os.environ.get("FILEOPS_STATE_BUCKET")
     if not bucket:
         raise ConfigError("FILEOPS_STATE_BUCKET is required")
-    return Ledger(storage_client(project).bucket(bucket), "fileops-cli", 0, CloudRetry(3))
+    store = GcsLedgerStore(storage_client(project).bucket(bucket), CloudRetry(3))
+    return Ledger(store, "fileops-cli", 0)
 
 
 def status_command(args: argparse.Namespace) -> int:

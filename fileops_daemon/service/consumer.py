@@ -16,12 +16,11 @@ from typing import Any
 
 import structlog
 from google.cloud import pubsub_v1
-from google.cloud.pubsub_v1.subscriber.message import Message
 from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.service.config import Config
-from fileops_daemon.service.delivery import Delivery
+from fileops_daemon.service.delivery import Delivery, ReceivedMessage
 from fileops_daemon.service.handler import (
     MAKE_WAY_SECONDS,
     Disposition,
@@ -48,7 +47,7 @@ MAX_HOLD_SECONDS = 3600.0
 class _Held:
     """A message held unsettled, and how it is woken."""
 
-    message: Message
+    message: ReceivedMessage
     since: float
     case: str = ""
     timer: threading.Timer | None = None
@@ -56,7 +55,7 @@ class _Held:
     nack_logged: bool = False  # a delayed nack: already logged and counted
 
 
-def delivery_of(message: Message) -> Delivery:
+def delivery_of(message: ReceivedMessage) -> Delivery:
     return Delivery(
         data=bytes(message.data),
         attributes=dict(message.attributes),
@@ -169,10 +168,10 @@ class Consumer:
 
     # -- one message ------------------------------------------------------------------------------
 
-    def _on_message(self, message: Message) -> None:
+    def _on_message(self, message: ReceivedMessage) -> None:
         self._handle(message, time.monotonic())
 
-    def _handle(self, message: Message, since: float) -> None:
+    def _handle(self, message: ReceivedMessage, since: float) -> None:
         disposition = Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
         with self._lock:
             self._in_flight += 1
@@ -193,7 +192,7 @@ class Consumer:
                 self._in_flight -= 1
             self.metrics.in_flight.dec()
 
-    def _settle(self, message: Message, disposition: Disposition, since: float) -> None:
+    def _settle(self, message: ReceivedMessage, disposition: Disposition, since: float) -> None:
         """The only place a message is settled: ack when answered, nack (with its reason)
         when not decided, or hold it until its case is free."""
         if disposition.verdict is Verdict.ACK:
@@ -208,7 +207,7 @@ class Consumer:
                 stopping = self._stopping
             self._nack(message, Reason.SHUTTING_DOWN if stopping else Reason.WAITED_TOO_LONG)
 
-    def _nack(self, message: Message, reason: Reason, after: float = 0.0) -> None:
+    def _nack(self, message: ReceivedMessage, reason: Reason, after: float = 0.0) -> None:
         log.info(
             "plan.nacked",
             reason=reason.value,
@@ -233,7 +232,7 @@ class Consumer:
         self.metrics.waiting.inc()
         item.timer.start()
 
-    def _hold(self, message: Message, disposition: Disposition, since: float) -> bool:
+    def _hold(self, message: ReceivedMessage, disposition: Disposition, since: float) -> bool:
         """Keep ``message`` unsettled until it is woken; False if it may not be held."""
         with self._lock:
             if (

@@ -1,12 +1,40 @@
-"""One received plan message, as the handler sees it."""
+"""One received plan message: what the consumer uses of it, and what the handler sees."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Delivery"]
+__all__ = ["Delivery", "ReceivedMessage"]
+
+
+class ReceivedMessage(Protocol):
+    """A pulled message as the consumer uses it: read, then settled once. The Pub/Sub client's
+    ``Message`` is one; unit tests settle their own."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def attributes(self) -> Mapping[str, str]: ...
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def delivery_attempt(self) -> int | None: ...
+
+    @property
+    def publish_time(self) -> datetime | None: ...
+
+    @property
+    def ordering_key(self) -> str | None: ...
+
+    def ack(self) -> None: ...
+
+    def nack(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from fileops_daemon.service.ledger import (
     Record,
 )
 from fileops_daemon.service.metrics import Metrics
-from fileops_daemon.service.outputs import AuditLog, ResultPublisher
+from fileops_daemon.service.outputs import AuditSink, ResultSink
 from fileops_daemon.service.sequencer import CaseSequencer, Waiting, WaitReason
 
 __all__ = ["Disposition", "PlanHandler", "Reason", "Verdict"]
@@ -126,8 +126,8 @@ class PlanHandler:
         self,
         config: Config,
         ledger: Ledger,
-        results: ResultPublisher,
-        audit: AuditLog,
+        results: ResultSink,
+        audit: AuditSink,
         metrics: Metrics | None = None,
     ) -> None:
         self.config = config

@@ -1,4 +1,4 @@
-"""The idempotency ledger: one GCS object per plan_id, changed only with a generation match.
+"""The idempotency ledger: one object per plan_id, changed only with a generation match.
 
 ``plans/<plan_id>.json`` in the state bucket holds the plan's digest, its owner and lease, its
 progress and, once finished, its result. Creating it with ``ifGenerationMatch=0`` is the claim;
@@ -10,11 +10,15 @@ that takes over an expired lease can resume from the last checkpoint.
 a plan takes it before its claim, and it passes to the next plan only once that plan's record
 is done (or the plan was abandoned for ``abandon_seconds``), so two daemons never interleave
 one case's plans, whatever ordering key the publisher used.
+
+The objects live in a LedgerStore (``ledger_store``): the state bucket in the daemon, memory in
+unit tests.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import json
 import time
@@ -23,10 +27,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from google.api_core.exceptions import NotFound, PreconditionFailed
-from google.cloud import storage
-
-from fileops_daemon.service.cloud import CloudRetry
+from fileops_daemon.service.ledger_store import (
+    GenerationMismatchError,
+    LedgerStore,
+    Stored,
+    UnstableObjectError,
+)
 from fileops_daemon.service.sequencer import BLOCK_SECONDS
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "Ledger",
     "LedgerCorruptError",
     "Record",
+    "RecordState",
 ]
 
 
@@ -51,12 +58,19 @@ class LedgerCorruptError(RuntimeError):
     """A ledger object that is not a ledger record; needs an operator."""
 
 
+class RecordState(enum.StrEnum):
+    """A record's ``state``, stored as its value."""
+
+    CLAIMED = "claimed"  # a daemon holds (or held) the lease; the plan is not finished
+    DONE = "done"  # finished: ``result`` is its answer
+
+
 @dataclass(frozen=True)
 class Record:
     plan_id: str
     digest: str
     case_name: str
-    state: str  # claimed | done
+    state: RecordState
     owner: str
     token: str  # unique per write by a claimant: recognises our own write after a lost reply
     lease_expires_at: float
@@ -66,7 +80,7 @@ class Record:
     result: dict[str, Any] | None = None
     undo: dict[str, Any] | None = None  # the inverse plan of an applied plan
     updated_at: float = 0.0
-    generation: int = 0  # of the GCS object this was read from or written as; not stored
+    generation: int = 0  # of the stored object this was read from or written as; not stored
 
     def to_json(self) -> bytes:
         document = asdict(self)
@@ -77,8 +91,9 @@ class Record:
     def from_json(cls, data: bytes, generation: int) -> Record:
         try:
             document = json.loads(data)
+            document["state"] = RecordState(document["state"])
             return cls(**document, generation=generation)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             raise LedgerCorruptError(f"ledger record is not valid: {exc}") from exc
 
 
@@ -129,17 +144,15 @@ class CaseHeld:
 class Ledger:
     def __init__(
         self,
-        bucket: storage.Bucket,
+        store: LedgerStore,
         worker_id: str,
         lease_seconds: float,
-        retry: CloudRetry,
         clock: Callable[[], float] = time.time,
         abandon_seconds: float = BLOCK_SECONDS,
     ) -> None:
-        self.bucket = bucket
+        self.store = store
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
-        self.retry = retry
         self.clock = clock
         #: How long an unfinished plan keeps its case without being seen: as long as a nacked
         #: plan blocks its case in a daemon (it may come back after Pub/Sub's maximum backoff).
@@ -160,40 +173,31 @@ class Ledger:
         found = self._read_object(self.record_name(plan_id))
         return None if found is None else Record.from_json(*found)
 
-    def _read_object(self, name: str) -> tuple[bytes, int] | None:
+    def _read_object(self, name: str) -> Stored | None:
         """An object's bytes and the generation they belong to, or None if it is missing."""
-        for _ in range(5):
-            blob = self.retry.call(self.bucket.get_blob, name, retry=None)
-            if blob is None:
-                return None
-            try:
-                data: bytes = self.retry.call(
-                    blob.download_as_bytes, if_generation_match=blob.generation, retry=None
-                )
-            except (PreconditionFailed, NotFound):
-                continue  # rewritten between the two calls: read again
-            return data, int(blob.generation)
-        raise LeaseLostError(f"ledger object {name} keeps changing")
+        try:
+            return self.store.read(name)
+        except UnstableObjectError as exc:
+            raise LeaseLostError(str(exc)) from exc
 
     def _write(self, record: Record, if_generation_match: int) -> Record:
-        """Write ``record`` if the object is still at ``if_generation_match``; 412 propagates."""
+        """Write ``record`` if the object is still at ``if_generation_match``;
+        GenerationMismatchError propagates."""
         record = replace(record, updated_at=self.clock())
-        blob = self.bucket.blob(self.record_name(record.plan_id))
         try:
-            self.retry.call(
-                blob.upload_from_string,
+            generation = self.store.write(
+                self.record_name(record.plan_id),
                 record.to_json(),
                 content_type="application/json",
                 if_generation_match=if_generation_match,
-                retry=None,
             )
-        except PreconditionFailed:
+        except GenerationMismatchError:
             # A retried upload may have landed the first time: then the object holds our token.
             current = self.read(record.plan_id)
             if current is not None and current.token == record.token:
                 return current
             raise
-        return replace(record, generation=int(blob.generation))
+        return replace(record, generation=generation)
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -206,7 +210,7 @@ class Ledger:
             plan_id=plan_id,
             digest=digest,
             case_name=case_name,
-            state="claimed",
+            state=RecordState.CLAIMED,
             owner=self.worker_id,
             token=uuid.uuid4().hex,
             lease_expires_at=self.clock() + self.lease_seconds,
@@ -216,14 +220,14 @@ class Ledger:
             if current is None:
                 try:
                     return Claimed(self._write(fresh, if_generation_match=0))
-                except PreconditionFailed:
+                except GenerationMismatchError:
                     pass
                 current = self.read(plan_id)
                 if current is None:
                     continue  # deleted meanwhile: try creating again
             if current.digest != digest:
                 return Conflict(current)
-            if current.state == "done":
+            if current.state is RecordState.DONE:
                 return Completed(current)
             if current.lease_expires_at > self.clock():
                 return Held(current)
@@ -240,7 +244,7 @@ class Ledger:
             try:
                 written = self._write(taken, current.generation)
                 return Claimed(written, takeover=not own, previous_owner=current.owner)
-            except PreconditionFailed:
+            except GenerationMismatchError:
                 current = self.read(plan_id)  # someone else took it first; look again
         current = self.read(plan_id)
         assert current is not None
@@ -256,14 +260,14 @@ class Ledger:
         )
         try:
             return self._write(renewed, record.generation)
-        except PreconditionFailed as exc:
+        except GenerationMismatchError as exc:
             raise LeaseLostError(f"plan {record.plan_id} was taken over by another daemon") from exc
 
     def release(self, record: Record) -> None:
         """End our lease now (the plan stays claimed, so the next daemon takes it over at
         once); quietly nothing if someone already has."""
         released = replace(record, token=uuid.uuid4().hex, lease_expires_at=0.0)
-        with contextlib.suppress(PreconditionFailed):
+        with contextlib.suppress(GenerationMismatchError):
             self._write(released, record.generation)
 
     def complete(
@@ -271,7 +275,7 @@ class Ledger:
     ) -> Record:
         done = replace(
             record,
-            state="done",
+            state=RecordState.DONE,
             result=result,
             undo=undo,
             token=uuid.uuid4().hex,
@@ -279,7 +283,7 @@ class Ledger:
         )
         try:
             return self._write(done, record.generation)
-        except PreconditionFailed as exc:
+        except GenerationMismatchError as exc:
             raise LeaseLostError(f"plan {record.plan_id} was taken over by another daemon") from exc
 
     # -- the case lease ---------------------------------------------------------------------------
@@ -294,7 +298,7 @@ class Ledger:
 
         ``case_name`` is the normalised (NFC) name, so spellings of one case share a lease.
         """
-        blob = self.bucket.blob(self.case_lease_name(case_name))
+        name = self.case_lease_name(case_name)
         for _ in range(5):
             current, generation = self._read_case(case_name)
             taken_from = None
@@ -303,7 +307,7 @@ class Ledger:
                 holder = self.read(holder_id)
                 now = self.clock()
                 seen = max(float(current.get("at", 0.0)), holder.updated_at if holder else 0.0)
-                if holder is not None and holder.state != "done":
+                if holder is not None and holder.state is not RecordState.DONE:
                     if holder.lease_expires_at > now:
                         return CaseHeld(case_name, holder_id, holder.owner, "applying")
                     if now - seen <= self.abandon_seconds:
@@ -322,14 +326,13 @@ class Ledger:
                 "at": self.clock(),
             }
             try:
-                self.retry.call(
-                    blob.upload_from_string,
+                self.store.write(
+                    name,
                     json.dumps(document, ensure_ascii=False).encode("utf-8", "surrogatepass"),
                     content_type="application/json",
                     if_generation_match=generation,
-                    retry=None,
                 )
-            except PreconditionFailed:
+            except GenerationMismatchError:
                 continue  # another plan took it, or a retried upload of ours landed: look again
             return CaseLease(case_name, plan_id, taken_from)
         current, _ = self._read_case(case_name)
@@ -355,15 +358,13 @@ class Ledger:
     # -- the journal header, for a takeover on another machine ----------------------------------
 
     def save_journal(self, plan_id: str, header: bytes) -> None:
-        blob = self.bucket.blob(self.journal_name(plan_id))
-        self.retry.call(
-            blob.upload_from_string, header, content_type="application/jsonl", retry=None
+        self.store.write(
+            self.journal_name(plan_id),
+            header,
+            content_type="application/jsonl",
+            if_generation_match=None,
         )
 
     def load_journal(self, plan_id: str) -> bytes | None:
-        blob = self.bucket.blob(self.journal_name(plan_id))
-        try:
-            data: bytes = self.retry.call(blob.download_as_bytes, retry=None)
-        except NotFound:
-            return None
-        return data
+        found = self._read_object(self.journal_name(plan_id))
+        return None if found is None else found.data

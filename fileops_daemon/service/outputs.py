@@ -7,7 +7,7 @@ import contextlib
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from google.api_core.exceptions import PreconditionFailed
 from google.cloud import pubsub_v1, storage
@@ -17,12 +17,30 @@ from fileops_daemon.contract.results import encode_result
 from fileops_daemon.service.cloud import CloudRetry
 from fileops_daemon.service.delivery import Delivery
 
-__all__ = ["AuditLog", "ResultPublisher"]
+__all__ = ["AuditLog", "AuditSink", "ResultPublisher", "ResultSink"]
 
 #: How much of an undecodable message the audit record keeps, for forensics.
 _RAW_KEEP_BYTES = 64 << 10
 #: What may appear in an audit object name: plan.schema.json's plan_id pattern.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
+
+
+class ResultSink(Protocol):
+    """Where the handler sends each answer (ResultPublisher in the daemon)."""
+
+    def publish(
+        self, result: dict[str, Any], extra: dict[str, str] | None = None, data: bytes = b""
+    ) -> str: ...
+
+
+class AuditSink(Protocol):
+    """Where the handler keeps the record of each answer (AuditLog in the daemon)."""
+
+    def location(self, result: dict[str, Any], delivery: Delivery) -> str: ...
+
+    def write(
+        self, result: dict[str, Any], delivery: Delivery, full: dict[str, Any] | None = None
+    ) -> str: ...
 
 
 class ResultPublisher:

@@ -9,6 +9,7 @@ from fileops_daemon.service.config import Config
 from fileops_daemon.service.consumer import Consumer
 from fileops_daemon.service.handler import PlanHandler
 from fileops_daemon.service.ledger import Ledger
+from fileops_daemon.service.ledger_store import GcsLedgerStore
 from fileops_daemon.service.metrics import Metrics
 from fileops_daemon.service.outputs import AuditLog, ResultPublisher
 
@@ -19,7 +20,9 @@ def build_consumer(config: Config, metrics: Metrics) -> Consumer:
     retry = CloudRetry(config.retry_attempts, config.retry_initial_wait, config.retry_max_wait)
     storage = storage_client(config.project)
     ledger = Ledger(
-        storage.bucket(config.state_bucket), config.worker_id, config.lease_seconds, retry
+        GcsLedgerStore(storage.bucket(config.state_bucket), retry),
+        config.worker_id,
+        config.lease_seconds,
     )
     results = ResultPublisher(
         pubsub_v1.PublisherClient(), config.topic_path(config.results_topic), retry
