@@ -1,7 +1,8 @@
 """The plan model: parse a plan document, validate it against the schema and the limits.
 
 The schema file in ``schemas/`` is the single source of truth for the document's shape;
-this module adds what a schema cannot say (byte limits, base64 content) and a digest.
+this module adds what a schema cannot say (byte limits, base64 content); the digest that
+stands for the plan's identity is in ``identity``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
+from fileops_daemon.contract.identity import legacy_plan_digest, plan_digest
 from fileops_daemon.contract.limits import Limits
 
 __all__ = [
@@ -123,13 +125,16 @@ class Plan:
     undo_of: str | None = None
     document: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-
-def plan_digest(document: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON without ``dry_run``: a dry run and its apply share it."""
-    content = {key: value for key, value in document.items() if key != "dry_run"}
-    # ensure_ascii: a canonical form for every JSON string, lone surrogates included.
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    def matches_digest(self, recorded: object) -> bool:
+        """Whether a digest recorded for this plan_id (ledger, journal, stored result) is
+        this plan's: in the current form, or in the form earlier versions recorded."""
+        if recorded == self.digest:
+            return True
+        return (
+            isinstance(recorded, str)
+            and bool(self.document)
+            and (recorded == legacy_plan_digest(self.document))
+        )
 
 
 #: Nesting a plan needs is 4 (plan, operations, an operation, its expect); a deeper document
