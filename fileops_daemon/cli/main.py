@@ -6,17 +6,18 @@ Signal handling and exit codes live here; the core only returns result documents
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import signal
 import sys
 from typing import Any
 
 from fileops_daemon import __version__
 from fileops_daemon.contract.errors import DESCRIPTIONS, ErrorCode, PlanError
 from fileops_daemon.contract.exitcodes import (
-    EXIT_BY_STATUS,
     EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_OK,
@@ -146,23 +147,19 @@ def _read(source: str) -> bytes:
         return handle.read()
 
 
-def _emit(result: dict[str, Any], as_json: bool) -> int:
-    from fileops_daemon.client.render import summary_line
+def _emit(result: dict[str, Any], as_json: bool, *, undo_hint: str | None = None) -> int:
+    from fileops_daemon.cli.output import emit_result
 
-    if as_json:
-        # One compact line: with indent, json falls back to its pure-Python encoder, which
-        # takes ~0.3 s on a 10,000-operation result (pipe through jq to read it).
-        sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
-    else:
-        from rich.console import Console
+    return emit_result(result, as_json, undo_hint=undo_hint)
 
-        from fileops_daemon.client.render import print_result
 
-        print_result(result, Console(highlight=False))
-    code = EXIT_BY_STATUS[result["status"]]
-    if code != EXIT_OK:
-        print(f"fileops: {summary_line(result)}", file=sys.stderr)
-    return code
+def _local_undo_hint(plan_id: str, args: argparse.Namespace) -> str:
+    from fileops_daemon.cli.output import undo_command_line
+
+    local = ["--root", args.root]
+    if args.state_dir:
+        local += ["--state-dir", args.state_dir]
+    return undo_command_line(plan_id, *local)
 
 
 def _parse(raw: bytes) -> tuple[Any, dict[str, Any] | None]:
@@ -198,8 +195,11 @@ def _validate(args: argparse.Namespace) -> int:
     elif not errors:
         print(f"valid: plan {report['plan_id']!r}, {report['operations']} operation(s)")
     if errors:
-        first = errors[0]
-        print(f"fileops: invalid: {first['code']}: {first['message']}", file=sys.stderr)
+        from fileops_daemon.client.render import error_text
+
+        for error in errors:  # one line each, with the path it is about
+            where = f"operation {error['operation']}: " if "operation" in error else ""
+            print(f"fileops: invalid: {where}{error_text(error)}", file=sys.stderr)
         return EXIT_REJECTED
     return EXIT_OK
 
@@ -222,10 +222,11 @@ def _progress_callback() -> Any:
     """A progress bar on an interactive stderr, nothing otherwise."""
     if not sys.stderr.isatty():
         return None, None
-    from rich.console import Console
     from rich.progress import Progress
 
-    progress = Progress(console=Console(stderr=True), transient=True)
+    from fileops_daemon.cli.output import console
+
+    progress = Progress(console=console(stderr=True), transient=True)
     task = progress.add_task("applying", total=None)
 
     def update(done: int, total: int) -> None:
@@ -299,7 +300,9 @@ def _run(args: argparse.Namespace) -> int:
 
         plan = dataclasses.replace(plan, dry_run=True)
         return _emit(dry_run(plan, args.root, limits=Limits.from_env()), args.json)
-    return _emit(_apply_document(plan, args), args.json)
+    return _emit(
+        _apply_document(plan, args), args.json, undo_hint=_local_undo_hint(plan.plan_id, args)
+    )
 
 
 def _undo(args: argparse.Namespace) -> int:
@@ -332,6 +335,20 @@ def _undo(args: argparse.Namespace) -> int:
     return _emit(_apply_document(plan, args), args.json)
 
 
+#: The status a shell reports for a process ended by SIGPIPE (128 + 13), as for ``git log |
+#: head`` or ``cat big | head``: the reader went away, which is no error of ours.
+EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout is gone (``fileops ... | head``): stop quietly. stdout is pointed
+    at /dev/null so the interpreter's final flush cannot fail again and print a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_CLOSED_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from fileops_daemon.logs import configure_logging
@@ -341,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     from fileops_daemon.contract.envvars import ConfigError
 
     try:
-        return _run(args)
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
     except ConfigError as exc:
         print(f"fileops: configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -354,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fileops: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
     except Exception as exc:  # one line, never a traceback; -v shows the details
         if args.verbose:
             raise

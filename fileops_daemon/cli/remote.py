@@ -13,16 +13,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
+from fileops_daemon.cli.output import console, emit_result, undo_command_line
 from fileops_daemon.client.api import ClientConfig, FileopsClient, result_of
-from fileops_daemon.client.render import change_count, print_result, printable, safe, summary_line
+from fileops_daemon.client.render import change_count, printable, safe, summary_line
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.envvars import ConfigError, project_from_env
 from fileops_daemon.contract.exitcodes import (
-    EXIT_BY_STATUS,
-    EXIT_FAILED,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_TIMEOUT,
@@ -37,14 +35,10 @@ def _fail(message: str, code: int) -> int:
 
 
 def _show(result: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
-    else:
-        print_result(result, Console(highlight=False))
-    code = EXIT_BY_STATUS.get(result["status"], EXIT_FAILED)
-    if code != EXIT_OK:
-        print(f"fileops: {summary_line(result)}", file=sys.stderr)
-    return code
+    hint = None
+    if result.get("status") == "applied" and isinstance(result.get("plan_id"), str):
+        hint = undo_command_line(result["plan_id"])
+    return emit_result(result, as_json, undo_hint=hint)
 
 
 def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
@@ -101,8 +95,8 @@ def status_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document, ensure_ascii=False, indent=2))
         return EXIT_OK
-    console = Console(highlight=False)
-    console.print(
+    view = console()
+    view.print(
         f"[bold]{safe(record.plan_id)}[/] on case {safe(record.case_name)}: "
         f"[bold]{safe(record.state)}[/], owner {safe(record.owner)}, "
         f"attempts {record.attempts}, takeovers {record.takeovers}"
@@ -110,9 +104,9 @@ def status_command(args: argparse.Namespace) -> int:
     if record.state == "claimed":
         left = record.lease_expires_at - time.time()
         if record.lease_expires_at == 0:
-            console.print("lease released (handed over on shutdown): the next daemon resumes it")
+            view.print("lease released (handed over on shutdown): the next daemon resumes it")
         else:
-            console.print(f"lease {'expires in' if left > 0 else 'expired'} {abs(left):.0f} s")
+            view.print(f"lease {'expires in' if left > 0 else 'expired'} {abs(left):.0f} s")
         done = int(record.progress.get("steps_done", record.progress.get("done", 0)))
         total = int(record.progress.get("steps_total", 0))
         if total:
@@ -122,13 +116,13 @@ def status_command(args: argparse.Namespace) -> int:
                 TextColumn("applying"),
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total} steps"),
-                console=console,
+                console=view,
                 auto_refresh=False,
             ) as bar:
                 bar.add_task("apply", total=total, completed=done)
                 bar.refresh()
     if record.result is not None:
-        console.print(escape(summary_line(record.result)))
+        view.print(escape(summary_line(record.result)))
     return EXIT_OK
 
 
@@ -188,6 +182,7 @@ def watch_command(args: argparse.Namespace) -> int:
         )
     seen = 0
     enough = threading.Event()
+    reader_gone = threading.Event()
     lock = threading.Lock()
 
     def on_result(message: Any) -> None:
@@ -201,9 +196,15 @@ def watch_command(args: argparse.Namespace) -> int:
         with lock:
             if enough.is_set():
                 return
-            print(
-                json.dumps(result, ensure_ascii=False) if args.json else _line(result), flush=True
-            )
+            try:
+                print(
+                    json.dumps(result, ensure_ascii=False) if args.json else _line(result),
+                    flush=True,
+                )
+            except BrokenPipeError:  # the reader is gone (| head): stop, main says so
+                reader_gone.set()
+                enough.set()
+                return
             seen += 1
             if args.count and seen >= args.count:
                 enough.set()
@@ -228,4 +229,6 @@ def watch_command(args: argparse.Namespace) -> int:
             with contextlib.suppress(NotFound):
                 subscriber.delete_subscription(subscription=path)
         subscriber.close()
+    if reader_gone.is_set():
+        raise BrokenPipeError
     return EXIT_OK
