@@ -322,6 +322,40 @@ class TestConflictMessage:
         assert "reason and requested_by do not count" in describe_difference(SEED, "garbage")
 
 
+class TestDidYouMean:
+    @pytest.mark.parametrize(
+        ("change", "hint"),
+        [
+            ({"reasn": "x"}, "(did you mean 'reason' for 'reasn'?)"),
+            (
+                {"operations": [{"type": "move", "form": f"{CASE}/a", "to": f"{CASE}/b"}]},
+                "(did you mean 'from' for 'form'?)",
+            ),
+            (
+                {"operations": [{"type": "move", "from": "a", "to": "b", "overwrit": True}]},
+                "(did you mean 'overwrite' for 'overwrit'?)",
+            ),
+            (
+                {"operations": [{"type": "delete", "path": "a", "expect": {"sise": 1}}]},
+                "(did you mean 'size' for 'sise'?)",
+            ),
+            ({"operations": [{"type": "mkdr", "path": "a"}]}, "(did you mean 'mkdir' for 'mkdr'?)"),
+        ],
+        ids=["plan-field", "operation-field", "field-of-a-type", "expect-field", "type"],
+    )
+    def test_a_misspelt_name_gets_a_suggestion_and_keeps_its_code(
+        self, change: dict[str, object], hint: str
+    ) -> None:
+        error = refusal({**SEED, **change})
+        assert error.code is ErrorCode.SCHEMA_VIOLATION
+        assert error.message.endswith(hint), error.message
+
+    def test_a_name_like_no_other_gets_no_suggestion(self) -> None:
+        error = refusal({**SEED, "zzzz": 1})
+        assert error.code is ErrorCode.SCHEMA_VIOLATION
+        assert "did you mean" not in error.message
+
+
 class TestErrorCodes:
     def test_result_schema_lists_exactly_the_codes_the_code_uses(self) -> None:
         listed = load_schema("result")["$defs"]["code"]["enum"]

@@ -298,11 +298,54 @@ def _check_schema(document: dict[str, Any]) -> None:
         raise PlanError(ErrorCode.SCHEMA_VIOLATION, "plan does not match plan.schema.json")
     path = list(error.absolute_path)
     index = path[1] if len(path) > 1 and path[0] == "operations" else None
+    hint = _did_you_mean(document, error)
     raise PlanError(
         ErrorCode.SCHEMA_VIOLATION,
-        shorten(f"{_where(error)}: {error.message}", _SCHEMA_MESSAGE_CHARS),
+        shorten(f"{_where(error)}: {error.message}", _SCHEMA_MESSAGE_CHARS - len(hint)) + hint,
         operation=index if isinstance(index, int) else None,
     )
+
+
+def _known_fields(document: dict[str, Any], path: list[Any]) -> tuple[Any, list[str]]:
+    """The object at ``path`` and the field names the schema allows there (none if unknown)."""
+    schema = load_schema("plan")
+    target: Any = document
+    for part in path:
+        target = target[part]
+    if not isinstance(target, dict):
+        return target, []
+    if not path:
+        return target, list(schema["properties"])
+    if len(path) == 2 and path[0] == "operations":
+        operation = schema["$defs"]["operation"]
+        for rule in operation["allOf"]:  # a type allows only some of the fields
+            if rule["if"]["properties"]["type"]["const"] == target.get("type"):
+                return target, list(rule["then"]["propertyNames"]["enum"])
+        return target, list(operation["properties"])
+    if len(path) == 3 and path[2] == "expect":
+        return target, list(schema["$defs"]["expect"]["properties"])
+    return target, []
+
+
+def _did_you_mean(document: dict[str, Any], error: Any) -> str:
+    """`` (did you mean 'from'?)`` when the refusal is about a name close to an allowed one:
+    a misspelt field (``form``) or operation type (``mkdr``). Only the text changes."""
+    import difflib
+
+    if error.validator == "enum" and isinstance(error.instance, str):
+        typed, allowed = error.instance, [str(value) for value in error.validator_value]
+    elif error.validator in ("additionalProperties", "required"):
+        target, allowed = _known_fields(document, list(error.absolute_path))
+        unknown = [key for key in target if key not in allowed] if allowed else []
+        if not unknown:
+            return ""
+        typed = unknown[0]
+    else:
+        return ""
+    close = difflib.get_close_matches(typed, allowed, n=1, cutoff=0.6)
+    if not close or close[0] == typed:
+        return ""
+    return f" (did you mean {close[0]!r} for {shorten(typed, 60)!r}?)"
 
 
 def _content(item: Mapping[str, Any], index: int, limits: Limits) -> bytes:
