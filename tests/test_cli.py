@@ -168,10 +168,24 @@ class TestApplyAndUndo:
         run = fileops("apply", str(path), "--root", str(world.root), "--state-dir", state)
         assert run.returncode == 0, run.stderr
         assert (world.case / "Medical Records" / "file1.pdf").exists()
-        undo = fileops("undo", "p-1", "--root", str(world.root), "--state-dir", state, "--json")
+        applied = snapshot(world.root, skip_work_dirs=True)
+        local = ("--root", str(world.root), "--state-dir", state)
+        preview = fileops("undo", "p-1", *local, "--json")
+        assert preview.returncode == 0, preview.stderr
+        assert json.loads(preview.stdout)["status"] == "planned"
+        assert snapshot(world.root, skip_work_dirs=True) == applied, "a preview changed the tree"
+        undo = fileops("undo", "p-1", *local, "--apply", "--json")
         assert undo.returncode == 0, undo.stderr
         assert json.loads(undo.stdout)["plan_id"] == "p-1.undo"
         assert snapshot(world.root, skip_work_dirs=True) == before
+        redo = fileops("undo", "p-1.undo", *local, "--apply")
+        assert redo.returncode == 0, redo.stderr
+        assert f"undo with: fileops undo p-1.undo.undo --root {world.root}" in redo.stdout
+        assert snapshot(world.root, skip_work_dirs=True) == applied, "the undo was not undone"
+
+    def test_undo_takes_apply_or_dry_run_not_both(self, world: World, tmp_path: Path) -> None:
+        run = fileops("undo", "p-1", "--root", str(world.root), "--apply", "--dry-run")
+        assert run.returncode == 2 and "not allowed with" in run.stderr
 
     def test_an_apply_ends_with_the_counts_and_how_to_undo_it(
         self, world: World, tmp_path: Path

@@ -85,14 +85,15 @@ def _parser() -> argparse.ArgumentParser:
 
     undo = command(
         "undo",
-        "undo an applied plan: publish its inverse to the daemon (dry run unless --apply), "
-        "or with --root apply the locally stored inverse",
+        "undo an applied plan (or an undo): show what its stored inverse would change, and "
+        "with --apply make the changes; through the daemon, or with --root locally",
     )
     undo.add_argument("plan_id")
     undo.add_argument("--root", help="local mode: the projects root holding the case folders")
     undo.add_argument("--state-dir", help="local mode: journals (default: as for apply)")
-    undo.add_argument("--dry-run", action="store_true", help="local mode: only show the changes")
-    undo.add_argument("--apply", action="store_true", help="daemon mode: apply, not a dry run")
+    preview = undo.add_mutually_exclusive_group()
+    preview.add_argument("--apply", action="store_true", help="apply it, not only preview it")
+    preview.add_argument("--dry-run", action="store_true", help="only preview (the default)")
     undo.add_argument("--wait", action="store_true", help="daemon mode: wait for the result")
     undo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
 
@@ -326,13 +327,17 @@ def _undo(args: argparse.Namespace) -> int:
             args.plan_id,
             stored,
             case_name if isinstance(case_name, str) else "",
-            dry_run=bool(args.dry_run),
+            dry_run=not args.apply,  # a preview unless --apply, as through the daemon
             limits=Limits.from_env(),
         )
     except PlanError as exc:
         document = {"plan_id": undo_plan_id(args.plan_id), "case_name": case_name}
         return _emit(refusal_result(document, exc, now()), args.json)
-    return _emit(_apply_document(plan, args), args.json)
+    result = _apply_document(plan, args)
+    code = _emit(result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args))
+    if result["status"] == "planned" and not args.json:
+        print("a preview: add --apply to make these changes", file=sys.stderr)
+    return code
 
 
 #: The status a shell reports for a process ended by SIGPIPE (128 + 13), as for ``git log |
