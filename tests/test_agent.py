@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -337,6 +338,21 @@ class TestOperatorCli:
         assert result["status"] == "applied"
         done = json.loads(stack.cli("status", "long-1", "--json").stdout)
         assert done["state"] == "done" and done["result"]["status"] == "applied"
+
+    def test_status_follow_prints_progress_until_the_plan_is_settled(self, stack: Stack) -> None:
+        stack.bootstrap()
+        stack.case(CASE)
+        stack.start_daemon(
+            "a", FILEOPS_APPLY_MAX_STEPS_PER_SECOND="100", FILEOPS_LEASE_SECONDS="1.5"
+        )
+        stack.publish(many_writes_plan(CASE, "follow-1", 500))
+        run = stack.cli("status", "follow-1", "--follow", "--timeout", "120", timeout=150)
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.splitlines()
+        steps = [line for line in lines if line.startswith("follow-1: applying, ")]
+        assert any(re.search(r", \d+/\d+ steps, on ", line) for line in steps), lines[:10]
+        assert "follow-1: applied" in lines
+        assert any(line.startswith("applied: plan 'follow-1'") for line in lines), lines[-5:]
 
     def test_status_of_an_unknown_plan(self, running: Stack) -> None:
         run = running.cli("status", "never-sent")

@@ -100,7 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     submit = command("submit", "publish a plan to the daemon (a dry run unless --apply)")
     submit.add_argument("plan", help="plan file, or - for stdin")
     submit.add_argument("--apply", action="store_true", help="apply it (sets dry_run false)")
-    submit.add_argument("--wait", action="store_true", help="wait for and print the result")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for and print the result (an apply's progress shows on a terminal)",
+    )
     submit.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
 
     watch = command("watch", "print results as they arrive, one line per plan")
@@ -112,6 +116,15 @@ def _parser() -> argparse.ArgumentParser:
 
     status = command("status", "a plan's ledger record: state, owner, lease, progress, result")
     status.add_argument("plan_id")
+    status.add_argument(
+        "--follow",
+        action="store_true",
+        help="print a line as its state or progress changes until it is settled, then its "
+        "result (exit status as for submit --wait)",
+    )
+    status.add_argument(
+        "--timeout", type=float, default=None, help="with --follow: give up after this many s"
+    )
 
     commands.add_parser(
         "run", help="the daemon: pull plans from Pub/Sub and apply them (config from FILEOPS_*)"

@@ -51,7 +51,8 @@ def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
             else:
                 print(f"submitted {plan.get('plan_id')!r} ({mode}) as message {message_id}")
             return EXIT_OK
-        result = client.wait(str(plan.get("plan_id")), args.timeout)
+        with _progress_while_waiting(str(plan.get("plan_id")), applying=mode == "apply"):
+            result = client.wait(str(plan.get("plan_id")), args.timeout)
     if result is None:
         return _fail(
             f"no result for {plan.get('plan_id')!r} within {args.timeout:g} s "
@@ -59,6 +60,18 @@ def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
             EXIT_TIMEOUT,
         )
     return _show(result, args.json)
+
+
+def _progress_while_waiting(
+    plan_id: str, *, applying: bool
+) -> contextlib.AbstractContextManager[Any]:
+    """Progress lines on an interactive stderr while an apply is awaited (the ledger has
+    them; a dry run is never recorded, and without a state bucket there is no ledger)."""
+    if not (applying and sys.stderr.isatty() and os.environ.get("FILEOPS_STATE_BUCKET")):
+        return contextlib.nullcontext()
+    from fileops_daemon.cli.follow import ProgressLines
+
+    return ProgressLines(_ledger().read, plan_id, sys.stderr)
 
 
 def submit_command(args: argparse.Namespace) -> int:
@@ -86,6 +99,8 @@ def _ledger() -> Any:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    if args.follow:
+        return _follow(args)
     record = _ledger().read(args.plan_id)
     if record is None:
         return _fail(
@@ -124,6 +139,19 @@ def status_command(args: argparse.Namespace) -> int:
     if record.result is not None:
         view.print(escape(summary_line(record.result)))
     return EXIT_OK
+
+
+def _follow(args: argparse.Namespace) -> int:
+    """Print where the plan stands as it changes, until it is settled; then its result, and
+    exit as ``submit --wait`` would."""
+    from fileops_daemon.cli.follow import follow_record
+
+    record = follow_record(_ledger().read, args.plan_id, sys.stdout, timeout=args.timeout)
+    if record is None:
+        return _fail(f"{args.plan_id!r} was not settled within {args.timeout:g} s", EXIT_TIMEOUT)
+    if record.result is None:  # a done record always holds its result; be safe anyway
+        return EXIT_OK
+    return _show(record.result, args.json)
 
 
 def undo_command(args: argparse.Namespace) -> int:
