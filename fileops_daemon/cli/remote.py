@@ -146,7 +146,8 @@ def _follow(args: argparse.Namespace) -> int:
     exit as ``submit --wait`` would."""
     from fileops_daemon.cli.follow import follow_record
 
-    record = follow_record(_ledger().read, args.plan_id, sys.stdout, timeout=args.timeout)
+    lines = sys.stderr if args.json else sys.stdout  # --json: stdout holds the result alone
+    record = follow_record(_ledger().read, args.plan_id, lines, timeout=args.timeout)
     if record is None:
         return _fail(f"{args.plan_id!r} was not settled within {args.timeout:g} s", EXIT_TIMEOUT)
     if record.result is None:  # a done record always holds its result; be safe anyway
