@@ -328,8 +328,8 @@ def _known_fields(document: dict[str, Any], path: list[Any]) -> tuple[Any, list[
 
 
 def _did_you_mean(document: dict[str, Any], error: Any) -> str:
-    """`` (did you mean 'from'?)`` when the refusal is about a name close to an allowed one:
-    a misspelt field (``form``) or operation type (``mkdr``). Only the text changes."""
+    """`` (did you mean 'from' for 'form'?)`` when a refusal is about a name close to an
+    allowed one: a misspelt field or operation type. Only the text changes, not the code."""
     import difflib
 
     if error.validator == "enum" and isinstance(error.instance, str):
