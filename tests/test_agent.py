@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -353,6 +355,30 @@ class TestOperatorCli:
         assert any(re.search(r", \d+/\d+ steps, on ", line) for line in steps), lines[:10]
         assert "follow-1: applied" in lines
         assert any(line.startswith("applied: plan 'follow-1'") for line in lines), lines[-5:]
+
+    @pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+    def test_submit_wait_shows_progress_on_a_terminal(self, stack: Stack, tmp_path: Path) -> None:
+        stack.bootstrap()
+        stack.case(CASE)
+        stack.start_daemon(
+            "a", FILEOPS_APPLY_MAX_STEPS_PER_SECOND="100", FILEOPS_LEASE_SECONDS="1.5"
+        )
+        path = tmp_path / "plan.json"
+        path.write_text(json.dumps(many_writes_plan(CASE, "tty-1", 500)))
+        command = [sys.executable, "-m", "fileops_daemon.cli", "submit", str(path)]
+        command += ["--apply", "--wait", "--timeout", "120"]
+        run = subprocess.run(  # script(1) runs it on a pseudo-terminal, as an operator would
+            ["script", "-qec", shlex.join(command), "/dev/null"],
+            cwd=REPO,
+            env=stack.env(),
+            capture_output=True,
+            text=True,
+            timeout=150,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout[-2000:]
+        assert re.search(r"tty-1: applying, \d+/\d+ steps, on ", run.stdout), run.stdout[:2000]
+        assert "applied: plan 'tty-1'" in run.stdout
 
     def test_status_of_an_unknown_plan(self, running: Stack) -> None:
         run = running.cli("status", "never-sent")

@@ -29,8 +29,8 @@ __all__ = ["main"]
 
 _EPILOG = (
     "exit status: 0 planned/applied, 1 unexpected error, 2 usage, 3 rejected (nothing touched), "
-    "4 failed (rolled back), 5 no result in time; daemon: 69 stream lost, 75 forced stop, "
-    "78 bad configuration."
+    "4 failed (rolled back), 5 no result in time, 141 stdout closed early (| head); daemon: "
+    "69 stream lost, 75 forced stop, 78 bad configuration."
     "\n\nerror codes:\n"
     + "\n".join(f"  {code.value:22} {DESCRIPTIONS[code]}" for code in ErrorCode)
 )

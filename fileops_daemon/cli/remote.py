@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from rich.markup import escape
 
 from fileops_daemon.cli.output import console, emit_result, undo_command_line
@@ -27,6 +28,8 @@ from fileops_daemon.contract.exitcodes import (
 )
 
 __all__ = ["status_command", "submit_command", "undo_command", "watch_command"]
+
+log = structlog.get_logger("fileops.cli")
 
 
 def _fail(message: str, code: int) -> int:
@@ -71,7 +74,12 @@ def _progress_while_waiting(
         return contextlib.nullcontext()
     from fileops_daemon.cli.follow import ProgressLines
 
-    return ProgressLines(_ledger().read, plan_id, sys.stderr)
+    try:
+        ledger = _ledger()
+    except Exception as exc:  # progress is a courtesy: without it, the wait goes on
+        log.info("progress.unavailable", plan_id=plan_id, error=repr(exc))
+        return contextlib.nullcontext()
+    return ProgressLines(ledger.read, plan_id, sys.stderr)
 
 
 def submit_command(args: argparse.Namespace) -> int:
