@@ -46,6 +46,8 @@ class TestProgressText:
         assert progress_text("p-1", CLAIMED) == "p-1: applying, checking, on daemon-a"
         released = replace(step(3, 10), lease_expires_at=0.0)
         assert "lease released" in progress_text("p-1", released)
+        expired = replace(step(3, 10), lease_expires_at=1.0)
+        assert "lease expired" in progress_text("p-1", expired)
         done = replace(CLAIMED, state="done", result=APPLIED)
         assert progress_text("p-1", done) == "p-1: applied"
 

@@ -37,7 +37,12 @@ def progress_text(plan_id: str, record: Any) -> str:
     done = int(progress.get("steps_done", progress.get("done", 0)) or 0)
     total = int(progress.get("steps_total", 0) or 0)
     steps = f"{done}/{total} steps" if total else "checking"
-    waiting = " (lease released: waiting for a daemon)" if record.lease_expires_at == 0 else ""
+    if record.lease_expires_at == 0:
+        waiting = " (lease released: waiting for a daemon)"
+    elif record.lease_expires_at < time.time():
+        waiting = " (lease expired: waiting for a daemon to take it over)"
+    else:
+        waiting = ""
     return f"{name}: applying, {steps}, on {printable(record.owner)}{waiting}"
 
 
