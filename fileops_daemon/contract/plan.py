@@ -298,7 +298,10 @@ def _check_schema(document: dict[str, Any]) -> None:
         raise PlanError(ErrorCode.SCHEMA_VIOLATION, "plan does not match plan.schema.json")
     path = list(error.absolute_path)
     index = path[1] if len(path) > 1 and path[0] == "operations" else None
-    hint = _did_you_mean(document, error)
+    try:
+        hint = _did_you_mean(document, error)
+    except (KeyError, IndexError, TypeError, ValueError):  # a hint must never cost the answer
+        hint = ""
     raise PlanError(
         ErrorCode.SCHEMA_VIOLATION,
         shorten(f"{_where(error)}: {error.message}", _SCHEMA_MESSAGE_CHARS - len(hint)) + hint,
