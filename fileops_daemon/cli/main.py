@@ -11,13 +11,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import signal
 import sys
 from typing import Any
 
 from fileops_daemon import __version__
 from fileops_daemon.contract.errors import DESCRIPTIONS, ErrorCode, PlanError
 from fileops_daemon.contract.exitcodes import (
+    EXIT_CLOSED_PIPE,
     EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_OK,
@@ -351,11 +351,6 @@ def _undo(args: argparse.Namespace) -> int:
     if result["status"] == "planned" and not args.json:
         print("a preview: add --apply to make these changes", file=sys.stderr)
     return code
-
-
-#: The status a shell reports for a process ended by SIGPIPE (128 + 13), as for ``git log |
-#: head`` or ``cat big | head``: the reader went away, which is no error of ours.
-EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE
 
 
 def _closed_pipe() -> int:
