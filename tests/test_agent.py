@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -337,6 +340,45 @@ class TestOperatorCli:
         assert result["status"] == "applied"
         done = json.loads(stack.cli("status", "long-1", "--json").stdout)
         assert done["state"] == "done" and done["result"]["status"] == "applied"
+
+    def test_status_follow_prints_progress_until_the_plan_is_settled(self, stack: Stack) -> None:
+        stack.bootstrap()
+        stack.case(CASE)
+        stack.start_daemon(
+            "a", FILEOPS_APPLY_MAX_STEPS_PER_SECOND="100", FILEOPS_LEASE_SECONDS="1.5"
+        )
+        stack.publish(many_writes_plan(CASE, "follow-1", 500))
+        run = stack.cli("status", "follow-1", "--follow", "--timeout", "120", timeout=150)
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.splitlines()
+        steps = [line for line in lines if line.startswith("follow-1: applying, ")]
+        assert any(re.search(r", \d+/\d+ steps, on ", line) for line in steps), lines[:10]
+        assert "follow-1: applied" in lines
+        assert any(line.startswith("applied: plan 'follow-1'") for line in lines), lines[-5:]
+
+    @pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+    def test_submit_wait_shows_progress_on_a_terminal(self, stack: Stack, tmp_path: Path) -> None:
+        stack.bootstrap()
+        stack.case(CASE)
+        stack.start_daemon(
+            "a", FILEOPS_APPLY_MAX_STEPS_PER_SECOND="100", FILEOPS_LEASE_SECONDS="1.5"
+        )
+        path = tmp_path / "plan.json"
+        path.write_text(json.dumps(many_writes_plan(CASE, "tty-1", 500)))
+        command = [sys.executable, "-m", "fileops_daemon.cli", "submit", str(path)]
+        command += ["--apply", "--wait", "--timeout", "120"]
+        run = subprocess.run(  # script(1) runs it on a pseudo-terminal, as an operator would
+            ["script", "-qec", shlex.join(command), "/dev/null"],
+            cwd=REPO,
+            env=stack.env(),
+            capture_output=True,
+            text=True,
+            timeout=150,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout[-2000:]
+        assert re.search(r"tty-1: applying, \d+/\d+ steps, on ", run.stdout), run.stdout[:2000]
+        assert "applied: plan 'tty-1'" in run.stdout
 
     def test_status_of_an_unknown_plan(self, running: Stack) -> None:
         run = running.cli("status", "never-sent")

@@ -103,6 +103,49 @@ class TestPlan:
             f"{CASE}/missing.pdf does not exist"
         ]
 
+    def test_a_rejection_on_one_terminal_is_printed_once(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        bad = plan_doc([{"type": "delete", "path": f"{CASE}/missing.pdf"}])
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fileops_daemon.cli",
+                "plan",
+                str(write_json(tmp_path / "p.json", bad)),
+                "--root",
+                str(world.root),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # like a terminal: both streams in one place
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 3
+        assert run.stdout.count("rejected: plan") == 1, run.stdout
+
+    @pytest.mark.parametrize("as_json", [False, True], ids=["human", "json"])
+    def test_a_closed_pipe_ends_quietly_with_141(
+        self, world: World, tmp_path: Path, as_json: bool
+    ) -> None:
+        ops = [{"type": "mkdir", "path": f"{CASE}/d{i}/{'x' * 200}"} for i in range(3000)]
+        path = write_json(tmp_path / "p.json", plan_doc(ops))
+        command = [sys.executable, "-m", "fileops_daemon.cli", "plan", str(path)]
+        command += ["--root", str(world.root)] + (["--json"] if as_json else [])
+        with subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as process:
+            assert process.stdout is not None and process.stderr is not None
+            # The reader goes away before the first write, as in `| true` or a `| head` that
+            # has read enough (a huge single write may land whole in a roomy pipe).
+            process.stdout.close()
+            stderr = process.stderr.read().decode()
+            assert process.wait(timeout=60) == 141, stderr
+        assert stderr == ""
+
     def test_broken_json_is_rejected_not_a_traceback(self, world: World, tmp_path: Path) -> None:
         path = tmp_path / "p.json"
         path.write_text("{oops")
@@ -125,10 +168,41 @@ class TestApplyAndUndo:
         run = fileops("apply", str(path), "--root", str(world.root), "--state-dir", state)
         assert run.returncode == 0, run.stderr
         assert (world.case / "Medical Records" / "file1.pdf").exists()
-        undo = fileops("undo", "p-1", "--root", str(world.root), "--state-dir", state, "--json")
+        applied = snapshot(world.root, skip_work_dirs=True)
+        local = ("--root", str(world.root), "--state-dir", state)
+        preview = fileops("undo", "p-1", *local, "--json")
+        assert preview.returncode == 0, preview.stderr
+        assert json.loads(preview.stdout)["status"] == "planned"
+        assert snapshot(world.root, skip_work_dirs=True) == applied, "a preview changed the tree"
+        undo = fileops("undo", "p-1", *local, "--apply", "--json")
         assert undo.returncode == 0, undo.stderr
         assert json.loads(undo.stdout)["plan_id"] == "p-1.undo"
         assert snapshot(world.root, skip_work_dirs=True) == before
+        redo = fileops("undo", "p-1.undo", *local, "--apply")
+        assert redo.returncode == 0, redo.stderr
+        assert f"undo with: fileops undo p-1.undo.undo --root {world.root}" in redo.stdout
+        assert snapshot(world.root, skip_work_dirs=True) == applied, "the undo was not undone"
+
+    def test_undo_takes_apply_or_dry_run_not_both(self, world: World, tmp_path: Path) -> None:
+        run = fileops("undo", "p-1", "--root", str(world.root), "--apply", "--dry-run")
+        assert run.returncode == 2 and "not allowed with" in run.stderr
+
+    def test_an_apply_ends_with_the_counts_and_how_to_undo_it(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        path = write_json(tmp_path / "p.json", plan_doc(OPS))
+        state = str(tmp_path / "state")
+        run = fileops("apply", str(path), "--root", str(world.root), "--state-dir", state)
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.strip().splitlines()
+        assert lines[-2:] == [
+            "1 new folder, 1 move",
+            f"undo with: fileops undo p-1 --root {world.root} --state-dir {state}",
+        ]
+        again = fileops(
+            "apply", str(path), "--root", str(world.root), "--state-dir", state, "--json"
+        )
+        assert json.loads(again.stdout)["status"] == "applied"  # --json: the document alone
 
     def test_apply_honours_the_plans_dry_run(self, world: World, tmp_path: Path) -> None:
         before = snapshot(world.root)

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from fileops_daemon.contract.identity import legacy_plan_digest
 from fileops_daemon.contract.signing import sign, sign_message
 from tests.daemon_support import (
     DaemonProcess,
@@ -439,6 +440,37 @@ def test_same_plan_twice_is_applied_once_and_answered_twice(stack: Stack) -> Non
     record = stack.ledger_record("twice-1")
     assert record is not None and record["state"] == "done"
     assert record["result"] == first, "the conflict overwrote the ledger record"
+
+
+def test_a_retry_with_a_reworded_reason_is_answered_as_the_same_plan(stack: Stack) -> None:
+    stack.bootstrap()
+    sample_case(stack)
+    plan = {
+        "plan_id": "reworded-1",
+        "case_name": CASE,
+        "dry_run": False,
+        "requested_by": "paralegal-agent",
+        "reason": "sort uncategorized files",
+        "operations": [{"type": "mkdir", "path": f"{CASE}/Sorted"}],
+    }
+    stack.start_daemon()
+    stack.publish(plan)
+    first = stack.results.wait_plan("reworded-1", timeout=20)[0]
+    assert first["status"] == "applied", first
+    stack.publish(dict(plan, reason="put the loose files in order", requested_by="retry"))
+    second = stack.results.wait_plan("reworded-1", timeout=20, count=2)[1]
+    assert second == first, "a reworded retry was not answered with the recorded result"
+
+    # A record written by an earlier version holds the digest of the whole document: the
+    # same plan delivered again is still recognised.
+    blob = stack.storage.bucket(stack.state_bucket).blob("plans/reworded-1.json")
+    record = json.loads(blob.download_as_bytes())
+    record["digest"] = legacy_plan_digest(plan)
+    blob.upload_from_string(json.dumps(record))
+    stack.publish(plan)
+    third = stack.results.wait_plan("reworded-1", timeout=20, count=3)[2]
+    assert third == first, third["errors"]
+    assert applied_counts(stack)["reworded-1"] == 1, stack.logs_tail()
 
 
 # --------------------------------------------------------------------------- 4. nack, redelivery

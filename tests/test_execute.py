@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.contract.identity import legacy_plan_digest
 from fileops_daemon.contract.plan import parse_plan, undo_plan_id
 from fileops_daemon.core.execute import ApplyPaused, apply_plan
 from fileops_daemon.core.journal import Journal
@@ -156,6 +157,53 @@ class TestIdempotency:
         assert result["status"] == "rejected"
         assert error_codes(result) == ["idempotency_conflict"]
         assert snapshot(world.root) == after
+
+    def test_a_conflict_says_which_operation_differs(self, world: World) -> None:
+        apply_doc(plan_doc(REORG), world.root, world.state)
+        moved = {**REORG[1], "to": f"{CASE}/Investigation/file1.pdf"}
+        result = apply_doc(plan_doc([REORG[0], moved, *REORG[2:]]), world.root, world.state)
+        assert error_codes(result) == ["idempotency_conflict"]
+        assert (
+            f"operation 1 differs: move {CASE}/uncategorized/file1.pdf -> "
+            f"{CASE}/Medical Records/file1.pdf vs move {CASE}/uncategorized/file1.pdf -> "
+            f"{CASE}/Investigation/file1.pdf"
+        ) in result["errors"][0]["message"]
+
+    def test_a_reworded_reason_is_the_same_plan(self, world: World) -> None:
+        first = apply_doc(plan_doc(REORG, reason="sort"), world.root, world.state)
+        again = apply_doc(
+            plan_doc(REORG, reason="sort the files", requested_by="agent"), world.root, world.state
+        )
+        assert first["status"] == "applied"
+        assert again == first
+
+    def test_a_result_recorded_under_the_old_digest_is_still_this_plan(self, world: World) -> None:
+        document = plan_doc(REORG, reason="sort")
+        first = apply_doc(document, world.root, world.state)
+        store = PlanStore(str(world.state), "p-1")
+        store.write_result({**first, "plan_digest": legacy_plan_digest(document)})
+        again = apply_doc(document, world.root, world.state)
+        assert again["status"] == "applied"
+        assert again["started_at"] == first["started_at"]
+
+    def test_a_journal_started_under_the_old_digest_resumes(self, world: World) -> None:
+        document = plan_doc(REORG, reason="sort")
+        assert legacy_plan_digest(document) != parse_plan(document).digest
+
+        def stop(done: int, total: int) -> None:
+            if done == 2:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            apply_doc(document, world.root, world.state, on_step=stop)
+        store = PlanStore(str(world.state), "p-1")
+        lines = Path(store.journal_path).read_text().splitlines(keepends=True)
+        header = json.loads(lines[0])
+        assert header["digest"] == parse_plan(document).digest
+        header["digest"] = legacy_plan_digest(document)
+        Path(store.journal_path).write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+        result = apply_doc(document, world.root, world.state)
+        assert result["status"] == "applied", result["errors"]
 
     def test_a_dry_run_does_not_claim_the_plan_id(self, world: World) -> None:
         apply_doc(plan_doc(REORG[:1], dry_run=True), world.root, world.state)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fileops_daemon.contract.identity import legacy_plan_digest
 from fileops_daemon.contract.plan import parse_plan
 from fileops_daemon.core import execute
 from fileops_daemon.service.cloud import CloudRetry
@@ -390,3 +391,35 @@ class TestSmaller:
         assert record["requested_by"] == "paralegal-agent"
         assert record["reason"] == "sort uncategorized files"
         assert record["result"]["status"] == "applied"
+
+
+class TestRecordsOfAnEarlierVersion:
+    def test_a_claim_left_under_the_old_digest_is_taken_over_as_the_same_plan(
+        self, daemons: Daemons
+    ) -> None:
+        doc = plan("legacy-1", CHAIN, reason="tidy up")
+        assert legacy_plan_digest(doc) != parse_plan(doc).digest
+        # An earlier version claimed the plan under the digest of its time, then died.
+        old = Ledger(daemons.bucket, "worker-old", 30, CloudRetry(3, 0.05, 0.2))
+        old.claim("legacy-1", legacy_plan_digest(doc), CASE)
+        a = daemons.handler("a")
+        daemons.clock_offset["a"] = 3600  # the old worker's lease has run out
+        assert a.handle(delivery(doc)).verdict is Verdict.ACK
+        [result] = a.results.published  # type: ignore[attr-defined]
+        assert result["status"] == "applied", result["errors"]
+        record = daemons.ledger_record("legacy-1")
+        assert record is not None and record["state"] == "done"
+        assert record["digest"] == legacy_plan_digest(doc)  # kept as it was recorded
+        assert record["takeovers"] == 1
+
+    def test_another_plan_under_a_used_id_is_told_what_differs(self, daemons: Daemons) -> None:
+        a = daemons.handler("a")
+        assert a.handle(delivery(plan("used-1", CHAIN))).verdict is Verdict.ACK
+        other = [CHAIN[0], {**CHAIN[1], "to": f"{CASE}/d/g.pdf"}, CHAIN[2]]
+        assert a.handle(delivery(plan("used-1", other), "m-2")).verdict is Verdict.ACK
+        conflict = a.results.published[-1]  # type: ignore[attr-defined]
+        assert error_codes(conflict) == ["idempotency_conflict"]
+        assert (
+            f"operation 1 differs: move {CASE}/uncategorized/file1.pdf -> {CASE}/d/f.pdf "
+            f"vs move {CASE}/uncategorized/file1.pdf -> {CASE}/d/g.pdf"
+        ) in conflict["errors"][0]["message"]

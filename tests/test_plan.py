@@ -9,6 +9,7 @@ import pytest
 
 from fileops_daemon.contract.envvars import ConfigError
 from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.contract.identity import describe_difference, legacy_plan_digest
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import load_schema, parse_plan
 from tests.hostile_messages import MESSAGES, Hostile
@@ -222,6 +223,137 @@ class TestDigest:
     def test_other_operations_change_the_digest(self) -> None:
         other = {**SEED, "operations": SEED["operations"][:1]}
         assert parse_plan(other).digest != parse_plan(SEED).digest
+
+    def test_reason_and_requested_by_do_not_change_the_digest(self) -> None:
+        reworded = {**SEED, "reason": "tidy the case folder", "requested_by": "retrying-agent"}
+        bare = {key: value for key, value in SEED.items() if key not in ("reason", "requested_by")}
+        assert parse_plan(reworded).digest == parse_plan(SEED).digest
+        assert parse_plan(bare).digest == parse_plan(SEED).digest
+
+    def test_defaults_written_out_do_not_change_the_digest(self) -> None:
+        move = {**SEED["operations"][1], "overwrite": False}
+        write = {"type": "write", "path": f"{CASE}/a.txt", "content": "x"}
+        explicit = {**SEED, "operations": [move, {**write, "encoding": "text"}]}
+        implicit = {**SEED, "operations": [SEED["operations"][1], write]}
+        assert parse_plan(explicit).digest == parse_plan(implicit).digest
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"case_name": "Other v. Case"},
+            {"operations": [{**SEED["operations"][0], "path": f"{CASE}/Investigation/video"}]},
+            {"operations": [{**SEED["operations"][1], "overwrite": True}]},
+            {"plan_id": "another-id"},
+        ],
+        ids=["case", "path", "overwrite", "plan_id"],
+    )
+    def test_what_changes_the_tree_changes_the_digest(self, change: dict[str, object]) -> None:
+        document = {**SEED, **change}
+        if "case_name" in change:  # paths start with the case
+            document["operations"] = [{"type": "mkdir", "path": f"{change['case_name']}/x"}]
+        assert parse_plan(document).digest != parse_plan(SEED).digest
+
+    def test_a_plan_matches_the_digest_earlier_versions_recorded(self) -> None:
+        plan = parse_plan(SEED)
+        assert plan.matches_digest(legacy_plan_digest(SEED))
+        assert plan.matches_digest(legacy_plan_digest({**SEED, "dry_run": False}))
+        assert plan.matches_digest(plan.digest)
+        assert legacy_plan_digest(SEED) != plan.digest
+        assert not plan.matches_digest(legacy_plan_digest({**SEED, "reason": "other"}))
+        assert not plan.matches_digest(None)
+        assert not plan.matches_digest(parse_plan({**SEED, "plan_id": "x"}).digest)
+
+
+def _applied(document: dict[str, object]) -> dict[str, object]:
+    """A recorded result as far as describe_difference reads it."""
+    return {
+        "case_name": document["case_name"],
+        "operations": [
+            {"index": i, "type": op["type"]}  # type: ignore[index]
+            for i, op in enumerate(document["operations"])  # type: ignore[arg-type]
+        ],
+        "changes": [
+            {"action": "create_folder", "operation": 0, "path": f"{CASE}/Investigation"},
+            {
+                "action": "move",
+                "operation": 1,
+                "kind": "file",
+                "from": f"{CASE}/a",
+                "to": f"{CASE}/b",
+            },
+        ],
+    }
+
+
+class TestConflictMessage:
+    def test_names_the_operation_and_both_paths(self) -> None:
+        recorded = _applied(SEED)
+        new = {
+            **SEED,
+            "operations": [
+                SEED["operations"][0],
+                {**SEED["operations"][1], "from": f"{CASE}/a", "to": f"{CASE}/c"},
+            ],
+        }
+        assert describe_difference(new, recorded) == (
+            f"operation 1 differs: move {CASE}/a -> {CASE}/b vs move {CASE}/a -> {CASE}/c"
+        )
+
+    def test_names_another_type(self) -> None:
+        new = {
+            **SEED,
+            "operations": [SEED["operations"][0], {"type": "copy", "from": "x", "to": "y"}],
+        }
+        assert describe_difference(new, _applied(SEED)) == "operation 1 differs: move vs copy"
+
+    def test_names_another_count(self) -> None:
+        new = {**SEED, "operations": SEED["operations"][:1]}
+        assert describe_difference(new, _applied(SEED)) == (
+            "the recorded plan has 2 operation(s), this one 1"
+        )
+
+    def test_names_another_case(self) -> None:
+        assert describe_difference({**SEED, "case_name": "B"}, _applied(SEED)) == (
+            f"case_name differs: {CASE!r} vs 'B'"
+        )
+
+    def test_says_what_does_not_count_when_nothing_is_recorded(self) -> None:
+        assert "reason and requested_by do not count" in describe_difference(SEED, None)
+        assert "reason and requested_by do not count" in describe_difference(SEED, "garbage")
+
+
+class TestDidYouMean:
+    @pytest.mark.parametrize(
+        ("change", "hint"),
+        [
+            ({"reasn": "x"}, "(did you mean 'reason' for 'reasn'?)"),
+            (
+                {"operations": [{"type": "move", "form": f"{CASE}/a", "to": f"{CASE}/b"}]},
+                "(did you mean 'from' for 'form'?)",
+            ),
+            (
+                {"operations": [{"type": "move", "from": "a", "to": "b", "overwrit": True}]},
+                "(did you mean 'overwrite' for 'overwrit'?)",
+            ),
+            (
+                {"operations": [{"type": "delete", "path": "a", "expect": {"sise": 1}}]},
+                "(did you mean 'size' for 'sise'?)",
+            ),
+            ({"operations": [{"type": "mkdr", "path": "a"}]}, "(did you mean 'mkdir' for 'mkdr'?)"),
+        ],
+        ids=["plan-field", "operation-field", "field-of-a-type", "expect-field", "type"],
+    )
+    def test_a_misspelt_name_gets_a_suggestion_and_keeps_its_code(
+        self, change: dict[str, object], hint: str
+    ) -> None:
+        error = refusal({**SEED, **change})
+        assert error.code is ErrorCode.SCHEMA_VIOLATION
+        assert error.message.endswith(hint), error.message
+
+    def test_a_name_like_no_other_gets_no_suggestion(self) -> None:
+        error = refusal({**SEED, "zzzz": 1})
+        assert error.code is ErrorCode.SCHEMA_VIOLATION
+        assert "did you mean" not in error.message
 
 
 class TestErrorCodes:

@@ -8,7 +8,13 @@ import pytest
 from rich.console import Console
 
 from fileops_daemon.cli.remote import _line
-from fileops_daemon.client.render import print_result, printable, summary_line
+from fileops_daemon.client.render import (
+    count_line,
+    error_text,
+    print_result,
+    printable,
+    summary_line,
+)
 
 HOSTILE = "p\x1b[2J\x1b]0;owned\x07\r\n\u202eevil\x9b31m\ud800"
 
@@ -75,3 +81,45 @@ class TestViews:
         out = io.StringIO()
         print_result(shortened, Console(file=out, width=200))
         assert "gs://a/b" in out.getvalue()
+
+
+class TestErrorsAndCounts:
+    def test_an_error_shows_its_path_when_the_message_does_not(self) -> None:
+        error = {"code": "path_invalid", "message": "path has a '..' component", "path": "c/../x"}
+        assert error_text(error) == "path_invalid: path has a '..' component (path: c/../x)"
+        said = {"code": "source_missing", "message": "c/x does not exist", "path": "c/x"}
+        assert error_text(said) == "source_missing: c/x does not exist"
+
+    def test_the_full_view_shows_each_refused_operations_path(self) -> None:
+        errors = [
+            {"code": "path_invalid", "message": "bad", "operation": 0, "path": "c/../x"},
+            {"code": "path_reserved", "message": "reserved", "operation": 1, "path": "c/.fileops"},
+        ]
+        operations = [
+            {
+                "index": i,
+                "type": "mkdir",
+                "outcome": "refused",
+                "message": e["message"],
+                "code": e["code"],
+            }
+            for i, e in enumerate(errors)
+        ]
+        shown = io.StringIO()
+        document = result(plan_id="p", case_name="c", operations=operations, errors=errors)
+        print_result(document, Console(file=shown, width=200))
+        assert "(path: c/../x)" in summary_line(document)
+        assert "operation 0 (mkdir): path_invalid: bad (path: c/../x)" in shown.getvalue()
+        assert "operation 1 (mkdir): path_reserved: reserved (path: c/.fileops)" in shown.getvalue()
+
+    def test_changes_are_counted_by_kind(self) -> None:
+        changes = [
+            {"action": "create_folder", "path": "c/a"},
+            {"action": "create_folder", "path": "c/a/b"},
+            {"action": "move", "from": "c/x", "to": "c/a/x"},
+            {"action": "trash", "path": "c/y", "to": "c/.fileops/p/trash/0/y"},
+        ]
+        assert count_line(result(changes=changes)) == "2 new folders, 1 move, 1 to trash"
+        assert count_line(result(changes=[])) == "no changes"
+        shortened = result(changes=changes[:1], truncated={"changes": 9})
+        assert count_line(shortened) == "1 new folder (in the first 1 of 9 changes)"

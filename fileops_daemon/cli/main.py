@@ -6,6 +6,7 @@ Signal handling and exit codes live here; the core only returns result documents
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -16,7 +17,7 @@ from typing import Any
 from fileops_daemon import __version__
 from fileops_daemon.contract.errors import DESCRIPTIONS, ErrorCode, PlanError
 from fileops_daemon.contract.exitcodes import (
-    EXIT_BY_STATUS,
+    EXIT_CLOSED_PIPE,
     EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_OK,
@@ -28,8 +29,8 @@ __all__ = ["main"]
 
 _EPILOG = (
     "exit status: 0 planned/applied, 1 unexpected error, 2 usage, 3 rejected (nothing touched), "
-    "4 failed (rolled back), 5 no result in time; daemon: 69 stream lost, 75 forced stop, "
-    "78 bad configuration."
+    "4 failed (rolled back), 5 no result in time, 141 stdout closed early (| head); daemon: "
+    "69 stream lost, 75 forced stop, 78 bad configuration."
     "\n\nerror codes:\n"
     + "\n".join(f"  {code.value:22} {DESCRIPTIONS[code]}" for code in ErrorCode)
 )
@@ -84,21 +85,26 @@ def _parser() -> argparse.ArgumentParser:
 
     undo = command(
         "undo",
-        "undo an applied plan: publish its inverse to the daemon (dry run unless --apply), "
-        "or with --root apply the locally stored inverse",
+        "undo an applied plan (or an undo): show what its stored inverse would change, and "
+        "with --apply make the changes; through the daemon, or with --root locally",
     )
     undo.add_argument("plan_id")
     undo.add_argument("--root", help="local mode: the projects root holding the case folders")
     undo.add_argument("--state-dir", help="local mode: journals (default: as for apply)")
-    undo.add_argument("--dry-run", action="store_true", help="local mode: only show the changes")
-    undo.add_argument("--apply", action="store_true", help="daemon mode: apply, not a dry run")
+    preview = undo.add_mutually_exclusive_group()
+    preview.add_argument("--apply", action="store_true", help="apply it, not only preview it")
+    preview.add_argument("--dry-run", action="store_true", help="only preview (the default)")
     undo.add_argument("--wait", action="store_true", help="daemon mode: wait for the result")
     undo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
 
     submit = command("submit", "publish a plan to the daemon (a dry run unless --apply)")
     submit.add_argument("plan", help="plan file, or - for stdin")
     submit.add_argument("--apply", action="store_true", help="apply it (sets dry_run false)")
-    submit.add_argument("--wait", action="store_true", help="wait for and print the result")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for and print the result (an apply's progress shows on a terminal)",
+    )
     submit.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
 
     watch = command("watch", "print results as they arrive, one line per plan")
@@ -110,6 +116,15 @@ def _parser() -> argparse.ArgumentParser:
 
     status = command("status", "a plan's ledger record: state, owner, lease, progress, result")
     status.add_argument("plan_id")
+    status.add_argument(
+        "--follow",
+        action="store_true",
+        help="print a line as its state or progress changes until it is settled, then its "
+        "result (exit status as for submit --wait)",
+    )
+    status.add_argument(
+        "--timeout", type=float, default=None, help="with --follow: give up after this many s"
+    )
 
     mcp_help = "serve the agent tools over MCP (stdio; --http: streamable HTTP on loopback)"
     mcp = commands.add_parser("mcp", help=mcp_help, description=mcp_help)
@@ -152,23 +167,19 @@ def _read(source: str) -> bytes:
         return handle.read()
 
 
-def _emit(result: dict[str, Any], as_json: bool) -> int:
-    from fileops_daemon.client.render import summary_line
+def _emit(result: dict[str, Any], as_json: bool, *, undo_hint: str | None = None) -> int:
+    from fileops_daemon.cli.output import emit_result
 
-    if as_json:
-        # One compact line: with indent, json falls back to its pure-Python encoder, which
-        # takes ~0.3 s on a 10,000-operation result (pipe through jq to read it).
-        sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
-    else:
-        from rich.console import Console
+    return emit_result(result, as_json, undo_hint=undo_hint)
 
-        from fileops_daemon.client.render import print_result
 
-        print_result(result, Console(highlight=False))
-    code = EXIT_BY_STATUS[result["status"]]
-    if code != EXIT_OK:
-        print(f"fileops: {summary_line(result)}", file=sys.stderr)
-    return code
+def _local_undo_hint(plan_id: str, args: argparse.Namespace) -> str:
+    from fileops_daemon.cli.output import undo_command_line
+
+    local = ["--root", args.root]
+    if args.state_dir:
+        local += ["--state-dir", args.state_dir]
+    return undo_command_line(plan_id, *local)
 
 
 def _parse(raw: bytes) -> tuple[Any, dict[str, Any] | None]:
@@ -204,8 +215,11 @@ def _validate(args: argparse.Namespace) -> int:
     elif not errors:
         print(f"valid: plan {report['plan_id']!r}, {report['operations']} operation(s)")
     if errors:
-        first = errors[0]
-        print(f"fileops: invalid: {first['code']}: {first['message']}", file=sys.stderr)
+        from fileops_daemon.client.render import error_text
+
+        for error in errors:  # one line each, with the path it is about
+            where = f"operation {error['operation']}: " if "operation" in error else ""
+            print(f"fileops: invalid: {where}{error_text(error)}", file=sys.stderr)
         return EXIT_REJECTED
     return EXIT_OK
 
@@ -228,10 +242,11 @@ def _progress_callback() -> Any:
     """A progress bar on an interactive stderr, nothing otherwise."""
     if not sys.stderr.isatty():
         return None, None
-    from rich.console import Console
     from rich.progress import Progress
 
-    progress = Progress(console=Console(stderr=True), transient=True)
+    from fileops_daemon.cli.output import console
+
+    progress = Progress(console=console(stderr=True), transient=True)
     task = progress.add_task("applying", total=None)
 
     def update(done: int, total: int) -> None:
@@ -329,7 +344,9 @@ def _run(args: argparse.Namespace) -> int:
 
         plan = dataclasses.replace(plan, dry_run=True)
         return _emit(dry_run(plan, args.root, limits=Limits.from_env()), args.json)
-    return _emit(_apply_document(plan, args), args.json)
+    return _emit(
+        _apply_document(plan, args), args.json, undo_hint=_local_undo_hint(plan.plan_id, args)
+    )
 
 
 def _undo(args: argparse.Namespace) -> int:
@@ -353,13 +370,26 @@ def _undo(args: argparse.Namespace) -> int:
             args.plan_id,
             stored,
             case_name if isinstance(case_name, str) else "",
-            dry_run=bool(args.dry_run),
+            dry_run=not args.apply,  # a preview unless --apply, as through the daemon
             limits=Limits.from_env(),
         )
     except PlanError as exc:
         document = {"plan_id": undo_plan_id(args.plan_id), "case_name": case_name}
         return _emit(refusal_result(document, exc, now()), args.json)
-    return _emit(_apply_document(plan, args), args.json)
+    result = _apply_document(plan, args)
+    code = _emit(result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args))
+    if result["status"] == "planned" and not args.json:
+        print("a preview: add --apply to make these changes", file=sys.stderr)
+    return code
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout is gone (``fileops ... | head``): stop quietly. stdout is pointed
+    at /dev/null so the interpreter's final flush cannot fail again and print a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_CLOSED_PIPE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     from fileops_daemon.contract.envvars import ConfigError
 
     try:
-        return _run(args)
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
     except ConfigError as exc:
         print(f"fileops: configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -384,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fileops: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
     except Exception as exc:  # one line, never a traceback; -v shows the details
         if args.verbose:
             raise

@@ -13,22 +13,23 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
+import structlog
 from rich.markup import escape
 
+from fileops_daemon.cli.output import console, emit_result, undo_command_line
 from fileops_daemon.client.api import ClientConfig, FileopsClient, result_of
-from fileops_daemon.client.render import change_count, print_result, printable, safe, summary_line
+from fileops_daemon.client.render import change_count, printable, safe, summary_line
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.envvars import ConfigError, project_from_env
 from fileops_daemon.contract.exitcodes import (
-    EXIT_BY_STATUS,
-    EXIT_FAILED,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_TIMEOUT,
 )
 
 __all__ = ["status_command", "submit_command", "undo_command", "watch_command"]
+
+log = structlog.get_logger("fileops.cli")
 
 
 def _fail(message: str, code: int) -> int:
@@ -37,14 +38,10 @@ def _fail(message: str, code: int) -> int:
 
 
 def _show(result: dict[str, Any], as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
-    else:
-        print_result(result, Console(highlight=False))
-    code = EXIT_BY_STATUS.get(result["status"], EXIT_FAILED)
-    if code != EXIT_OK:
-        print(f"fileops: {summary_line(result)}", file=sys.stderr)
-    return code
+    hint = None
+    if result.get("status") == "applied" and isinstance(result.get("plan_id"), str):
+        hint = undo_command_line(result["plan_id"])
+    return emit_result(result, as_json, undo_hint=hint)
 
 
 def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
@@ -57,7 +54,8 @@ def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
             else:
                 print(f"submitted {plan.get('plan_id')!r} ({mode}) as message {message_id}")
             return EXIT_OK
-        result = client.wait(str(plan.get("plan_id")), args.timeout)
+        with _progress_while_waiting(str(plan.get("plan_id")), applying=mode == "apply"):
+            result = client.wait(str(plan.get("plan_id")), args.timeout)
     if result is None:
         return _fail(
             f"no result for {plan.get('plan_id')!r} within {args.timeout:g} s "
@@ -65,6 +63,23 @@ def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
             EXIT_TIMEOUT,
         )
     return _show(result, args.json)
+
+
+def _progress_while_waiting(
+    plan_id: str, *, applying: bool
+) -> contextlib.AbstractContextManager[Any]:
+    """Progress lines on an interactive stderr while an apply is awaited (the ledger has
+    them; a dry run is never recorded, and without a state bucket there is no ledger)."""
+    if not (applying and sys.stderr.isatty() and os.environ.get("FILEOPS_STATE_BUCKET")):
+        return contextlib.nullcontext()
+    from fileops_daemon.cli.follow import ProgressLines
+
+    try:
+        ledger = _ledger()
+    except Exception as exc:  # progress is a courtesy: without it, the wait goes on
+        log.info("progress.unavailable", plan_id=plan_id, error=repr(exc))
+        return contextlib.nullcontext()
+    return ProgressLines(ledger.read, plan_id, sys.stderr)
 
 
 def submit_command(args: argparse.Namespace) -> int:
@@ -94,6 +109,8 @@ def _ledger() -> Any:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    if args.follow:
+        return _follow(args)
     record = _ledger().read(args.plan_id)
     if record is None:
         return _fail(
@@ -103,8 +120,8 @@ def status_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document, ensure_ascii=False, indent=2))
         return EXIT_OK
-    console = Console(highlight=False)
-    console.print(
+    view = console()
+    view.print(
         f"[bold]{safe(record.plan_id)}[/] on case {safe(record.case_name)}: "
         f"[bold]{safe(record.state)}[/], owner {safe(record.owner)}, "
         f"attempts {record.attempts}, takeovers {record.takeovers}"
@@ -112,9 +129,9 @@ def status_command(args: argparse.Namespace) -> int:
     if record.state == "claimed":
         left = record.lease_expires_at - time.time()
         if record.lease_expires_at == 0:
-            console.print("lease released (handed over on shutdown): the next daemon resumes it")
+            view.print("lease released (handed over on shutdown): the next daemon resumes it")
         else:
-            console.print(f"lease {'expires in' if left > 0 else 'expired'} {abs(left):.0f} s")
+            view.print(f"lease {'expires in' if left > 0 else 'expired'} {abs(left):.0f} s")
         done = int(record.progress.get("steps_done", record.progress.get("done", 0)))
         total = int(record.progress.get("steps_total", 0))
         if total:
@@ -124,14 +141,28 @@ def status_command(args: argparse.Namespace) -> int:
                 TextColumn("applying"),
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total} steps"),
-                console=console,
+                console=view,
                 auto_refresh=False,
             ) as bar:
                 bar.add_task("apply", total=total, completed=done)
                 bar.refresh()
     if record.result is not None:
-        console.print(escape(summary_line(record.result)))
+        view.print(escape(summary_line(record.result)))
     return EXIT_OK
+
+
+def _follow(args: argparse.Namespace) -> int:
+    """Print where the plan stands as it changes, until it is settled; then its result, and
+    exit as ``submit --wait`` would."""
+    from fileops_daemon.cli.follow import follow_record
+
+    lines = sys.stderr if args.json else sys.stdout  # --json: stdout holds the result alone
+    record = follow_record(_ledger().read, args.plan_id, lines, timeout=args.timeout)
+    if record is None:
+        return _fail(f"{args.plan_id!r} was not settled within {args.timeout:g} s", EXIT_TIMEOUT)
+    if record.result is None:  # a done record always holds its result; be safe anyway
+        return EXIT_OK
+    return _show(record.result, args.json)
 
 
 def undo_command(args: argparse.Namespace) -> int:
@@ -190,6 +221,7 @@ def watch_command(args: argparse.Namespace) -> int:
         )
     seen = 0
     enough = threading.Event()
+    reader_gone = threading.Event()
     lock = threading.Lock()
 
     def on_result(message: Any) -> None:
@@ -203,9 +235,15 @@ def watch_command(args: argparse.Namespace) -> int:
         with lock:
             if enough.is_set():
                 return
-            print(
-                json.dumps(result, ensure_ascii=False) if args.json else _line(result), flush=True
-            )
+            try:
+                print(
+                    json.dumps(result, ensure_ascii=False) if args.json else _line(result),
+                    flush=True,
+                )
+            except BrokenPipeError:  # the reader is gone (| head): stop, main says so
+                reader_gone.set()
+                enough.set()
+                return
             seen += 1
             if args.count and seen >= args.count:
                 enough.set()
@@ -230,4 +268,6 @@ def watch_command(args: argparse.Namespace) -> int:
             with contextlib.suppress(NotFound):
                 subscriber.delete_subscription(subscription=path)
         subscriber.close()
+    if reader_gone.is_set():
+        raise BrokenPipeError
     return EXIT_OK

@@ -12,6 +12,8 @@ from rich.tree import Tree
 __all__ = [
     "change_count",
     "change_tree",
+    "count_line",
+    "error_text",
     "print_result",
     "printable",
     "safe",
@@ -57,10 +59,42 @@ def summary_line(result: dict[str, Any]) -> str:
         return f"{line}, {verb} {change_count(result)} item(s)"
     errors = result.get("errors") or []
     if errors:
-        first = errors[0]
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        return f"{line}: {printable(first['code'])}: {printable(first['message'])}{more}"
+        return f"{line}: {error_text(errors[0])}{more}"
     return line
+
+
+def error_text(error: dict[str, Any]) -> str:
+    """``code: message``, and the path the error is about when the message does not say it."""
+    text = f"{printable(error.get('code', ''))}: {printable(error.get('message', ''))}"
+    path = error.get("path")
+    if isinstance(path, str) and path and path not in str(error.get("message", "")):
+        text += f" (path: {printable(path)})"
+    return text
+
+
+#: How the count line names each kind of change: (one, many).
+_COUNTED = {
+    "create_folder": ("new folder", "new folders"),
+    "move": ("move", "moves"),
+    "copy": ("copy", "copies"),
+    "write": ("write", "writes"),
+    "trash": ("to trash", "to trash"),
+}
+
+
+def count_line(result: dict[str, Any]) -> str:
+    """The changes by kind, e.g. ``2 new folders, 1 move, 1 to trash``."""
+    counts = {action: 0 for action in _COUNTED}
+    for change in result.get("changes") or []:
+        if change.get("action") in counts:
+            counts[change["action"]] += 1
+    parts = [f"{n} {_COUNTED[action][n != 1]}" for action, n in counts.items() if n]
+    text = ", ".join(parts) or "no changes"
+    shown = len(result.get("changes") or [])
+    if shown < change_count(result):  # a shortened result: say what was counted
+        text += f" (in the first {shown} of {change_count(result)} changes)"
+    return text
 
 
 def _label(change: dict[str, Any]) -> tuple[str, str]:
@@ -109,12 +143,19 @@ def print_result(result: dict[str, Any], console: Console) -> None:
     console.print(f"[{style}]{escape(summary_line(result))}[/]")
     if result["changes"]:
         console.print(change_tree(result))
+    errors = result.get("errors") or []
+    paths = {e.get("operation"): e.get("path") for e in errors if "operation" in e}
     for op in result["operations"]:
         if op["outcome"] == "refused":
+            error = {"code": op.get("code", ""), "message": op["message"]}
+            error["path"] = paths.get(op["index"])
             console.print(
                 f"  [yellow]operation {op['index']} ({safe(op['type'])}): "
-                f"{safe(op.get('code', ''))}: {safe(op['message'])}[/]"
+                f"{escape(error_text(error))}[/]"
             )
+    for error in errors[1:]:  # the first is in the summary line; per operation ones above
+        if "operation" not in error:
+            console.print(f"  [yellow]{escape(error_text(error))}[/]")
     for line in result.get("remaining", []):
         console.print(f"  [red]still applied: {safe(line)}[/]")
     truncated = result.get("truncated")

@@ -1,7 +1,8 @@
 """The plan model: parse a plan document, validate it against the schema and the limits.
 
 The schema file in ``schemas/`` is the single source of truth for the document's shape;
-this module adds what a schema cannot say (byte limits, base64 content) and a digest.
+this module adds what a schema cannot say (byte limits, base64 content); the digest that
+stands for the plan's identity is in ``identity``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
+from fileops_daemon.contract.identity import legacy_plan_digest, plan_digest
 from fileops_daemon.contract.limits import Limits
 
 __all__ = [
@@ -123,13 +125,16 @@ class Plan:
     undo_of: str | None = None
     document: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-
-def plan_digest(document: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON without ``dry_run``: a dry run and its apply share it."""
-    content = {key: value for key, value in document.items() if key != "dry_run"}
-    # ensure_ascii: a canonical form for every JSON string, lone surrogates included.
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    def matches_digest(self, recorded: object) -> bool:
+        """Whether a digest recorded for this plan_id (ledger, journal, stored result) is
+        this plan's: in the current form, or in the form earlier versions recorded."""
+        if recorded == self.digest:
+            return True
+        return (
+            isinstance(recorded, str)
+            and bool(self.document)
+            and (recorded == legacy_plan_digest(self.document))
+        )
 
 
 #: Nesting a plan needs is 4 (plan, operations, an operation, its expect); a deeper document
@@ -293,11 +298,57 @@ def _check_schema(document: dict[str, Any]) -> None:
         raise PlanError(ErrorCode.SCHEMA_VIOLATION, "plan does not match plan.schema.json")
     path = list(error.absolute_path)
     index = path[1] if len(path) > 1 and path[0] == "operations" else None
+    try:
+        hint = _did_you_mean(document, error)
+    except (KeyError, IndexError, TypeError, ValueError):  # a hint must never cost the answer
+        hint = ""
     raise PlanError(
         ErrorCode.SCHEMA_VIOLATION,
-        shorten(f"{_where(error)}: {error.message}", _SCHEMA_MESSAGE_CHARS),
+        shorten(f"{_where(error)}: {error.message}", _SCHEMA_MESSAGE_CHARS - len(hint)) + hint,
         operation=index if isinstance(index, int) else None,
     )
+
+
+def _known_fields(document: dict[str, Any], path: list[Any]) -> tuple[Any, list[str]]:
+    """The object at ``path`` and the field names the schema allows there (none if unknown)."""
+    schema = load_schema("plan")
+    target: Any = document
+    for part in path:
+        target = target[part]
+    if not isinstance(target, dict):
+        return target, []
+    if not path:
+        return target, list(schema["properties"])
+    if len(path) == 2 and path[0] == "operations":
+        operation = schema["$defs"]["operation"]
+        for rule in operation["allOf"]:  # a type allows only some of the fields
+            if rule["if"]["properties"]["type"]["const"] == target.get("type"):
+                return target, list(rule["then"]["propertyNames"]["enum"])
+        return target, list(operation["properties"])
+    if len(path) == 3 and path[2] == "expect":
+        return target, list(schema["$defs"]["expect"]["properties"])
+    return target, []
+
+
+def _did_you_mean(document: dict[str, Any], error: Any) -> str:
+    """`` (did you mean 'from' for 'form'?)`` when a refusal is about a name close to an
+    allowed one: a misspelt field or operation type. Only the text changes, not the code."""
+    import difflib
+
+    if error.validator == "enum" and isinstance(error.instance, str):
+        typed, allowed = error.instance, [str(value) for value in error.validator_value]
+    elif error.validator in ("additionalProperties", "required"):
+        target, allowed = _known_fields(document, list(error.absolute_path))
+        unknown = [key for key in target if key not in allowed] if allowed else []
+        if not unknown:
+            return ""
+        typed = unknown[0]
+    else:
+        return ""
+    close = difflib.get_close_matches(typed, allowed, n=1, cutoff=0.6)
+    if not close or close[0] == typed:
+        return ""
+    return f" (did you mean {close[0]!r} for {shorten(typed, 60)!r}?)"
 
 
 def _content(item: Mapping[str, Any], index: int, limits: Limits) -> bytes:

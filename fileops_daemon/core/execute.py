@@ -23,6 +23,7 @@ import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.contract.identity import describe_difference
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan
 from fileops_daemon.contract.results import build_result, now
@@ -270,15 +271,20 @@ def apply_plan(
 def _stored_outcome(
     plan: Plan, stored: dict[str, Any], started: datetime, attempt: int
 ) -> dict[str, Any]:
-    if stored.get("plan_digest") != plan.digest:
-        return idempotency_conflict(plan, started, attempt)
+    if not plan.matches_digest(stored.get("plan_digest")):
+        return idempotency_conflict(plan, started, attempt, recorded=stored)
     return stored
 
 
-def idempotency_conflict(plan: Plan, started: datetime, attempt: int) -> dict[str, Any]:
+def idempotency_conflict(
+    plan: Plan, started: datetime, attempt: int, *, recorded: object = None
+) -> dict[str, Any]:
+    """The refusal of a plan whose plan_id stands for another plan; ``recorded``, that plan's
+    result or journal header, lets the message say what differs."""
+    difference = describe_difference(plan.document, recorded)
     error = PlanError(
         ErrorCode.IDEMPOTENCY_CONFLICT,
-        f"plan_id {plan.plan_id!r} was already used for a plan with other operations; "
+        f"plan_id {plan.plan_id!r} was already used for another plan: {difference}; "
         "use a new plan_id",
     )
     return _rejection(plan, error, started, attempt)
@@ -306,9 +312,11 @@ def _open_run(
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             error = StateInvalidError(f"the journal cannot be read: {type(exc).__name__}")
             return _rejection(plan, error, started, attempt)
-        if not isinstance(state.header, dict) or state.header.get("digest") != plan.digest:
+        if not isinstance(state.header, dict) or not plan.matches_digest(
+            state.header.get("digest")
+        ):
             journal.close()
-            return idempotency_conflict(plan, started, attempt)
+            return idempotency_conflict(plan, started, attempt, recorded=state.header)
         try:  # read back from disk (or seeded from the ledger): the same gate as a plan
             check_journal(plan, state)
         except (StateInvalidError, TypeError, AttributeError) as exc:

@@ -334,8 +334,10 @@ class PlanHandler:
 
     def _dry_run(self, plan: Plan, started: Any, delivery: Delivery) -> dict[str, Any]:
         record = self.ledger.read(plan.plan_id)
-        if record is not None and record.digest != plan.digest:
-            return idempotency_conflict(plan, started, delivery.delivery_attempt)
+        if record is not None and not plan.matches_digest(record.digest):
+            return idempotency_conflict(
+                plan, started, delivery.delivery_attempt, recorded=_recorded(record)
+            )
         if record is not None and record.state == "done" and record.result is not None:
             return record.result
         try:
@@ -360,8 +362,10 @@ class PlanHandler:
 
     def _apply(self, plan: Plan, started: Any, delivery: Delivery, bound: Any) -> Disposition:
         known = self.ledger.read(plan.plan_id)
-        if known is not None and known.digest != plan.digest:
-            result = idempotency_conflict(plan, started, delivery.delivery_attempt)
+        if known is not None and not plan.matches_digest(known.digest):
+            result = idempotency_conflict(
+                plan, started, delivery.delivery_attempt, recorded=_recorded(known)
+            )
             return self._answer(result, delivery)
         if known is not None and known.state == "done" and known.result is not None:
             return self._answer_again(known, delivery, bound)
@@ -379,8 +383,14 @@ class PlanHandler:
         if case.taken_from is not None:
             bound.warning("case.taken_from_abandoned_plan", abandoned_plan=case.taken_from)
         outcome = self.ledger.claim(plan.plan_id, plan.digest, plan.case_name, known)
+        if isinstance(outcome, Conflict) and plan.matches_digest(outcome.record.digest):
+            # Recorded by an earlier version, under the digest of the time: the same plan.
+            digest = outcome.record.digest
+            outcome = self.ledger.claim(plan.plan_id, digest, plan.case_name, outcome.record)
         if isinstance(outcome, Conflict):
-            result = idempotency_conflict(plan, started, delivery.delivery_attempt)
+            result = idempotency_conflict(
+                plan, started, delivery.delivery_attempt, recorded=_recorded(outcome.record)
+            )
             return self._answer(result, delivery)
         if isinstance(outcome, Completed):
             return self._answer_again(outcome.record, delivery, bound)
@@ -530,3 +540,9 @@ def _check_attributes(plan: Plan, attributes: dict[str, str]) -> None:
                 f"message attribute {name}={shorten(repr(given), 200)} disagrees with the "
                 f"plan's {value!r}",
             )
+
+
+def _recorded(record: Record) -> dict[str, Any]:
+    """What a ledger record shows of the plan it holds, for saying what a conflict differs in:
+    its result once it has one, else its case."""
+    return record.result if record.result is not None else {"case_name": record.case_name}

@@ -1,0 +1,69 @@
+"""How a result reaches the operator: a view on stdout, one line on stderr for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from fileops_daemon.contract.exitcodes import EXIT_BY_STATUS, EXIT_FAILED, EXIT_OK
+
+__all__ = ["console", "emit_result", "stderr_repeats_stdout", "undo_command_line"]
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console that lets a closed pipe be seen: rich's own answer to one is to exit
+    with status 1 on the spot; ``main`` ends such a run quietly, the way ``git`` does."""
+    return _PipeConsole(highlight=False, stderr=stderr)
+
+
+class _PipeConsole(Console):
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to write: the reader is gone
+        raise BrokenPipeError
+
+
+def stderr_repeats_stdout() -> bool:
+    """Whether stdout and stderr end in the same place (one terminal, or ``2>&1``): then a
+    line already in the view is not written again."""
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno()))
+    except (OSError, ValueError, AttributeError):  # no real file behind one of them
+        return False
+
+
+def undo_command_line(plan_id: str, *local: str) -> str:
+    """``fileops undo PLAN_ID [...]`` quoted for a shell; ``local`` adds --root and such."""
+    return shlex.join(["fileops", "undo", plan_id, *local])
+
+
+def emit_result(result: dict[str, Any], as_json: bool, *, undo_hint: str | None = None) -> int:
+    """Print ``result`` and return its exit code. The human view of an apply ends with the
+    changes counted by kind and how to undo it; ``--json`` prints the document alone."""
+    from fileops_daemon.client.render import summary_line
+
+    if as_json:
+        # One compact line: with indent, json falls back to its pure-Python encoder, which
+        # takes ~0.3 s on a 10,000-operation result (pipe through jq to read it).
+        sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
+    else:
+        from rich.markup import escape
+
+        from fileops_daemon.client.render import count_line, print_result, printable
+
+        view = console()
+        print_result(result, view)
+        if result["status"] == "applied" and not result.get("dry_run"):
+            view.print(escape(count_line(result)))
+            if undo_hint is not None:
+                # Not wrapped: a command is copied whole.
+                view.print(f"undo with: {escape(printable(undo_hint))}", soft_wrap=True)
+    sys.stdout.flush()
+    code = EXIT_BY_STATUS.get(result["status"], EXIT_FAILED)
+    if code != EXIT_OK and (as_json or not stderr_repeats_stdout()):
+        print(f"fileops: {summary_line(result)}", file=sys.stderr)
+    return code
