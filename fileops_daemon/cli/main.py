@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fileops_daemon import __version__
 from fileops_daemon.contract.errors import DESCRIPTIONS, ErrorCode, PlanError
@@ -25,12 +25,16 @@ from fileops_daemon.contract.exitcodes import (
     EXIT_USAGE,
 )
 
+if TYPE_CHECKING:
+    from fileops_daemon.client.infra import InfraProblem
+
 __all__ = ["main"]
 
 _EPILOG = (
     "exit status: 0 planned/applied, 1 unexpected error, 2 usage, 3 rejected (nothing touched), "
-    "4 failed (rolled back), 5 no result in time, 141 stdout closed early (| head); daemon: "
-    "69 stream lost, 75 forced stop, 78 bad configuration."
+    "4 failed (rolled back), 5 no result in time, 6 Pub/Sub or GCS unreachable, 7 no "
+    "credentials, 8 topic/subscription/bucket missing, 9 permission denied, 78 bad "
+    "configuration, 141 stdout closed early (| head); daemon: 69 stream lost, 75 forced stop."
     "\n\nerror codes:\n"
     + "\n".join(f"  {code.value:22} {DESCRIPTIONS[code]}" for code in ErrorCode)
 )
@@ -421,5 +425,20 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one line, never a traceback; -v shows the details
         if args.verbose:
             raise
+        problem = _infrastructure_problem(exc)
+        if problem is not None:
+            print(f"fileops: {problem.message}. {problem.advice}", file=sys.stderr)
+            return int(problem.exit_code)
         print(f"fileops: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _infrastructure_problem(exc: Exception) -> InfraProblem | None:
+    """What a person must fix around the command (an unreachable host, no credentials, a
+    missing topic or bucket), or None. Only commands that talk to Pub/Sub or GCS meet these,
+    and they have the cloud libraries loaded already."""
+    if "google.api_core" not in sys.modules:
+        return None
+    from fileops_daemon.client.infra import classify
+
+    return classify(exc)

@@ -17,7 +17,13 @@ import structlog
 from rich.markup import escape
 
 from fileops_daemon.cli.output import console, emit_result, undo_command_line
-from fileops_daemon.client.api import ClientConfig, FileopsClient, result_of
+from fileops_daemon.client.api import (
+    ClientConfig,
+    FileopsClient,
+    connect_retry,
+    result_of,
+    self_expiring_subscription,
+)
 from fileops_daemon.client.render import change_count, printable, safe, summary_line
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.envvars import ConfigError, project_from_env
@@ -217,7 +223,11 @@ def watch_command(args: argparse.Namespace) -> int:
                 "topic": config.topic_path(config.results_topic),
                 "filter": " AND ".join(conditions),
                 "ack_deadline_seconds": 10,
-            }
+                # Ours goes away by itself if this process is killed before it deletes it.
+                **(self_expiring_subscription() if owned else {}),
+            },
+            retry=connect_retry(config.connect_timeout),
+            timeout=config.connect_timeout,
         )
     seen = 0
     enough = threading.Event()

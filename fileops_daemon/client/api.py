@@ -43,7 +43,15 @@ from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.envvars import project_from_env
 from fileops_daemon.contract.signing import SIGNATURE_ATTRIBUTE, load_key, sign_message
 
-__all__ = ["ClientConfig", "FileopsClient", "close_default_client", "default_client", "result_of"]
+__all__ = [
+    "ClientConfig",
+    "FileopsClient",
+    "close_default_client",
+    "connect_retry",
+    "default_client",
+    "result_of",
+    "self_expiring_subscription",
+]
 
 #: Shortest expiration Pub/Sub allows: a dead client's subscription goes away after this.
 _EXPIRY_SECONDS = 24 * 3600
@@ -137,13 +145,7 @@ class FileopsClient:
         self._publisher.stop()
 
     def _short_retry(self) -> Retry:
-        return Retry(
-            predicate=if_exception_type(ServiceUnavailable),
-            initial=0.2,
-            maximum=1.0,
-            multiplier=2.0,
-            timeout=self.config.connect_timeout,
-        )
+        return connect_retry(self.config.connect_timeout)
 
     def _ensure_subscription(self) -> pubsub_v1.SubscriberClient:
         with self._lock:
@@ -159,12 +161,7 @@ class FileopsClient:
                                 "topic": self.config.topic_path(self.config.results_topic),
                                 "filter": f'attributes.{attr.CLIENT_ID} = "{self.client_id}"',
                                 "ack_deadline_seconds": 10,
-                                "expiration_policy": {
-                                    "ttl": duration_pb2.Duration(seconds=_EXPIRY_SECONDS)
-                                },
-                                "message_retention_duration": duration_pb2.Duration(
-                                    seconds=_RETENTION_SECONDS
-                                ),
+                                **self_expiring_subscription(),
                             },
                             retry=self._short_retry(),
                             timeout=self.config.connect_timeout,
@@ -314,6 +311,27 @@ def close_default_client() -> None:
         client, _default = _default, None
     if client is not None:
         client.close()
+
+
+def connect_retry(timeout: float) -> Retry:
+    """A first call's retry: a host that does not answer is an error within ``timeout``
+    seconds, not after the library's 60 s of retries."""
+    return Retry(
+        predicate=if_exception_type(ServiceUnavailable),
+        initial=0.2,
+        maximum=1.0,
+        multiplier=2.0,
+        timeout=timeout,
+    )
+
+
+def self_expiring_subscription() -> dict[str, Any]:
+    """Subscription settings under which a killed process's subscription goes away by itself
+    (the shortest expiry and retention Pub/Sub allows)."""
+    return {
+        "expiration_policy": {"ttl": duration_pb2.Duration(seconds=_EXPIRY_SECONDS)},
+        "message_retention_duration": duration_pb2.Duration(seconds=_RETENTION_SECONDS),
+    }
 
 
 def result_of(data: bytes) -> dict[str, Any] | None:

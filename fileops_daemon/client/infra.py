@@ -76,7 +76,7 @@ def classify(
         return InfraProblem(
             "config",
             f"configuration: {exc}",
-            "Set the FILEOPS_* variables the fileops client needs (README: the agent side).",
+            "Set the FILEOPS_* variables the fileops client needs (docs/agents.md).",
             EXIT_CONFIG,
         )
     cause = _unwrapped(exc)
@@ -102,7 +102,7 @@ def classify(
         return InfraProblem(
             "permission_denied",
             f"{name} denied permission: {_detail(cause)}",
-            "Grant the account the role the operation needs (see README: permissions).",
+            "Grant the account the role the operation needs (docs/deploy-gce.md, step 1).",
             EXIT_PERMISSION_DENIED,
         )
     if isinstance(cause, gexc.NotFound):
