@@ -400,7 +400,7 @@ class TestRecordsOfAnEarlierVersion:
         doc = plan("legacy-1", CHAIN, reason="tidy up")
         assert legacy_plan_digest(doc) != parse_plan(doc).digest
         # An earlier version claimed the plan under the digest of its time, then died.
-        old = Ledger(daemons.bucket, "worker-old", 30, CloudRetry(3, 0.05, 0.2))
+        old = Ledger(GcsLedgerStore(daemons.bucket, CloudRetry(3, 0.05, 0.2)), "worker-old", 30)
         old.claim("legacy-1", legacy_plan_digest(doc), CASE)
         a = daemons.handler("a")
         daemons.clock_offset["a"] = 3600  # the old worker's lease has run out
