@@ -51,6 +51,10 @@ class ErrorCode(StrEnum):
     DUPLICATE_KEY = "duplicate_key"
     UNDO_FORGED = "undo_forged"
     STATE_INVALID = "state_invalid"
+    APPROVAL_REJECTED = "approval_rejected"
+    APPROVAL_EXPIRED = "approval_expired"
+    APPROVAL_MISSING = "approval_missing"
+    APPROVAL_FORGED = "approval_forged"
 
 
 #: One line per code, used by docs/contract.md (a test checks it) and ``fileops --help``.
@@ -89,6 +93,14 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.SIGNATURE_INVALID: "the plan is unsigned or its HMAC signature does not match",
     ErrorCode.INTERNAL_ERROR: "a bug in fileops-daemon; the plan was not applied",
     ErrorCode.DUPLICATE_KEY: "a JSON object in the plan names the same key twice",
+    ErrorCode.APPROVAL_REJECTED: "an operator rejected the plan while it awaited approval",
+    ErrorCode.APPROVAL_EXPIRED: "nobody approved the plan within FILEOPS_APPROVAL_TTL",
+    ErrorCode.APPROVAL_MISSING: (
+        "an approval wake-up names a plan with no awaiting record or no recorded decision"
+    ),
+    ErrorCode.APPROVAL_FORGED: (
+        "an approval decision is not signed with the approval key, or names another digest"
+    ),
 }
 
 
