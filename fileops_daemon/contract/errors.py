@@ -81,7 +81,10 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.PRECONDITION_FAILED: "a source's size or sha256 differs from what the plan expects",
     ErrorCode.IDEMPOTENCY_CONFLICT: "this plan_id was already used for a plan with other content",
     ErrorCode.PLAN_BUSY: "another process is applying this plan or this case right now",
-    ErrorCode.TREE_CHANGED: "the tree changed between the check and the step; rolled back",
+    ErrorCode.TREE_CHANGED: (
+        "the tree changed between the check and the step (rolled back), or since the "
+        "simulation an operator approved (nothing changed)"
+    ),
     ErrorCode.IO_ERROR: "the filesystem failed (EIO, ESTALE, ...) after retries",
     ErrorCode.UNDO_UNAVAILABLE: "no inverse plan is stored for this plan_id",
     ErrorCode.UNDO_FORGED: (
