@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,17 +206,19 @@ class TestWaiting:
         assert stack.tree() == before
 
     def test_an_expired_approval_is_rejected(self, stack: Stack, keys: dict[str, Path]) -> None:
-        approving_stack(stack, keys, FILEOPS_APPROVAL_CASES="Smith-*", FILEOPS_APPROVAL_TTL="2s")
+        approving_stack(stack, keys, FILEOPS_APPROVAL_CASES="Smith-*", FILEOPS_APPROVAL_TTL="8s")
         stack.start_daemon()
         before = stack.tree()
         waiting(stack, moves_plan("slow-1", 1))
         waiting(stack, moves_plan("slow-2", 2, folder="other"))
         rows = json.loads(stack.cli("pending", "--json").stdout)
-        assert [row["plan_id"] for row in rows] == ["slow-1", "slow-2"]  # oldest first
-        wait_until(lambda: stack.ledger_record("slow-1") is not None, 5, "record")
-        import time
-
-        time.sleep(2.5)
+        assert [(row["plan_id"], row["expired"]) for row in rows] == [
+            ("slow-1", False),  # oldest first
+            ("slow-2", False),
+        ]
+        record = stack.ledger_record("slow-2")
+        assert record is not None
+        wait_until(lambda: time.time() > record["approval"]["expires_at"] + 0.5, 15, "expiry")
         # A duplicate after the expiry ends it; `pending` marks and ends the other.
         submit(stack, moves_plan("slow-1", 1))
         assert errors(wait_status(stack, "slow-1", "rejected")) == ["approval_expired"]
@@ -225,6 +228,11 @@ class TestWaiting:
         late = stack.cli("approve", "slow-2")
         assert late.returncode == 0 and "already decided" in late.stderr
         assert stack.tree() == before
+        audited = {v["plan_id"]: v for k, v in stack.audit_records().items() if "approvals/" in k}
+        assert {plan: a["decision"] for plan, a in audited.items()} == {
+            "slow-1": "expired",
+            "slow-2": "expired",
+        }
 
 
 class TestDeciding:
