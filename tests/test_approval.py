@@ -250,6 +250,13 @@ class TestDeciding:
         assert errors(refused) == ["tree_changed"]
         assert json.loads(run.stdout)["errors"] == refused["errors"]
         assert stack.tree() == before
+        # The same changes, but a file the plan deletes was edited meanwhile.
+        waiting(stack, moves_plan("stale-2", 2, delete=True, folder="other"))
+        (stack.root / CASE / "old.txt").write_text("edited after the simulation\n")
+        before = stack.tree()
+        assert stack.cli("approve", "stale-2", "--wait").returncode == 3
+        assert errors(wait_status(stack, "stale-2", "rejected")) == ["tree_changed"]
+        assert stack.tree() == before
 
     def test_forged_approvals_are_refused_and_the_plan_keeps_waiting(
         self, stack: Stack, keys: dict[str, Path]

@@ -17,7 +17,7 @@ from fileops_daemon.contract.approval import (
 )
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.contract.signing import sign_message
-from fileops_daemon.service.approval import ApprovalPolicy, parse_duration
+from fileops_daemon.service.approval import ApprovalPolicy, parse_duration, source_listing
 from fileops_daemon.service.config import Config, ConfigError
 
 BASE = {"FILEOPS_PROJECT": "p", "FILEOPS_STATE_BUCKET": "b"}
@@ -168,3 +168,28 @@ class TestWakeUpAndDigest:
         assert changes_digest(one) != changes_digest(simulated(trash=2))
         noop = {**one, "operations": [{"index": 0, "type": "move", "outcome": "noop"}]}
         assert changes_digest(one) != changes_digest(noop)
+
+
+class TestSourceListing:
+    def test_an_edit_or_an_addition_under_a_source_changes_the_digest(self, tmp_path: Path) -> None:
+        folder = tmp_path / "C" / "box"
+        folder.mkdir(parents=True)
+        (folder / "a.txt").write_text("a")
+        changes = [
+            {"action": "trash", "operation": 0, "path": "C/box", "to": "C/.fileops/t"},
+            {"action": "move", "operation": 1, "from": "C/gone.txt", "to": "C/x.txt"},
+        ]
+        first = source_listing(str(tmp_path), changes)
+        assert [entry[:2] for entry in first] == [
+            ["C/box", "dir"],
+            ["C/box/a.txt", "file"],
+            ["C/gone.txt", "missing"],
+        ]
+        result = {"changes": changes, "operations": []}
+        digest = changes_digest(result, first)
+        assert changes_digest(result, source_listing(str(tmp_path), changes)) == digest
+        (folder / "a.txt").write_text("longer")
+        edited = source_listing(str(tmp_path), changes)
+        assert changes_digest(result, edited) != digest
+        (folder / "b.txt").write_text("b")
+        assert len(source_listing(str(tmp_path), changes)) == 4

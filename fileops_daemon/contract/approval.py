@@ -103,10 +103,13 @@ def verify_decision(keys: Sequence[bytes], document: Any) -> Decision:
     return decision
 
 
-def changes_digest(result: Mapping[str, Any]) -> str:
-    """sha256 of what a simulation says the plan would do: every change and each operation's
-    outcome. Two simulations with the same digest would change the tree the same way."""
+def changes_digest(result: Mapping[str, Any], sources: Sequence[Sequence[Any]] = ()) -> str:
+    """sha256 of what a simulation says the plan would do: every change, each operation's
+    outcome and ``sources``, a listing of what the plan moves, copies or sends to the trash
+    (so a file edited or added under a folder since then makes another digest). Two
+    simulations with the same digest would change the tree the same way."""
     shown = {
+        "sources": [list(entry) for entry in sources],
         "changes": result.get("changes", []),
         "outcomes": [
             [op.get("index"), op.get("type"), op.get("outcome")]

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -225,6 +227,34 @@ class Proceed:
     client_id: str
 
 
+def source_listing(projects_root: str, changes: list[dict[str, Any]]) -> list[list[Any]]:
+    """What the changes take away or take from: each moved, copied or trashed item and
+    everything below it, as (path, kind, size, mtime_ns). Links are listed, never followed
+    (the simulation refused any on a plan's path)."""
+    listing: list[list[Any]] = []
+    seen: set[str] = set()
+
+    def add(shown: str, path: str) -> None:
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            listing.append([shown, "missing", 0, 0])
+            return
+        kind = "dir" if stat.S_ISDIR(info.st_mode) else "file"
+        listing.append([shown, kind, info.st_size if kind == "file" else 0, info.st_mtime_ns])
+        if kind == "dir":
+            with os.scandir(path) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    add(f"{shown}/{entry.name}", entry.path)
+
+    for change in changes:
+        source = change.get("path") if change.get("action") == "trash" else change.get("from")
+        if isinstance(source, str) and source not in seen:
+            seen.add(source)
+            add(source, os.path.join(projects_root, *source.split("/")))
+    return listing
+
+
 def timestamp(seconds: float) -> str:
     moment = datetime.fromtimestamp(seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -267,7 +297,7 @@ class ApprovalDesk:
             return None
         at = self.clock()
         expires = at + self.policy.ttl_seconds
-        digest = changes_digest(simulated)
+        digest = self._digest(simulated)
         result = {
             **simulated,
             "status": AWAITING_APPROVAL,
@@ -374,7 +404,7 @@ class ApprovalDesk:
         self.decisions.unindex(plan.plan_id)
         simulated = dry_run(plan, self.projects_root, limits=self.limits, attempt=attempt)
         shown = (record.approval or {}).get("changes_digest")
-        if simulated["status"] == "planned" and changes_digest(simulated) == shown:
+        if simulated["status"] == "planned" and self._digest(simulated) == shown:
             return None
         log.warning("approval.tree_changed", plan_id=plan.plan_id, case_name=plan.case_name)
         error = PlanError(
@@ -383,6 +413,10 @@ class ApprovalDesk:
             "something else; nothing was changed. Send a new plan",
         )
         return _rejected(record, error, started, attempt)
+
+    def _digest(self, simulated: dict[str, Any]) -> str:
+        sources = source_listing(self.projects_root, simulated.get("changes") or [])
+        return changes_digest(simulated, sources)
 
     # -- endings ----------------------------------------------------------------------------------
 
