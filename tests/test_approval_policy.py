@@ -193,3 +193,19 @@ class TestSourceListing:
         assert changes_digest(result, edited) != digest
         (folder / "b.txt").write_text("b")
         assert len(source_listing(str(tmp_path), changes)) == 4
+
+
+def test_the_agent_is_told_to_stop_and_tell_its_user() -> None:
+    from fileops_daemon.client.tools import summarize
+
+    text = summarize(
+        {
+            "plan_id": "p1",
+            "case_name": "C",
+            "status": "awaiting_approval",
+            "changes": [{"action": "trash", "operation": 0, "path": "C/a"}],
+            "errors": [],
+        }
+    )
+    assert "awaiting_approval" in text and "- trash C/a" in text
+    assert "fileops approve p1" in text and "Do not send the plan again" in text
