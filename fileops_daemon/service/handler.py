@@ -157,6 +157,7 @@ class PlanHandler:
             ledger.store,
             projects_root=config.projects_root,
             limits=config.limits,
+            clock=ledger.clock,
         )
 
     def hand_over(self) -> None:

@@ -33,6 +33,7 @@ def build_consumer(config: Config, metrics: Metrics) -> Consumer:
         GcsLedgerStore(storage.bucket(config.audit_bucket), retry),
         projects_root=config.projects_root,
         limits=config.limits,
+        clock=ledger.clock,
     )
     handler = PlanHandler(config, ledger, results, audit, metrics, approvals)
     return Consumer(config, handler, pubsub_v1.SubscriberClient(), metrics)
