@@ -50,6 +50,10 @@ class TestProgressText:
         assert "lease expired" in progress_text("p-1", expired)
         done = replace(CLAIMED, state="done", result=APPLIED)
         assert progress_text("p-1", done) == "p-1: applied"
+        waiting = replace(CLAIMED, state="awaiting_approval", lease_expires_at=0.0)
+        assert progress_text("p-1", waiting) == (
+            "p-1: awaiting approval (fileops pending; fileops approve p-1)"
+        )
 
 
 class TestFollow:

@@ -33,6 +33,8 @@ def progress_text(plan_id: str, record: Any) -> str:
     if record.state == "done":
         status = (record.result or {}).get("status", "done")
         return f"{name}: {printable(status)}"
+    if record.state == "awaiting_approval":  # nothing runs until an operator decides
+        return f"{name}: awaiting approval (fileops pending; fileops approve {name})"
     progress = record.progress or {}
     done = int(progress.get("steps_done", progress.get("done", 0)) or 0)
     total = int(progress.get("steps_total", 0) or 0)

@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_argument("--http", action="store_true", help="serve http://HOST:PORT/mcp, not stdio")
     mcp.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
     mcp.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    from fileops_daemon.cli.approvals import add_commands as add_approval_commands
+
+    add_approval_commands(command)
 
     commands.add_parser(
         "run", help="the daemon: pull plans from Pub/Sub and apply them (config from FILEOPS_*)"
@@ -325,6 +328,8 @@ def _run(args: argparse.Namespace) -> int:
         return _validate(args)
     if args.command == "mcp":
         return _mcp(args)
+    if args.command in ("pending", "approve", "reject"):  # cli/approvals.py
+        return int(args.handler(args))
     if args.command in ("submit", "watch", "status") or (
         args.command == "undo" and args.root is None
     ):

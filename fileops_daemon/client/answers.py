@@ -142,4 +142,10 @@ def summarize(result: Mapping[str, Any], next_step: str = LEGACY_NEXT_STEP) -> s
         )
     elif status == "failed":
         lines.append("The apply failed and was rolled back; nothing was changed.")
+    elif status == "awaiting_approval":
+        lines.append(
+            "Nothing was changed yet: these changes need an operator's approval (fileops "
+            f"approve {plan_id}). Tell the user, and stop; the final result follows when "
+            "an operator approves or rejects it. Do not send the plan again."
+        )
     return "\n".join(lines)

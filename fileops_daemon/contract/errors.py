@@ -51,6 +51,10 @@ class ErrorCode(StrEnum):
     DUPLICATE_KEY = "duplicate_key"
     UNDO_FORGED = "undo_forged"
     STATE_INVALID = "state_invalid"
+    APPROVAL_REJECTED = "approval_rejected"
+    APPROVAL_EXPIRED = "approval_expired"
+    APPROVAL_MISSING = "approval_missing"
+    APPROVAL_FORGED = "approval_forged"
 
 
 #: One line per code, used by docs/contract.md (a test checks it) and ``fileops --help``.
@@ -77,7 +81,10 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.PRECONDITION_FAILED: "a source's size or sha256 differs from what the plan expects",
     ErrorCode.IDEMPOTENCY_CONFLICT: "this plan_id was already used for a plan with other content",
     ErrorCode.PLAN_BUSY: "another process is applying this plan or this case right now",
-    ErrorCode.TREE_CHANGED: "the tree changed between the check and the step; rolled back",
+    ErrorCode.TREE_CHANGED: (
+        "the tree changed between the check and the step (rolled back), or since the "
+        "simulation an operator approved (nothing changed)"
+    ),
     ErrorCode.IO_ERROR: "the filesystem failed (EIO, ESTALE, ...) after retries",
     ErrorCode.UNDO_UNAVAILABLE: "no inverse plan is stored for this plan_id",
     ErrorCode.UNDO_FORGED: (
@@ -89,6 +96,14 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.SIGNATURE_INVALID: "the plan is unsigned or its HMAC signature does not match",
     ErrorCode.INTERNAL_ERROR: "a bug in fileops-daemon; the plan was not applied",
     ErrorCode.DUPLICATE_KEY: "a JSON object in the plan names the same key twice",
+    ErrorCode.APPROVAL_REJECTED: "an operator rejected the plan while it awaited approval",
+    ErrorCode.APPROVAL_EXPIRED: "nobody approved the plan within FILEOPS_APPROVAL_TTL",
+    ErrorCode.APPROVAL_MISSING: (
+        "an approval wake-up names a plan with no awaiting record or no recorded decision"
+    ),
+    ErrorCode.APPROVAL_FORGED: (
+        "an approval decision is not signed with the approval key, or names another digest"
+    ),
 }
 
 

@@ -11,6 +11,7 @@ from fileops_daemon.contract.envvars import ConfigError, env_float, env_int, pro
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.signing import load_key
 from fileops_daemon.core.pacing import StepPacer
+from fileops_daemon.service.approval import ApprovalPolicy
 
 __all__ = ["Config", "ConfigError"]
 
@@ -76,6 +77,8 @@ class Config:
     signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
     #: Localhost port of /metrics and /healthz; 0 = off.
     metrics_port: int = 0
+    #: Which plans wait for an operator's approval (off by default).
+    approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -136,6 +139,7 @@ class Config:
             log_level=env.get("FILEOPS_LOG_LEVEL", "INFO").upper(),
             signing_keys=tuple(keys),
             metrics_port=env_int(env, "FILEOPS_METRICS_PORT", 0, minimum=0),
+            approval=ApprovalPolicy.from_env(env),
         )
 
     def topic_path(self, topic: str) -> str:

@@ -9,6 +9,7 @@ WAIT, held unsettled, while an earlier plan of its case goes first.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 import threading
@@ -19,8 +20,9 @@ from typing import Any
 import structlog
 
 from fileops_daemon.contract import attributes as attr
+from fileops_daemon.contract.approval import WakeUp, is_wakeup
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
-from fileops_daemon.contract.plan import Plan
+from fileops_daemon.contract.plan import Plan, decode_document
 from fileops_daemon.contract.results import bounded, encode_result, now, refusal_result
 from fileops_daemon.contract.signing import covers_attributes, verify
 from fileops_daemon.core.execute import (
@@ -35,10 +37,12 @@ from fileops_daemon.core.pacing import StepPacer
 from fileops_daemon.core.paths import nfc
 from fileops_daemon.core.store import PlanStore
 from fileops_daemon.core.undo import UndoRequest, build_undo_plan, parse_message
+from fileops_daemon.service.approval import Answer, ApprovalDesk, DecisionStore
 from fileops_daemon.service.config import Config
 from fileops_daemon.service.delivery import Delivery
 from fileops_daemon.service.lease import LeaseKeeper, release_quietly
 from fileops_daemon.service.ledger import (
+    AWAITING_APPROVAL,
     CaseHeld,
     Claimed,
     Completed,
@@ -129,6 +133,7 @@ class PlanHandler:
         results: ResultSink,
         audit: AuditSink,
         metrics: Metrics | None = None,
+        approvals: ApprovalDesk | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
@@ -144,6 +149,16 @@ class PlanHandler:
         self.pacer = StepPacer(config.apply_max_steps_per_second)
         self.handing_over = threading.Event()
         self.sequencer = CaseSequencer()
+        # The daemon's wiring passes the real one (decisions audited in the audit bucket).
+        self.approvals = approvals or ApprovalDesk(
+            config.approval,
+            ledger,
+            DecisionStore(ledger.store),
+            ledger.store,
+            projects_root=config.projects_root,
+            limits=config.limits,
+            clock=ledger.clock,
+        )
 
     def hand_over(self) -> None:
         """Shutting down with plans still applying: pause them between steps, release their
@@ -181,6 +196,11 @@ class PlanHandler:
                 _check_attributes(plan, attrs)
             except PlanError as exc:
                 return self._refuse(delivery, exc, started, bound)
+        elif isinstance(message, WakeUp):
+            ruled = self._rule(message, delivery, started, bound)
+            if isinstance(ruled, Disposition):
+                return ruled
+            plan, delivery = ruled
         else:
             plan = message
         bound = bound.bind(plan_id=plan.plan_id, case_name=plan.case_name)
@@ -276,10 +296,37 @@ class PlanHandler:
             limits=self.config.limits,
         )
 
-    def _accept(self, delivery: Delivery) -> Plan | UndoRequest:
+    def _rule(
+        self, wakeup: WakeUp, delivery: Delivery, started: Any, bound: Any
+    ) -> Disposition | tuple[Plan, Delivery]:
+        """An approval wake-up: answer it, or the approved plan to apply and the delivery
+        that routes its result to the plan's submitter."""
+        bound = bound.bind(plan_id=wakeup.approval_of)
+        try:
+            ruling = self.approvals.rule(wakeup, started, delivery.delivery_attempt)
+        except PlanError as exc:  # no valid decision: refused, the plan is left waiting
+            return self._refuse(delivery, exc, started, bound)
+        except Exception:  # GCS, or a decision raced: look again on the redelivery
+            bound.exception("approval.rule_failed")
+            return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
+        routed = dataclasses.replace(
+            delivery, extra={**delivery.extra, _REPLY_TO: ruling.client_id}
+        )
+        if isinstance(ruling, Answer):
+            return self._answer(ruling.result, routed)
+        approved = dataclasses.replace(
+            routed, extra={**routed.extra, _APPROVED: ruling.plan.digest}
+        )
+        return ruling.plan, approved
+
+    def _accept(self, delivery: Delivery) -> Plan | UndoRequest | WakeUp:
         """Authenticate, parse and cross-check one message; PlanError says why not."""
         if self.config.signing_keys:  # before parsing: forged plans get no further
             verify(self.config.signing_keys, delivery.data, delivery.attributes)
+        if b'"approval_of"' in delivery.data:
+            document = decode_document(delivery.data, self.config.limits)
+            if is_wakeup(document):
+                return WakeUp.from_document(document)
         message = parse_message(delivery.data, self.config.limits)
         if isinstance(message, Plan):
             _check_attributes(message, delivery.attributes)
@@ -318,6 +365,9 @@ class PlanHandler:
         self.audit.write(result, delivery, full if result is not full else None)
         # An agent's client tags its plans; the tag routes the result to its subscription.
         reply = _reply_attributes(delivery, self.config.signing_keys) if routed else {}
+        if routed and _REPLY_TO in delivery.extra:  # a decided plan: answer its submitter
+            client = delivery.extra[_REPLY_TO]
+            reply = {attr.CLIENT_ID: client} if client else {}
         self.results.publish(result, reply, data)
         self.metrics.plans.labels(result["status"], str(result["dry_run"]).lower()).inc()
         log.info(
@@ -369,6 +419,11 @@ class PlanHandler:
             return self._answer(result, delivery)
         if known is not None and known.state == "done" and known.result is not None:
             return self._answer_again(known, delivery, bound)
+        approved = delivery.extra.get(_APPROVED) == plan.digest
+        if not approved and plan.undo_of is None:
+            waiting = self._await_approval(plan, known, started, delivery)
+            if waiting is not None:
+                return self._answer(waiting, delivery)
         case = self.ledger.acquire_case(nfc(plan.case_name), plan.plan_id)
         if isinstance(case, CaseHeld):
             return self._wait(
@@ -382,7 +437,9 @@ class PlanHandler:
             )
         if case.taken_from is not None:
             bound.warning("case.taken_from_abandoned_plan", abandoned_plan=case.taken_from)
-        outcome = self.ledger.claim(plan.plan_id, plan.digest, plan.case_name, known)
+        outcome = self.ledger.claim(
+            plan.plan_id, plan.digest, plan.case_name, known, approved=approved
+        )
         if isinstance(outcome, Conflict) and plan.matches_digest(outcome.record.digest):
             # Recorded by an earlier version, under the digest of the time: the same plan.
             digest = outcome.record.digest
@@ -403,7 +460,24 @@ class PlanHandler:
                 after=self._recheck,
                 owner=outcome.record.owner,
             )
+        if approved and known is not None and known.state == AWAITING_APPROVAL:
+            changed = self.approvals.recheck(plan, known, started, delivery.delivery_attempt)
+            if changed is not None:
+                self.ledger.complete(outcome.record, changed)
+                return self._answer(changed, delivery)
         return self._run_claimed(plan, outcome, started, delivery, bound)
+
+    def _await_approval(
+        self, plan: Plan, known: Record | None, started: Any, delivery: Delivery
+    ) -> dict[str, Any] | None:
+        """The awaiting_approval answer if the plan waits for an operator; None to go on."""
+        attempt = delivery.delivery_attempt
+        if known is not None and known.state == AWAITING_APPROVAL:
+            return self.approvals.still_waiting(known, started, attempt)
+        if known is not None or not self.config.approval.enabled:
+            return None
+        client = _reply_attributes(delivery, self.config.signing_keys).get(attr.CLIENT_ID, "")
+        return self.approvals.gate(plan, client, started, attempt)
 
     def _answer_again(self, record: Record, delivery: Delivery, bound: Any) -> Disposition:
         """A plan already finished: answer with its recorded result."""
@@ -508,6 +582,11 @@ def placeholder_plan_id(message_id: str) -> str:
     pattern, so it is safe in results, attributes and object names)."""
     return "unidentified-" + (_UNSAFE_ID.sub("_", message_id)[:180] or "_")
 
+
+#: Delivery.extra keys the handler sets itself (never read from the wire): the client to
+#: answer instead of the message's own, and the digest of the plan an operator approved.
+_REPLY_TO = "fileops.reply_to"
+_APPROVED = "fileops.approved_digest"
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -36,6 +36,7 @@ from fileops_daemon.service.ledger_store import (
 from fileops_daemon.service.sequencer import BLOCK_SECONDS
 
 __all__ = [
+    "AWAITING_APPROVAL",
     "CaseHeld",
     "CaseLease",
     "Claimed",
@@ -63,6 +64,12 @@ class RecordState(enum.StrEnum):
 
     CLAIMED = "claimed"  # a daemon holds (or held) the lease; the plan is not finished
     DONE = "done"  # finished: ``result`` is its answer
+    #: simulated and held for an operator's decision (service/approval.py); nothing applied
+    AWAITING_APPROVAL = "awaiting_approval"
+
+
+#: The state of a plan that waits for an operator (a name for service/approval.py and the CLI).
+AWAITING_APPROVAL = RecordState.AWAITING_APPROVAL
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,8 @@ class Record:
     progress: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
     undo: dict[str, Any] | None = None  # the inverse plan of an applied plan
+    #: awaiting_approval (and after): the plan document, what was shown, who to answer
+    approval: dict[str, Any] | None = None
     updated_at: float = 0.0
     generation: int = 0  # of the stored object this was read from or written as; not stored
 
@@ -202,10 +211,17 @@ class Ledger:
     # -- transitions ----------------------------------------------------------------------------
 
     def claim(
-        self, plan_id: str, digest: str, case_name: str, known: Record | None = None
+        self,
+        plan_id: str,
+        digest: str,
+        case_name: str,
+        known: Record | None = None,
+        *,
+        approved: bool = False,
     ) -> ClaimOutcome:
         """Claim ``plan_id``. ``known``: its record as the caller just read it, so a plan that
-        has one is not first created in vain."""
+        has one is not first created in vain. A plan awaiting approval is claimed only once
+        ``approved`` (otherwise it stays Held)."""
         fresh = Record(
             plan_id=plan_id,
             digest=digest,
@@ -231,24 +247,57 @@ class Ledger:
                 return Completed(current)
             if current.lease_expires_at > self.clock():
                 return Held(current)
+            awaiting = current.state == AWAITING_APPROVAL
+            if awaiting and not approved:
+                return Held(current)
             # Our own lease, released when we nacked the plan: picking it up is no takeover.
             own = current.owner == self.worker_id and current.lease_expires_at == 0.0
             taken = replace(
                 current,
+                state=RecordState.CLAIMED,
                 owner=self.worker_id,
                 token=uuid.uuid4().hex,
                 lease_expires_at=self.clock() + self.lease_seconds,
                 attempts=current.attempts + 1,
-                takeovers=current.takeovers + (not own),
+                takeovers=current.takeovers + (not own and not awaiting),
             )
             try:
                 written = self._write(taken, current.generation)
+                if awaiting:  # an approved plan starts here: nobody's lease is taken over
+                    return Claimed(written)
                 return Claimed(written, takeover=not own, previous_owner=current.owner)
             except GenerationMismatchError:
                 current = self.read(plan_id)  # someone else took it first; look again
         current = self.read(plan_id)
         assert current is not None
         return Held(current)
+
+    def await_approval(
+        self,
+        plan_id: str,
+        digest: str,
+        case_name: str,
+        result: dict[str, Any],
+        approval: dict[str, Any],
+    ) -> Record | None:
+        """Record ``plan_id`` as awaiting approval (created only if it has no record yet);
+        None if a record appeared first."""
+        record = Record(
+            plan_id=plan_id,
+            digest=digest,
+            case_name=case_name,
+            state=RecordState.AWAITING_APPROVAL,
+            owner=self.worker_id,
+            token=uuid.uuid4().hex,
+            lease_expires_at=0.0,
+            attempts=0,
+            result=result,
+            approval=approval,
+        )
+        try:
+            return self._write(record, if_generation_match=0)
+        except GenerationMismatchError:
+            return None
 
     def renew(self, record: Record, progress: dict[str, Any] | None = None) -> Record:
         """Extend the lease (and record progress); LeaseLostError if someone took over."""

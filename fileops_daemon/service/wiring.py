@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.cloud import pubsub_v1
 
+from fileops_daemon.service.approval import ApprovalDesk, DecisionStore
 from fileops_daemon.service.cloud import CloudRetry, storage_client
 from fileops_daemon.service.config import Config
 from fileops_daemon.service.consumer import Consumer
@@ -19,14 +20,20 @@ __all__ = ["build_consumer"]
 def build_consumer(config: Config, metrics: Metrics) -> Consumer:
     retry = CloudRetry(config.retry_attempts, config.retry_initial_wait, config.retry_max_wait)
     storage = storage_client(config.project)
-    ledger = Ledger(
-        GcsLedgerStore(storage.bucket(config.state_bucket), retry),
-        config.worker_id,
-        config.lease_seconds,
-    )
+    state = storage.bucket(config.state_bucket)
+    ledger = Ledger(GcsLedgerStore(state, retry), config.worker_id, config.lease_seconds)
     results = ResultPublisher(
         pubsub_v1.PublisherClient(), config.topic_path(config.results_topic), retry
     )
     audit = AuditLog(storage.bucket(config.audit_bucket), retry)
-    handler = PlanHandler(config, ledger, results, audit, metrics)
+    approvals = ApprovalDesk(
+        config.approval,
+        ledger,
+        DecisionStore(ledger.store, state, retry),
+        GcsLedgerStore(storage.bucket(config.audit_bucket), retry),
+        projects_root=config.projects_root,
+        limits=config.limits,
+        clock=ledger.clock,
+    )
+    handler = PlanHandler(config, ledger, results, audit, metrics, approvals)
     return Consumer(config, handler, pubsub_v1.SubscriberClient(), metrics)

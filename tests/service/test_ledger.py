@@ -315,7 +315,7 @@ class TestStoredRecord:
         a.complete(record, RESULT)
         assert stored_document(store, "plans/p-1.json")["state"] == "done"
         assert json.dumps(RecordState.DONE) == '"done"'
-        assert [state.value for state in RecordState] == ["claimed", "done"]
+        assert [state.value for state in RecordState] == ["claimed", "done", "awaiting_approval"]
 
     def test_the_stored_document_has_the_record_fields_but_not_the_generation(
         self, a: Ledger, store: MemoryLedgerStore
@@ -334,6 +334,7 @@ class TestStoredRecord:
             "progress",
             "result",
             "undo",
+            "approval",
             "updated_at",
         }
 
@@ -495,3 +496,27 @@ class TestJournalHeader:
         a.save_journal("p-1", b'{"header":1}\n')
         a.save_journal("p-1", b'{"header":2}\n')  # unconditional: the latest wins
         assert b.load_journal("p-1") == b'{"header":2}\n'
+
+
+class TestAwaitingApproval:
+    """A plan held for an operator (service/approval.py): recorded once, claimed only when
+    approved, and then no takeover of anyone's lease."""
+
+    def test_recorded_once_and_held_until_approved(
+        self, a: Ledger, store: MemoryLedgerStore
+    ) -> None:
+        waiting = a.await_approval("p-1", "d", "Case", RESULT, {"changes_digest": "x"})
+        assert waiting is not None and waiting.state is RecordState.AWAITING_APPROVAL
+        assert stored_document(store, "plans/p-1.json")["state"] == "awaiting_approval"
+        assert a.await_approval("p-1", "d", "Case", RESULT, {}) is None
+        assert isinstance(a.claim("p-1", "d", "Case"), Held)
+        assert a.read("p-1") == waiting
+        outcome = a.claim("p-1", "d", "Case", approved=True)
+        assert isinstance(outcome, Claimed) and not outcome.takeover
+        assert outcome.record.state is RecordState.CLAIMED
+        assert outcome.record.approval == {"changes_digest": "x"}
+        assert outcome.record.attempts == 1 and outcome.record.takeovers == 0
+
+    def test_a_waiting_plan_of_another_digest_is_a_conflict(self, a: Ledger) -> None:
+        a.await_approval("p-1", "d", "Case", RESULT, {})
+        assert isinstance(a.claim("p-1", "other", "Case", approved=True), Conflict)

@@ -1,0 +1,247 @@
+"""The operators' approval commands: pending, approve, reject.
+
+``approve``/``reject`` write a decision signed with the approval key
+(``FILEOPS_APPROVAL_KEY_FILE``, which agents do not hold) into the ledger bucket, created only
+if none exists (two operators at once: one decision wins), then publish a wake-up on the plans
+topic. The daemon acts only on the signed decision; the wake-up just tells it to look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from fileops_daemon.contract.approval import APPROVE, REJECT, Decision, wakeup_document
+from fileops_daemon.contract.envvars import ConfigError, project_from_env
+from fileops_daemon.contract.exitcodes import (
+    EXIT_BY_STATUS,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_TIMEOUT,
+)
+from fileops_daemon.contract.signing import load_key
+
+if TYPE_CHECKING:  # the cloud libraries load only when a command runs, not for --help
+    from fileops_daemon.service.ledger import Ledger, Record
+
+#: The ledger state of a waiting plan (service.ledger.AWAITING_APPROVAL).
+AWAITING_APPROVAL = "awaiting_approval"
+
+__all__ = ["add_commands", "approve_command", "pending_command", "reject_command"]
+
+
+def add_commands(command: Any) -> None:
+    """Register the subcommands (``command(name, help)`` makes one, with --json)."""
+    pending = command("pending", "plans waiting for an operator's approval, oldest first")
+    pending.set_defaults(handler=pending_command)
+    approve = command("approve", "apply a waiting plan: exactly the changes its simulation showed")
+    approve.add_argument("plan_id")
+    approve.add_argument("--digest", help="refuse unless the shown changes_digest starts with this")
+    approve.add_argument("--wait", action="store_true", help="wait for the plan's result")
+    approve.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
+    approve.set_defaults(handler=approve_command)
+    reject = command("reject", "reject a waiting plan; its agent is answered 'rejected'")
+    reject.add_argument("plan_id")
+    reject.add_argument("--reason", required=True, help="told to the agent and audited")
+    reject.add_argument("--wait", action="store_true", help="wait for the plan's result")
+    reject.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
+    reject.set_defaults(handler=reject_command)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"fileops: {message}", file=sys.stderr)
+    return code
+
+
+def _bucket() -> Any:
+    from fileops_daemon.service.cloud import storage_client
+
+    project = project_from_env(os.environ)
+    bucket = os.environ.get("FILEOPS_STATE_BUCKET")
+    if not bucket:
+        raise ConfigError("FILEOPS_STATE_BUCKET is required")
+    return storage_client(project).bucket(bucket)
+
+
+def _operator() -> str:
+    return os.environ.get("FILEOPS_OPERATOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def _approval_key() -> bytes:
+    path = os.environ.get("FILEOPS_APPROVAL_KEY_FILE", "").strip()
+    if not path:
+        raise ConfigError("FILEOPS_APPROVAL_KEY_FILE is required to approve or reject plans")
+    try:
+        return load_key(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"FILEOPS_APPROVAL_KEY_FILE: {exc}") from None
+
+
+def _expired(record: Record) -> bool:
+    return time.time() > float((record.approval or {}).get("expires_at", 0))
+
+
+def _wake(plan_id: str, case_name: str) -> None:
+    """Tell the daemons to look at the decision (with the case as ordering key)."""
+    from fileops_daemon.client.api import ClientConfig, FileopsClient
+
+    with FileopsClient(ClientConfig.from_env()) as client:
+        client.publish(wakeup_document(plan_id, case_name, _operator()))
+
+
+def approve_command(args: argparse.Namespace) -> int:
+    return _decide(args, APPROVE, "")
+
+
+def reject_command(args: argparse.Namespace) -> int:
+    return _decide(args, REJECT, args.reason)
+
+
+def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
+    from fileops_daemon.service.approval import DecisionStore
+    from fileops_daemon.service.cloud import CloudRetry
+    from fileops_daemon.service.ledger import Ledger
+    from fileops_daemon.service.ledger_store import GcsLedgerStore
+
+    key = _approval_key()
+    bucket = _bucket()
+    retry = CloudRetry(3)
+    store = GcsLedgerStore(bucket, retry)
+    ledger = Ledger(store, "fileops-cli", 0)
+    record = ledger.read(args.plan_id)
+    if record is None or record.approval is None:
+        return _fail(f"approval_missing: no plan {args.plan_id!r} awaits approval", EXIT_REJECTED)
+    if record.state != AWAITING_APPROVAL:
+        print(f"fileops: {args.plan_id!r} was already decided ({record.state})", file=sys.stderr)
+        return _finished(ledger, args) if record.state == "done" else EXIT_OK
+    shown = str(record.approval.get("changes_digest", ""))
+    if getattr(args, "digest", None) and not shown.startswith(args.digest):
+        return _fail(
+            f"the waiting plan's changes_digest is {shown}, not {args.digest}...; "
+            "look at `fileops pending` again",
+            EXIT_REJECTED,
+        )
+    if _expired(record):
+        _wake(record.plan_id, record.case_name)  # the daemon answers it approval_expired
+        return _fail(f"approval_expired: {args.plan_id!r} can no longer be approved", EXIT_REJECTED)
+    decision = Decision(
+        plan_id=record.plan_id,
+        decision=verdict,
+        plan_digest=record.digest,
+        changes_digest=shown,
+        by=_operator(),
+        at=time.time(),
+        reason=reason,
+    )
+    decisions = DecisionStore(store, bucket, retry)
+    if not decisions.create(record.plan_id, decision.signed(key)):
+        existing = decisions.read(record.plan_id)
+        theirs = existing.get("decision") if isinstance(existing, dict) else None
+        by = existing.get("by") if isinstance(existing, dict) else None
+        print(f"fileops: already decided: {theirs} by {by}", file=sys.stderr)
+        if theirs != verdict:
+            return EXIT_REJECTED
+    _wake(record.plan_id, record.case_name)
+    verb = "approved" if verdict == APPROVE else "rejected"
+    if not args.wait:
+        if args.json:
+            print(json.dumps({"plan_id": record.plan_id, "decision": verdict, "digest": shown}))
+        else:
+            print(f"{verb} {record.plan_id!r} (changes_digest {shown[:16]}...)")
+        return EXIT_OK
+    return _finished(ledger, args)
+
+
+def _finished(ledger: Ledger, args: argparse.Namespace) -> int:
+    """Wait for the plan's recorded result (it goes to the agent; we read the ledger)."""
+    from rich.console import Console
+
+    from fileops_daemon.client.render import print_result, summary_line
+
+    if not getattr(args, "wait", False):
+        return EXIT_OK
+    deadline = time.monotonic() + args.timeout
+    while True:
+        record = ledger.read(args.plan_id)
+        if record is not None and record.state == "done" and record.result is not None:
+            break
+        if time.monotonic() > deadline:
+            return _fail(f"no result for {args.plan_id!r} within {args.timeout:g} s", EXIT_TIMEOUT)
+        time.sleep(0.5)
+    result = record.result
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
+    else:
+        print_result(result, Console(highlight=False))
+    code = EXIT_BY_STATUS.get(result["status"], EXIT_FAILED)
+    if code != EXIT_OK:
+        print(f"fileops: {summary_line(result)}", file=sys.stderr)
+    return code
+
+
+def pending_command(args: argparse.Namespace) -> int:
+    """List waiting plans, oldest first; expired ones are marked and the daemon is told to
+    end them (answered rejected, approval_expired)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from fileops_daemon.client.render import printable, safe
+    from fileops_daemon.service.approval import DecisionStore, timestamp
+    from fileops_daemon.service.cloud import CloudRetry
+    from fileops_daemon.service.ledger import Ledger
+    from fileops_daemon.service.ledger_store import GcsLedgerStore
+
+    bucket = _bucket()
+    retry = CloudRetry(3)
+    store = GcsLedgerStore(bucket, retry)
+    ledger = Ledger(store, "fileops-cli", 0)
+    waiting: list[Record] = []
+    for plan_id in DecisionStore(store, bucket, retry).indexed():
+        record = ledger.read(plan_id)
+        if record is not None and record.state == AWAITING_APPROVAL and record.approval:
+            waiting.append(record)
+    waiting.sort(key=lambda r: float((r.approval or {}).get("requested_at", 0)))
+    rows = []
+    for record in waiting:
+        approval = record.approval or {}
+        expired = _expired(record)
+        if expired:
+            _wake(record.plan_id, record.case_name)
+        result = record.result or {}
+        rows.append(
+            {
+                "plan_id": record.plan_id,
+                "case_name": record.case_name,
+                "requested_at": timestamp(float(approval.get("requested_at", 0))),
+                "expires_at": timestamp(float(approval.get("expires_at", 0))),
+                "expired": expired,
+                "changes": len(result.get("changes") or []),
+                "steps": result.get("steps", 0),
+                "reasons": approval.get("reasons", []),
+                "changes_digest": approval.get("changes_digest", ""),
+                "requested_by": approval.get("plan", {}).get("requested_by"),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    console = Console(highlight=False)
+    if not rows:
+        console.print("no plans await approval")
+    for row in rows:
+        mark = " [red]EXPIRED[/]" if row["expired"] else ""
+        console.print(
+            f"[bold]{safe(row['plan_id'])}[/] case {safe(row['case_name'])}: "
+            f"{row['changes']} change(s), {row['steps']} step(s){mark}\n"
+            f"  since {row['requested_at']}, expires {row['expires_at']}; "
+            f"digest {row['changes_digest'][:16]}...\n"
+            f"  why: {escape(printable('; '.join(map(str, row['reasons']))))}"
+        )
+    return EXIT_OK
