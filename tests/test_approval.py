@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fileops_daemon.contract.approval import APPROVE, Decision, wakeup_document
+from fileops_daemon.contract.exitcodes import EXIT_AWAITING_APPROVAL
 from tests.daemon_support import REPO, Stack, wait_until
 
 pytest_plugins = ["tests.conftest_daemon"]
@@ -181,6 +182,19 @@ class TestWaiting:
         ]
         assert audited[0]["changes_digest"] == shown["approval"]["changes_digest"]
         assert json.loads(stack.cli("pending", "--json").stdout) == []
+
+    def test_an_operators_submit_and_wait_exits_10_while_the_plan_waits(
+        self, stack: Stack, keys: dict[str, Path]
+    ) -> None:
+        approving_stack(stack, keys, FILEOPS_APPROVAL_MIN_STEPS="1")
+        stack.start_daemon()
+        before = stack.tree()
+        plan_path = stack.tmp / "large.json"
+        plan_path.write_text(json.dumps(moves_plan("cli-large", 3)))
+        run = stack.cli("submit", str(plan_path), "--apply", "--wait")
+        assert run.returncode == EXIT_AWAITING_APPROVAL, run.stdout + run.stderr
+        assert "awaiting" in (run.stdout + run.stderr).lower()
+        assert stack.tree() == before
 
     def test_a_delete_waits_and_a_rejection_answers_the_agent_rejected(
         self, stack: Stack, keys: dict[str, Path]

@@ -89,8 +89,14 @@ def exit_constants() -> dict[str, int]:
 
 
 def names_used(names: set[str], sources: list[Path]) -> set[str]:
+    """The exit codes ``sources`` name, plus those a result status maps to (EXIT_BY_STATUS is
+    how the commands that print a result choose their exit code)."""
     text = "\n".join(source.read_text() for source in sources)
-    return {name for name in names if re.search(rf"\b{name}\b", text)}
+    named = {name for name in names if re.search(rf"\b{name}\b", text)}
+    by_status = set(exitcodes.EXIT_BY_STATUS.values())
+    if re.search(r"\bEXIT_BY_STATUS\b", text):
+        named |= {name for name in names if getattr(exitcodes, name) in by_status}
+    return named
 
 
 def package_sources() -> list[Path]:

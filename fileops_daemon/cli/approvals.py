@@ -27,12 +27,11 @@ from fileops_daemon.contract.exitcodes import (
     EXIT_TIMEOUT,
 )
 from fileops_daemon.contract.signing import load_key
+from fileops_daemon.service.ledger import RecordState
 
 if TYPE_CHECKING:  # the cloud libraries load only when a command runs, not for --help
     from fileops_daemon.service.ledger import Ledger, Record
 
-#: The ledger state of a waiting plan (service.ledger.AWAITING_APPROVAL).
-AWAITING_APPROVAL = "awaiting_approval"
 
 __all__ = ["add_commands", "approve_command", "pending_command", "reject_command"]
 
@@ -118,9 +117,9 @@ def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
     record = ledger.read(args.plan_id)
     if record is None or record.approval is None:
         return _fail(f"approval_missing: no plan {args.plan_id!r} awaits approval", EXIT_REJECTED)
-    if record.state != AWAITING_APPROVAL:
+    if record.state != RecordState.AWAITING_APPROVAL:
         print(f"fileops: {args.plan_id!r} was already decided ({record.state})", file=sys.stderr)
-        return _finished(ledger, args) if record.state == "done" else EXIT_OK
+        return _finished(ledger, args) if record.state == RecordState.DONE else EXIT_OK
     shown = str(record.approval.get("changes_digest", ""))
     if getattr(args, "digest", None) and not shown.startswith(args.digest):
         return _fail(
@@ -205,7 +204,7 @@ def pending_command(args: argparse.Namespace) -> int:
     waiting: list[Record] = []
     for plan_id in DecisionStore(store, bucket, retry).indexed():
         record = ledger.read(plan_id)
-        if record is not None and record.state == AWAITING_APPROVAL and record.approval:
+        if record is not None and record.state == RecordState.AWAITING_APPROVAL and record.approval:
             waiting.append(record)
     waiting.sort(key=lambda r: float((r.approval or {}).get("requested_at", 0)))
     rows = []

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import structlog
 
 from fileops_daemon.client.render import printable
+from fileops_daemon.service.ledger import RecordState
 
 __all__ = ["ProgressLines", "follow_record", "progress_text"]
 
@@ -33,7 +34,7 @@ def progress_text(plan_id: str, record: Any) -> str:
     if record.state == "done":
         status = (record.result or {}).get("status", "done")
         return f"{name}: {printable(status)}"
-    if record.state == "awaiting_approval":  # nothing runs until an operator decides
+    if record.state == RecordState.AWAITING_APPROVAL:  # nothing runs until an operator decides
         return f"{name}: awaiting approval (fileops pending; fileops approve {name})"
     progress = record.progress or {}
     done = int(progress.get("steps_done", progress.get("done", 0)) or 0)

@@ -33,8 +33,9 @@ __all__ = ["main"]
 _EPILOG = (
     "exit status: 0 planned/applied, 1 unexpected error, 2 usage, 3 rejected (nothing touched), "
     "4 failed (rolled back), 5 no result in time, 6 Pub/Sub or GCS unreachable, 7 no "
-    "credentials, 8 topic/subscription/bucket missing, 9 permission denied, 78 bad "
-    "configuration, 141 stdout closed early (| head); daemon: 69 stream lost, 75 forced stop."
+    "credentials, 8 topic/subscription/bucket missing, 9 permission denied, 10 awaiting "
+    "approval, 78 bad configuration, 141 stdout closed early (| head); daemon: 69 stream lost, "
+    "75 forced stop."
     "\n\nerror codes:\n"
     + "\n".join(f"  {code.value:22} {DESCRIPTIONS[code]}" for code in ErrorCode)
 )

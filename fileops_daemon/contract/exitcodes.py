@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "EXIT_AWAITING_APPROVAL",
     "EXIT_BY_STATUS",
     "EXIT_CLOSED_PIPE",
     "EXIT_CONFIG",
@@ -34,6 +35,7 @@ EXIT_UNREACHABLE: Final = 6  # Pub/Sub or GCS did not answer (the message names 
 EXIT_NO_CREDENTIALS: Final = 7  # no Google credentials (and no emulator host set)
 EXIT_NOT_FOUND: Final = 8  # the topic, subscription or bucket does not exist (bootstrap?)
 EXIT_PERMISSION_DENIED: Final = 9  # credentials, but without the role the call needs
+EXIT_AWAITING_APPROVAL: Final = 10  # submit --apply --wait: held for an operator's approval
 EXIT_CLOSED_PIPE: Final = 141  # stdout's reader went away (| head): 128 + SIGPIPE, as git does
 EXIT_STREAM_LOST: Final = 69  # daemon: the subscription stream ended for good (systemd restarts us)
 EXIT_FORCED: Final = 75  # daemon: a second SIGTERM; in-flight plans are left to resume
@@ -45,4 +47,5 @@ EXIT_BY_STATUS: Final = {
     "applied": EXIT_OK,
     "rejected": EXIT_REJECTED,
     "failed": EXIT_FAILED,
+    "awaiting_approval": EXIT_AWAITING_APPROVAL,
 }
