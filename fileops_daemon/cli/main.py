@@ -24,6 +24,7 @@ from fileops_daemon.contract.exitcodes import (
     EXIT_REJECTED,
     EXIT_USAGE,
 )
+from fileops_daemon.contract.results import ResultStatus
 
 if TYPE_CHECKING:
     from fileops_daemon.client.infra import InfraProblem
@@ -114,7 +115,14 @@ def _parser() -> argparse.ArgumentParser:
 
     watch = command("watch", "print results as they arrive, one line per plan")
     watch.add_argument("--case", help="only this case")
-    watch.add_argument("--status", choices=["planned", "applied", "rejected", "failed"])
+    watch.add_argument(
+        "--status",
+        choices=[
+            status.value
+            for status in ResultStatus
+            if status is not ResultStatus.AWAITING_APPROVAL  # not (yet) offered here
+        ],
+    )
     watch.add_argument("--subscription", help="reuse (or create and keep) this subscription")
     watch.add_argument("--count", type=int, default=0, help="stop after this many results")
     watch.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")

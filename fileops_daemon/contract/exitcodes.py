@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from fileops_daemon.contract.results import ResultStatus
+
 __all__ = [
     "EXIT_AWAITING_APPROVAL",
     "EXIT_BY_STATUS",
@@ -42,10 +44,10 @@ EXIT_FORCED: Final = 75  # daemon: a second SIGTERM; in-flight plans are left to
 EXIT_CONFIG: Final = 78  # daemon: the configuration is missing or wrong
 
 #: A result's status as an exit code.
-EXIT_BY_STATUS: Final = {
-    "planned": EXIT_OK,
-    "applied": EXIT_OK,
-    "rejected": EXIT_REJECTED,
-    "failed": EXIT_FAILED,
-    "awaiting_approval": EXIT_AWAITING_APPROVAL,
+EXIT_BY_STATUS: Final[dict[str, int]] = {
+    ResultStatus.PLANNED: EXIT_OK,
+    ResultStatus.APPLIED: EXIT_OK,
+    ResultStatus.REJECTED: EXIT_REJECTED,
+    ResultStatus.FAILED: EXIT_FAILED,
+    ResultStatus.AWAITING_APPROVAL: EXIT_AWAITING_APPROVAL,
 }

@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from fileops_daemon import __version__
@@ -15,6 +16,8 @@ from fileops_daemon.contract.errors import PlanError, shorten, valid_utf8
 __all__ = [
     "MAX_RESULT_BYTES",
     "SCHEMA_VERSION",
+    "OperationOutcome",
+    "ResultStatus",
     "bounded",
     "build_result",
     "encode_result",
@@ -28,6 +31,28 @@ SCHEMA_VERSION = "1"
 MAX_RESULT_BYTES = 1 << 20
 #: The lists a result may cut, in the order they get their share of the room.
 _LISTS = ("errors", "remaining", "operations", "changes")
+
+
+class ResultStatus(StrEnum):
+    """A result's ``status``: how the plan ended, as its sender reads it."""
+
+    PLANNED = "planned"  # a dry run: nothing changed; ``changes`` says what would
+    APPLIED = "applied"  # every operation ran
+    REJECTED = "rejected"  # refused as a whole; nothing was touched
+    FAILED = "failed"  # a step failed and was rolled back (``remaining``: what could not be)
+    AWAITING_APPROVAL = "awaiting_approval"  # held until an operator approves it
+
+
+class OperationOutcome(StrEnum):
+    """One operation's ``outcome`` in a result."""
+
+    OK = "ok"  # would run (dry run), or was about to
+    NOOP = "noop"  # nothing to do: already as asked
+    REFUSED = "refused"  # a conflict; ``code`` says which
+    NOT_CHECKED = "not_checked"  # an earlier refusal stopped the checks
+    APPLIED = "applied"
+    ROLLED_BACK = "rolled_back"  # ran, then was undone when a later step failed
+    NOT_APPLIED = "not_applied"  # never ran (or its undo did not finish)
 
 
 def now() -> datetime:
@@ -47,7 +72,7 @@ def build_result(
     plan_id: str,
     case_name: str,
     dry_run: bool,
-    status: str,
+    status: ResultStatus,
     started: datetime,
     operations: list[dict[str, Any]] | None = None,
     changes: list[dict[str, Any]] | None = None,
@@ -61,7 +86,7 @@ def build_result(
         "plan_id": plan_id,
         "case_name": case_name,
         "dry_run": dry_run,
-        "status": status,
+        "status": str(status),  # a plain string in the document
         "operations": operations or [],
         "changes": changes or [],
         "errors": [error.to_dict() for error in errors],
@@ -88,7 +113,7 @@ def refusal_result(
         plan_id=_text(plan_id),
         case_name=_text(case_name),
         dry_run=dry_run if isinstance(dry_run, bool) else True,
-        status="rejected",
+        status=ResultStatus.REJECTED,
         started=started,
         errors=[error],
         attempt=attempt,

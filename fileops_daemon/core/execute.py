@@ -26,9 +26,9 @@ from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.contract.identity import describe_difference
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan
-from fileops_daemon.contract.results import build_result, now
+from fileops_daemon.contract.results import OperationOutcome, ResultStatus, build_result, now
 from fileops_daemon.core.fsops import CaseFS, FolderMissingError, StepConflictError
-from fileops_daemon.core.journal import Journal, JournalState, SyncHook
+from fileops_daemon.core.journal import Journal, JournalPhase, JournalState, SyncHook
 from fileops_daemon.core.pacing import StepPacer
 from fileops_daemon.core.paths import WORK_DIR_NAME, nfc
 from fileops_daemon.core.simulate import Simulation, simulate
@@ -152,8 +152,8 @@ def _operation_docs(sim: Simulation) -> list[dict[str, Any]]:
         doc: dict[str, Any] = {
             "index": record.operation.index,
             "type": record.operation.type,
-            "outcome": record.outcome,
-            "message": record.message or record.outcome,
+            "outcome": record.outcome.value,
+            "message": record.message or record.outcome.value,
         }
         if record.code is not None:
             doc["code"] = record.code.value
@@ -168,7 +168,7 @@ def simulation_result(sim: Simulation, started: datetime, *, attempt: int = 1) -
         plan_id=plan.plan_id,
         case_name=plan.case_name,
         dry_run=plan.dry_run,
-        status="planned" if sim.ok else "rejected",
+        status=ResultStatus.PLANNED if sim.ok else ResultStatus.REJECTED,
         started=started,
         operations=_operation_docs(sim),
         changes=sim.changes() if sim.ok else [],
@@ -184,7 +184,7 @@ def _rejection(plan: Plan, error: PlanError, started: datetime, attempt: int) ->
         plan_id=plan.plan_id,
         case_name=plan.case_name,
         dry_run=plan.dry_run,
-        status="rejected",
+        status=ResultStatus.REJECTED,
         started=started,
         errors=[error],
         attempt=attempt,
@@ -425,22 +425,24 @@ class _Run:
             self.journal.close()
             error = PlanError(ErrorCode.TREE_CHANGED, f"cannot open the case folder: {exc}")
             extra = {"plan_digest": self.plan.digest, "steps": len(self.state.steps)}
-            return self._result("failed", self.state.header["operations"], [], [error], extra)
+            return self._result(
+                ResultStatus.FAILED, self.state.header["operations"], [], [error], extra
+            )
         try:
             with fs:
                 self.fs = fs
-                if self.state.state == "applying":
+                if self.state.state is JournalPhase.APPLYING:
                     failure = self._forward()
                     if failure is None:
-                        self.journal.set_state("applied")
-                        self.state.state = "applied"
+                        self.journal.set_state(JournalPhase.APPLIED)
+                        self.state.state = JournalPhase.APPLIED
                     else:
                         self.log.warning("apply.step_failed", **failure)
-                        self.journal.set_state("rolling_back", **failure)
-                        self.state.state, self.state.info = "rolling_back", failure
-                if self.state.state in ("rolling_back", "rollback_stuck"):
+                        self.journal.set_state(JournalPhase.ROLLING_BACK, **failure)
+                        self.state.state, self.state.info = JournalPhase.ROLLING_BACK, failure
+                if self.state.state.rolling_back:
                     remaining, transient = self._rollback()
-                    final = "rollback_stuck" if transient else "rolled_back"
+                    final = JournalPhase.ROLLBACK_STUCK if transient else JournalPhase.ROLLED_BACK
                     info = {k: v for k, v in self.state.info.items() if k != "remaining"}
                     self.journal.set_state(final, remaining=remaining, **info)
                     self.state.state = final
@@ -453,14 +455,16 @@ class _Run:
     def _finish(self) -> dict[str, Any]:
         header = self.state.header
         extra: dict[str, Any] = {"plan_digest": self.plan.digest, "steps": len(self.state.steps)}
-        if self.state.state == "applied":
+        if self.state.state is JournalPhase.APPLIED:
             self.store.write_undo(header["undo"])
             extra["undo_plan_id"] = undo_plan_id(self.plan.plan_id)
             operations = [
-                dict(op, outcome="applied") if op["outcome"] == "ok" else op
+                dict(op, outcome=OperationOutcome.APPLIED.value)
+                if op["outcome"] == OperationOutcome.OK
+                else op
                 for op in header["operations"]
             ]
-            result = self._result("applied", operations, header["changes"], [], extra)
+            result = self._result(ResultStatus.APPLIED, operations, header["changes"], [], extra)
             self.store.write_result(result)
             self.log.info("apply.applied", steps=len(self.state.steps))
             return result
@@ -474,21 +478,22 @@ class _Run:
         touched = {self.state.steps[i].operation for i in self.state.done}
         operations = []
         for op in header["operations"]:
-            if op["outcome"] == "ok":
-                rolled = "rolled_back" if op["index"] in touched else "not_applied"
-                op = dict(op, outcome=rolled if not remaining else "not_applied")
+            if op["outcome"] == OperationOutcome.OK:
+                undone = op["index"] in touched and not remaining
+                outcome = OperationOutcome.ROLLED_BACK if undone else OperationOutcome.NOT_APPLIED
+                op = dict(op, outcome=outcome.value)
             operations.append(op)
         if remaining:
             extra["remaining"] = remaining
-        result = self._result("failed", operations, [], [error], extra)
-        if self.state.state == "rolled_back":  # final: a rerun returns it
+        result = self._result(ResultStatus.FAILED, operations, [], [error], extra)
+        if self.state.state is JournalPhase.ROLLED_BACK:  # final: a rerun returns it
             self.store.write_result(result)
         self.log.error("apply.failed", code=error.code.value, remaining=len(remaining))
         return result
 
     def _result(
         self,
-        status: str,
+        status: ResultStatus,
         operations: list[dict[str, Any]],
         changes: list[dict[str, Any]],
         errors: list[PlanError],
@@ -828,7 +833,7 @@ class _Run:
         if os.path.islink(top) or not os.path.isdir(base) or os.path.islink(base):
             return
         trash = os.path.join(base, "trash")
-        keep_trash = self.state.state == "applied"
+        keep_trash = self.state.state is JournalPhase.APPLIED
         for dirpath, _dirnames, filenames in os.walk(base, topdown=False):
             if filenames or (keep_trash and (dirpath + os.sep).startswith(trash + os.sep)):
                 continue

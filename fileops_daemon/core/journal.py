@@ -16,12 +16,13 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from fileops_daemon.core.steps import Parts, Step
 from fileops_daemon.core.store import create_exclusive
 
-__all__ = ["Journal", "JournalState", "SyncHook", "from_ranges", "to_ranges"]
+__all__ = ["Journal", "JournalPhase", "JournalState", "SyncHook", "from_ranges", "to_ranges"]
 
 #: Called after every fsync with a summary of what is durable: done, undone, state, info.
 #: A daemon uses it to checkpoint progress where another machine can see it (and to notice
@@ -32,6 +33,21 @@ SyncHook = Callable[[dict[str, Any]], None]
 MAX_UNSYNCED = 1024
 
 
+class JournalPhase(StrEnum):
+    """Where an apply stands, as its journal records it (and a checkpoint mirrors it)."""
+
+    APPLYING = "applying"  # steps run forward
+    ROLLING_BACK = "rolling_back"  # a step failed: the done ones are being undone
+    APPLIED = "applied"  # final: every step ran
+    ROLLED_BACK = "rolled_back"  # final: the rollback went as far as it ever will
+    ROLLBACK_STUCK = "rollback_stuck"  # the rollback met a passing fault: a rerun goes on
+
+    @property
+    def rolling_back(self) -> bool:
+        """A rollback is due or under way (a rerun carries it on)."""
+        return self in (JournalPhase.ROLLING_BACK, JournalPhase.ROLLBACK_STUCK)
+
+
 @dataclass
 class JournalState:
     """What a journal says so far, read back after a crash or a restart."""
@@ -40,7 +56,7 @@ class JournalState:
     steps: list[Step]
     done: set[int] = field(default_factory=set)  # steps that ran (any order: parallel apply)
     undone: set[int] = field(default_factory=set)  # steps rolled back
-    state: str = "applying"  # applying | rolling_back | applied | rolled_back | rollback_stuck
+    state: JournalPhase = JournalPhase.APPLYING
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,7 +69,7 @@ class Journal:
         self._on_sync = on_sync
         self._done: set[int] = set()
         self._undone: set[int] = set()
-        self._state: tuple[str, dict[str, Any]] = ("applying", {})
+        self._state: tuple[JournalPhase, dict[str, Any]] = (JournalPhase.APPLYING, {})
         self._pending: list[bytes] = []
         self._paths: set[Parts] = set()  # paths touched by steps whose marks are not synced
         self._ancestors: set[Parts] = set()
@@ -93,8 +109,8 @@ class Journal:
         lines = [header_line]
         lines += [b'{"done":%d}\n' % i for i in from_ranges(summary.get("done", []))]
         lines += [b'{"undone":%d}\n' % i for i in from_ranges(summary.get("undone", []))]
-        state = summary.get("state", "applying")
-        if state != "applying":
+        state = summary.get("state", JournalPhase.APPLYING.value)
+        if state != JournalPhase.APPLYING:
             doc = dict(summary.get("info") or {}, state=state)
             lines.append(json.dumps(doc, separators=(",", ":")).encode("utf-8") + b"\n")
         _write_whole(path, b"".join(lines))
@@ -121,7 +137,7 @@ class Journal:
             elif "undone" in mark:
                 state.undone.add(mark["undone"])
             elif "state" in mark:
-                state.state = mark["state"]
+                state.state = JournalPhase(mark["state"])  # ValueError: not a state of ours
                 state.info = {k: v for k, v in mark.items() if k != "state"}
         if end != len(data):
             os.truncate(path, end)
@@ -145,9 +161,9 @@ class Journal:
         if self._pending and self._overlaps(step):
             self.sync()
 
-    def set_state(self, state: str, **info: Any) -> None:
+    def set_state(self, state: JournalPhase, **info: Any) -> None:
         self._state = (state, info)
-        doc = dict(info, state=state)
+        doc = dict(info, state=state.value)
         self._pending.append(json.dumps(doc, separators=(",", ":")).encode("utf-8") + b"\n")
         self.sync()
 
@@ -176,7 +192,7 @@ class Journal:
         return {
             "done": to_ranges(self._done),
             "undone": to_ranges(self._undone),
-            "state": self._state[0],
+            "state": self._state[0].value,
             "info": self._state[1],
         }
 

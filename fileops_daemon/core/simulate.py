@@ -16,6 +16,7 @@ from typing import Any
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.contract.limits import GCS_OBJECT_NAME_MAX_BYTES, Limits
 from fileops_daemon.contract.plan import Operation, Plan
+from fileops_daemon.contract.results import OperationOutcome
 from fileops_daemon.core.paths import WORK_DIR_NAME, CasePath, check_case_name, confine, nfc
 from fileops_daemon.core.steps import Parts, Step
 from fileops_daemon.core.tree import Kind, Node, VirtualTree, refuse_unsafe
@@ -36,7 +37,7 @@ class OpRecord:
     """What one operation did to the virtual tree; the changes list and the undo plan use it."""
 
     operation: Operation
-    outcome: str = "not_checked"
+    outcome: OperationOutcome = OperationOutcome.NOT_CHECKED
     message: str = ""
     code: ErrorCode | None = None
     created: list[Parts] = field(default_factory=list)  # folders made by mkdir, outermost first
@@ -68,7 +69,7 @@ class Simulation:
             return "/".join((case, *parts))
 
         for record in self.records:
-            if record.outcome not in ("ok", "applied"):
+            if record.outcome not in (OperationOutcome.OK, OperationOutcome.APPLIED):
                 continue
             index = record.operation.index
             for original, trash in record.trashed:
@@ -345,7 +346,7 @@ class _Simulator:
                     )
             node = child
         if not record.created:
-            record.outcome, record.message = "noop", f"{path} already exists"
+            record.outcome, record.message = OperationOutcome.NOOP, f"{path} already exists"
 
     def move(self, op: Operation, paths: dict[str, CasePath], record: OpRecord) -> None:
         src, dst = paths["from"], paths["to"]
@@ -361,7 +362,7 @@ class _Simulator:
             )
         existing = self.tree.child(parent, dst.parts[-1], raw=dst, operation=op.index)
         if existing is node:
-            record.outcome, record.message = "noop", f"{src} is already at {dst}"
+            record.outcome, record.message = OperationOutcome.NOOP, f"{src} is already at {dst}"
             return
         if existing is not None and node.is_within(existing):
             raise PlanError(
@@ -454,7 +455,11 @@ def simulate(plan: Plan, projects_root: str, limits: Limits | None = None) -> Si
     for error in errors:
         if error.operation is not None:
             record = records[error.operation]
-            record.outcome, record.message, record.code = "refused", error.message, error.code
+            record.outcome, record.message, record.code = (
+                OperationOutcome.REFUSED,
+                error.message,
+                error.code,
+            )
     if errors:
         return Simulation(plan, records, [], errors[:MAX_REPORTED_ERRORS])
     try:
@@ -464,14 +469,18 @@ def simulate(plan: Plan, projects_root: str, limits: Limits | None = None) -> Si
     simulator = _Simulator(plan, VirtualTree(case_dir), limits)
     for op, record in zip(plan.operations, records, strict=True):
         handler = getattr(simulator, op.type)
-        record.outcome = "ok"
+        record.outcome = OperationOutcome.OK
         try:
             handler(op, confined[op.index], record)
         except PlanError as exc:
-            record.outcome, record.message, record.code = "refused", exc.message, exc.code
+            record.outcome, record.message, record.code = (
+                OperationOutcome.REFUSED,
+                exc.message,
+                exc.code,
+            )
             errors.append(exc)
             if exc.code is ErrorCode.LIMIT_EXCEEDED or len(errors) >= MAX_REPORTED_ERRORS:
                 break
-        if record.outcome == "ok" and not record.message:
+        if record.outcome is OperationOutcome.OK and not record.message:
             record.message = "ok"
     return Simulation(plan, records, simulator.steps, errors, case_dir=case_dir)

@@ -16,6 +16,7 @@ from typing import Any
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.contract.plan import Plan
+from fileops_daemon.core.journal import JournalPhase
 from fileops_daemon.core.paths import WORK_DIR_NAME, check_case_name, confine, nfc
 from fileops_daemon.core.simulate import confine_plan
 from fileops_daemon.core.steps import Parts, Step
@@ -23,7 +24,7 @@ from fileops_daemon.core.steps import Parts, Step
 __all__ = ["StateInvalidError", "check_journal", "check_ranges"]
 
 _FORWARD_KINDS = frozenset({"mkdir", "rmdir", "rename", "copy", "write"})
-_STATES = frozenset({"applying", "rolling_back", "applied", "rolled_back", "rollback_stuck"})
+_STATES = frozenset(JournalPhase)
 _CODES = frozenset(code.value for code in ErrorCode)
 
 

@@ -23,6 +23,7 @@ from fileops_daemon.contract.plan import (
     parse_plan,
     undo_plan_id,
 )
+from fileops_daemon.contract.results import OperationOutcome
 from fileops_daemon.core.paths import WORK_DIR_NAME
 from fileops_daemon.core.simulate import OpRecord
 from fileops_daemon.core.steps import Parts
@@ -141,7 +142,7 @@ def inverse_plan(plan: Plan, records: list[OpRecord]) -> dict[str, Any]:
 
     operations: list[dict[str, Any]] = []
     for record in reversed(records):
-        if record.outcome not in ("ok", "applied"):
+        if record.outcome not in (OperationOutcome.OK, OperationOutcome.APPLIED):
             continue
         if record.created:
             operations.append({"type": "delete", "path": show(record.created[0])})

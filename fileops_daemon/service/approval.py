@@ -38,7 +38,7 @@ from fileops_daemon.contract.envvars import ConfigError, env_int
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan, parse_plan
-from fileops_daemon.contract.results import build_result
+from fileops_daemon.contract.results import ResultStatus, build_result
 from fileops_daemon.contract.signing import load_key
 from fileops_daemon.core.execute import dry_run
 from fileops_daemon.service.cloud import CloudRetry
@@ -478,7 +478,7 @@ def _rejected(record: Record, error: PlanError, started: datetime, attempt: int)
         plan_id=record.plan_id,
         case_name=record.case_name,
         dry_run=False,
-        status="rejected",
+        status=ResultStatus.REJECTED,
         started=started,
         errors=[error],
         attempt=attempt,

@@ -23,7 +23,13 @@ from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.approval import WakeUp, is_wakeup
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.contract.plan import Plan, decode_document
-from fileops_daemon.contract.results import bounded, encode_result, now, refusal_result
+from fileops_daemon.contract.results import (
+    ResultStatus,
+    bounded,
+    encode_result,
+    now,
+    refusal_result,
+)
 from fileops_daemon.contract.signing import covers_attributes, verify
 from fileops_daemon.core.execute import (
     ApplyPaused,
@@ -539,18 +545,21 @@ class PlanHandler:
             bound.warning("plan.transient_fault", error=f"{type(exc).__name__}: {exc}")
             return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
         self.metrics.apply_seconds.observe(time.monotonic() - begun)
-        if result["status"] == "applied":
+        if result["status"] == ResultStatus.APPLIED:
             self.metrics.steps_applied.inc(result.get("steps", 0))
-        if result["status"] == "failed" and store.read_result() is None:
+        if result["status"] == ResultStatus.FAILED and store.read_result() is None:
             # The rollback could not finish (the mount keeps failing): try again later.
             bound.error("plan.rollback_incomplete", remaining=len(result["remaining"]))
             keeper.release()
             return Disposition.nack(Reason.ROLLBACK_INCOMPLETE)
-        if result["status"] == "rejected" and result["errors"][0]["code"] == "plan_busy":
+        if (
+            result["status"] == ResultStatus.REJECTED
+            and result["errors"][0]["code"] == ErrorCode.PLAN_BUSY
+        ):
             # Another process on this machine (a local `fileops apply`) holds the case.
             keeper.release()
             return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, bound, after=self._recheck)
-        undo = store.read_undo() if result["status"] == "applied" else None
+        undo = store.read_undo() if result["status"] == ResultStatus.APPLIED else None
         try:
             self.ledger.complete(keeper.record, result, undo)
         except LeaseLostError:
