@@ -29,7 +29,7 @@ def main() -> None:
 
     result = apply_plan(
         plan, root, state, on_step=on_step, retry=RetryPolicy(1, 0, 0), parallelism=parallelism
-    )
+    ).result
     print(json.dumps({"status": result["status"], "errors": result["errors"]}))
 
 

@@ -553,7 +553,7 @@ class Stack:
                 str(ref / "projects"),
                 str(ref / "state"),
                 retry=RetryPolicy(attempts=1, initial_wait=0, max_wait=0),
-            )
+            ).result
             assert result["status"] in ("applied", "planned"), result
         tree = snapshot(ref / "projects")
         shutil.rmtree(ref)

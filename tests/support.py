@@ -92,7 +92,7 @@ def apply_doc(
     """Parse and apply; ``undo_of`` parses the document as fileops' own undo plan of that id."""
     kwargs.setdefault("retry", NO_WAIT)
     plan = parse_plan(document, undo_of=undo_of)
-    result = apply_plan(plan, str(root), str(state), **kwargs)
+    result = apply_plan(plan, str(root), str(state), **kwargs).result
     assert_valid_result(result)
     return result
 

@@ -222,7 +222,7 @@ def _undo(world: World, plan_id: str = "p-1", *, dry_run: bool = False) -> dict[
     """Apply ``plan_id``'s undo as fileops does: from the inverse it stored."""
     stored = PlanStore(str(world.state), plan_id).read_undo()
     plan = build_undo_plan(plan_id, stored, CASE, dry_run=dry_run)
-    result = apply_plan(plan, str(world.root), str(world.state), retry=NO_WAIT)
+    result = apply_plan(plan, str(world.root), str(world.state), retry=NO_WAIT).result
     assert_valid_result(result)
     return result
 

@@ -28,6 +28,7 @@ from fileops_daemon.contract.results import ResultStatus
 
 if TYPE_CHECKING:
     from fileops_daemon.client.infra import InfraProblem
+    from fileops_daemon.core.outcome import ApplyOutcome
 
 __all__ = ["main"]
 
@@ -271,7 +272,7 @@ def _progress_callback() -> Any:
     return progress, update
 
 
-def _apply_document(plan: Any, args: argparse.Namespace) -> dict[str, Any]:
+def _apply(plan: Any, args: argparse.Namespace) -> ApplyOutcome:
     from fileops_daemon.contract.envvars import ConfigError, env_float, env_int
     from fileops_daemon.contract.limits import Limits
     from fileops_daemon.core.execute import apply_plan
@@ -361,9 +362,9 @@ def _run(args: argparse.Namespace) -> int:
         from fileops_daemon.core.execute import dry_run
 
         plan = dataclasses.replace(plan, dry_run=True)
-        return _emit(dry_run(plan, args.root, limits=Limits.from_env()), args.json)
+        return _emit(dry_run(plan, args.root, limits=Limits.from_env()).result, args.json)
     return _emit(
-        _apply_document(plan, args), args.json, undo_hint=_local_undo_hint(plan.plan_id, args)
+        _apply(plan, args).result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args)
     )
 
 
@@ -394,9 +395,11 @@ def _undo(args: argparse.Namespace) -> int:
     except PlanError as exc:
         document = {"plan_id": undo_plan_id(args.plan_id), "case_name": case_name}
         return _emit(refusal_result(document, exc, now()), args.json)
-    result = _apply_document(plan, args)
-    code = _emit(result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args))
-    if result["status"] == "planned" and not args.json:
+    from fileops_daemon.core.outcome import RunEnd
+
+    outcome = _apply(plan, args)
+    code = _emit(outcome.result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args))
+    if outcome.end is RunEnd.PLANNED and not args.json:
         print("a preview: add --apply to make these changes", file=sys.stderr)
     return code
 

@@ -18,7 +18,7 @@ from fileops_daemon.contract.limits import GCS_OBJECT_NAME_MAX_BYTES, Limits
 from fileops_daemon.contract.plan import Operation, Plan
 from fileops_daemon.contract.results import OperationOutcome
 from fileops_daemon.core.paths import WORK_DIR_NAME, CasePath, check_case_name, confine, nfc
-from fileops_daemon.core.steps import Parts, Step
+from fileops_daemon.core.steps import Parts, Step, StepKind
 from fileops_daemon.core.tree import Kind, Node, VirtualTree, refuse_unsafe
 
 __all__ = ["OpRecord", "Simulation", "confine_plan", "locate_case", "simulate", "trash_parts"]
@@ -272,20 +272,20 @@ class _Simulator:
     def _transfer(self, node: Node, target: Parts, op: Operation, *, raw: object) -> int:
         """Steps that move ``node`` to ``target``; folders go file by file. Returns files moved."""
         if node.kind is Kind.FILE:
-            self._add(Step("rename", target, op.index, src=node.parts))
+            self._add(Step(StepKind.RENAME, target, op.index, src=node.parts))
             return 1
         source = node.parts
         items = list(self.tree.walk(node, raw=raw, operation=op.index))
         folders = [rel for rel, child in items if child.kind is Kind.DIR]
         files = [rel for rel, child in items if child.kind is Kind.FILE]
-        self._add(Step("mkdir", target, op.index))
+        self._add(Step(StepKind.MKDIR, target, op.index))
         for rel in folders:
-            self._add(Step("mkdir", target + rel, op.index))
+            self._add(Step(StepKind.MKDIR, target + rel, op.index))
         for rel in files:
-            self._add(Step("rename", target + rel, op.index, src=source + rel))
+            self._add(Step(StepKind.RENAME, target + rel, op.index, src=source + rel))
         for rel in reversed(folders):  # children before parents
-            self._add(Step("rmdir", source + rel, op.index))
-        self._add(Step("rmdir", source, op.index))
+            self._add(Step(StepKind.RMDIR, source + rel, op.index))
+        self._add(Step(StepKind.RMDIR, source, op.index))
         return len(files)
 
     def _count_bytes(self, size: int, op: Operation, path: CasePath) -> None:
@@ -333,7 +333,7 @@ class _Simulator:
             if child is None:
                 child = Node(Kind.DIR, nfc(name), None, None)
                 self.tree.attach(child, node, nfc(name))
-                self._add(Step("mkdir", child.parts, op.index))
+                self._add(Step(StepKind.MKDIR, child.parts, op.index))
                 record.created.append(child.parts)
             else:
                 refuse_unsafe(child, raw=raw, operation=op.index)
@@ -415,7 +415,7 @@ class _Simulator:
                 path=str(src),
             )
         self._count_bytes(node.size, op, dst)
-        self._add(Step("copy", (*parent.parts, name), op.index, src=node.parts))
+        self._add(Step(StepKind.COPY, (*parent.parts, name), op.index, src=node.parts))
         self.tree.attach(copy, parent, name)
         record.moved, record.kind, record.files = (node.parts, copy.parts), Kind.FILE, 1
         record.bytes = node.size
@@ -442,7 +442,7 @@ class _Simulator:
             sha256=hashlib.sha256(content).hexdigest(),
         )
         self._count_bytes(len(content), op, path)
-        self._add(Step("write", (*parent.parts, name), op.index, content=content))
+        self._add(Step(StepKind.WRITE, (*parent.parts, name), op.index, content=content))
         self.tree.attach(node, parent, name)
         record.written, record.bytes = node.parts, len(content)
 

@@ -9,12 +9,23 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 __all__ = ["Parts", "Step", "StepKind"]
 
 Parts = tuple[str, ...]
-StepKind = Literal["mkdir", "rmdir", "rename", "copy", "write", "unlink"]
+
+
+class StepKind(StrEnum):
+    """What a step does; how each kind is checked, run and undone: ``step_kinds.KINDS``."""
+
+    MKDIR = "mkdir"
+    RMDIR = "rmdir"
+    RENAME = "rename"
+    COPY = "copy"
+    WRITE = "write"
+    UNLINK = "unlink"  # only a rollback makes these: it removes what a copy or write made
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +41,6 @@ class Step:
     def touched(self) -> tuple[Parts, ...]:
         return (self.dst,) if self.src is None else (self.src, self.dst)
 
-    def inverse(self) -> Step:
-        """The step that undoes this one (used by rollback)."""
-        if self.kind == "mkdir":
-            return Step("rmdir", self.dst, self.operation)
-        if self.kind == "rmdir":
-            return Step("mkdir", self.dst, self.operation)
-        if self.kind == "rename":
-            assert self.src is not None
-            return Step("rename", self.src, self.operation, src=self.dst)
-        if self.kind in ("copy", "write"):
-            # Removes what this step created; the executor checks the content first.
-            return Step("unlink", self.dst, self.operation, src=self.src, content=self.content)
-        raise ValueError(f"{self.kind} steps are only produced by rollback")
-
     def describe(self) -> str:
         dst = "/".join(self.dst)
         if self.src is not None:
@@ -56,7 +53,7 @@ class Step:
     # -- journal form ---------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"k": self.kind, "d": list(self.dst), "o": self.operation}
+        doc: dict[str, Any] = {"k": self.kind.value, "d": list(self.dst), "o": self.operation}
         if self.src is not None:
             doc["s"] = list(self.src)
         if self.content is not None:
@@ -68,7 +65,7 @@ class Step:
         content = doc.get("c")
         src = doc.get("s")
         return cls(
-            kind=doc["k"],
+            kind=StepKind(doc["k"]),  # ValueError: not a kind of ours
             dst=tuple(doc["d"]),
             operation=doc["o"],
             src=tuple(src) if src is not None else None,

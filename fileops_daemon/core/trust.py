@@ -19,11 +19,13 @@ from fileops_daemon.contract.plan import Plan
 from fileops_daemon.core.journal import JournalPhase
 from fileops_daemon.core.paths import WORK_DIR_NAME, check_case_name, confine, nfc
 from fileops_daemon.core.simulate import confine_plan
-from fileops_daemon.core.steps import Parts, Step
+from fileops_daemon.core.step_kinds import KINDS
+from fileops_daemon.core.steps import Parts, Step, StepKind
 
 __all__ = ["StateInvalidError", "check_journal", "check_ranges"]
 
-_FORWARD_KINDS = frozenset({"mkdir", "rmdir", "rename", "copy", "write"})
+#: The kinds a plan expands into (the rest only a rollback makes).
+_FORWARD_KINDS = frozenset(kind for kind, rule in KINDS.items() if rule.undo is not None)
 _STATES = frozenset(JournalPhase)
 _CODES = frozenset(code.value for code in ErrorCode)
 
@@ -105,12 +107,14 @@ class _Gate:
         if not isinstance(step, Step) or step.kind not in _FORWARD_KINDS:
             raise StateInvalidError(f"step {number} is not a step a plan expands into")
         operation = _index(step.operation, len(self.plan.operations), f"step {number}'s operation")
-        if (step.src is None) != (step.kind not in ("rename", "copy")):
+        rule = KINDS[step.kind]
+        if (step.src is None) == rule.takes_source:
             raise StateInvalidError(f"step {number} ({step.kind}) has a wrong source")
-        expected = self.plan.operations[operation].content if step.kind == "write" else None
+        writes = step.kind is StepKind.WRITE
+        expected = self.plan.operations[operation].content if writes else None
         if step.content != expected:
             raise StateInvalidError(f"step {number} writes other content than the plan")
-        folders = step.kind in ("mkdir", "rmdir")
+        folders = rule.on_folder
         for parts in step.touched():
             path = self.confine_parts(parts, number)
             if not self.allowed(path, step, parents_ok=folders):

@@ -40,7 +40,7 @@ from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan, parse_plan
 from fileops_daemon.contract.results import ResultStatus, build_result
 from fileops_daemon.contract.signing import load_key
-from fileops_daemon.core.execute import dry_run
+from fileops_daemon.core.execute import RunEnd, dry_run
 from fileops_daemon.service.cloud import CloudRetry
 from fileops_daemon.service.ledger import AWAITING_APPROVAL, Ledger, Record
 from fileops_daemon.service.ledger_store import GenerationMismatchError, LedgerStore
@@ -289,9 +289,10 @@ class ApprovalDesk:
     ) -> dict[str, Any] | None:
         """The ``awaiting_approval`` result if ``plan`` (new, to apply) must wait; None if it
         may go on (the policy does not pick it, or the simulation refuses it anyway)."""
-        simulated = dry_run(plan, self.projects_root, limits=self.limits, attempt=attempt)
-        if simulated["status"] != "planned":
+        simulation = dry_run(plan, self.projects_root, limits=self.limits, attempt=attempt)
+        if simulation.end is not RunEnd.PLANNED:
             return None
+        simulated = simulation.result
         reasons = self.policy.reasons(plan.case_name, simulated)
         if not reasons:
             return None
@@ -402,9 +403,9 @@ class ApprovalDesk:
         """Just claimed an approved plan: None if it would still change what was shown,
         else its ``tree_changed`` rejection."""
         self.decisions.unindex(plan.plan_id)
-        simulated = dry_run(plan, self.projects_root, limits=self.limits, attempt=attempt)
+        simulation = dry_run(plan, self.projects_root, limits=self.limits, attempt=attempt)
         shown = (record.approval or {}).get("changes_digest")
-        if simulated["status"] == "planned" and self._digest(simulated) == shown:
+        if simulation.end is RunEnd.PLANNED and self._digest(simulation.result) == shown:
             return None
         log.warning("approval.tree_changed", plan_id=plan.plan_id, case_name=plan.case_name)
         error = PlanError(

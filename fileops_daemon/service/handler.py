@@ -23,17 +23,12 @@ from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.approval import WakeUp, is_wakeup
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.contract.plan import Plan, decode_document
-from fileops_daemon.contract.results import (
-    ResultStatus,
-    bounded,
-    encode_result,
-    now,
-    refusal_result,
-)
+from fileops_daemon.contract.results import bounded, encode_result, now, refusal_result
 from fileops_daemon.contract.signing import covers_attributes, verify
 from fileops_daemon.core.execute import (
     ApplyPaused,
     RetryPolicy,
+    RunEnd,
     apply_plan,
     dry_run,
     idempotency_conflict,
@@ -402,7 +397,7 @@ class PlanHandler:
                 self.config.projects_root,
                 limits=self.config.limits,
                 attempt=delivery.delivery_attempt,
-            )
+            ).result
         except Exception as exc:  # a bug in the simulation: the plan is refused, not retried
             log.exception("plan.check_failed", plan_id=plan.plan_id, case_name=plan.case_name)
             error = PlanError(
@@ -522,7 +517,7 @@ class PlanHandler:
         keeper = LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3)
         try:
             with keeper:  # gives the lease back if the apply is paused or fails
-                result = apply_plan(
+                ended = apply_plan(
                     plan,
                     self.config.projects_root,
                     self.config.state_dir,
@@ -545,23 +540,20 @@ class PlanHandler:
             bound.warning("plan.transient_fault", error=f"{type(exc).__name__}: {exc}")
             return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
         self.metrics.apply_seconds.observe(time.monotonic() - begun)
-        if result["status"] == ResultStatus.APPLIED:
-            self.metrics.steps_applied.inc(result.get("steps", 0))
-        if result["status"] == ResultStatus.FAILED and store.read_result() is None:
+        if ended.end is RunEnd.APPLIED:
+            self.metrics.steps_applied.inc(ended.steps_done)
+        if ended.end is RunEnd.ROLLBACK_INCOMPLETE:
             # The rollback could not finish (the mount keeps failing): try again later.
-            bound.error("plan.rollback_incomplete", remaining=len(result["remaining"]))
+            bound.error("plan.rollback_incomplete", remaining=len(ended.remaining))
             keeper.release()
             return Disposition.nack(Reason.ROLLBACK_INCOMPLETE)
-        if (
-            result["status"] == ResultStatus.REJECTED
-            and result["errors"][0]["code"] == ErrorCode.PLAN_BUSY
-        ):
+        if ended.end is RunEnd.BUSY:
             # Another process on this machine (a local `fileops apply`) holds the case.
             keeper.release()
             return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, bound, after=self._recheck)
-        undo = store.read_undo() if result["status"] == ResultStatus.APPLIED else None
+        result = ended.result
         try:
-            self.ledger.complete(keeper.record, result, undo)
+            self.ledger.complete(keeper.record, result, ended.undo)
         except LeaseLostError:
             raise
         except Exception:

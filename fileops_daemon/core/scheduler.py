@@ -1,0 +1,107 @@
+"""The forward pass's one loop: which step starts when, on how many workers.
+
+Up to ``parallelism`` steps run at once. A step starts only when no running step touches one
+of its paths (or a parent or child of one), so steps that depend on each other keep the plan's
+order. On a failure, or once a pause is asked for, no new step starts; the running ones finish
+and are settled. With one worker the steps run in the coordinating thread, one after another:
+the same loop, without a thread hand-off per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from fileops_daemon.core.step_runner import StepOutcome
+from fileops_daemon.core.steps import Step
+
+__all__ = ["Scheduled", "overlap", "schedule"]
+
+_T = TypeVar("_T")
+_F = TypeVar("_F")
+
+
+def overlap(a: Step, b: Step) -> bool:
+    """Whether two steps touch the same path, or one touches a parent of the other's."""
+    for x in a.touched():
+        for y in b.touched():
+            shorter = min(len(x), len(y))
+            if x[:shorter] == y[:shorter]:
+                return True
+    return False
+
+
+class _InPlace(Executor):
+    """Runs each task as it is submitted, in the submitting thread (one worker, no pool)."""
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        future: Future[_T] = Future()
+        future.set_result(fn(*args, **kwargs))  # the work returns its failures as values
+        return future
+
+
+@contextmanager
+def _workers(parallelism: int) -> Iterator[Executor]:
+    if parallelism <= 1:
+        yield _InPlace()
+    else:
+        with ThreadPoolExecutor(parallelism, thread_name_prefix="apply") as pool:
+            yield pool
+
+
+@dataclass(frozen=True)
+class Scheduled(Generic[_F]):
+    """How the loop ended: the first failure settled (if any), and whether it paused."""
+
+    failure: _F | None
+    paused: bool
+
+
+def schedule(
+    steps: list[Step],
+    pending: list[int],
+    *,
+    parallelism: int,
+    may_start: Callable[[], bool],
+    before: Callable[[Step], None],
+    work: Callable[[int], StepOutcome],
+    settle: Callable[[StepOutcome], _F | None],
+) -> Scheduled[_F]:
+    """Run the ``pending`` steps. ``may_start()`` waits for a step's turn (False: pause),
+    ``before(step)`` is called in this thread before the step is handed over, ``work(index)``
+    runs it (in a worker), ``settle(outcome)`` records it back in this thread and returns a
+    failure or None. An exception from ``settle`` stops the loop once the running steps end."""
+    running: dict[Future[StepOutcome], int] = {}
+    failure: _F | None = None
+    paused = False
+
+    def collect() -> None:
+        nonlocal failure
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in sorted(finished, key=lambda f: running[f]):
+            del running[future]
+            failure = settle(future.result()) or failure
+
+    with _workers(parallelism) as workers:
+        try:
+            for index in pending:
+                step = steps[index]
+                while running and (
+                    len(running) >= parallelism
+                    or any(overlap(step, steps[i]) for i in running.values())
+                ):
+                    collect()
+                if failure is not None:
+                    break
+                if not may_start():
+                    paused = True
+                    break
+                before(step)
+                running[workers.submit(work, index)] = index
+        finally:
+            while running:  # let the running steps end, and settle them
+                collect()
+    return Scheduled(failure, paused)
