@@ -9,18 +9,17 @@ the same loop, without a thread hand-off per step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from fileops_daemon.core.step_runner import StepOutcome
 from fileops_daemon.core.steps import Step
 
 __all__ = ["Scheduled", "overlap", "schedule"]
 
-_T = TypeVar("_T")
 _F = TypeVar("_F")
 
 
@@ -34,27 +33,38 @@ def overlap(a: Step, b: Step) -> bool:
     return False
 
 
-class _InPlace(Executor):
-    """Runs each task as it is submitted, in the submitting thread (one worker, no pool)."""
+class _Ran:
+    """A step already run in place: its outcome, ready (no Future, no lock, per step)."""
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        future: Future[_T] = Future()
-        future.set_result(fn(*args, **kwargs))  # the work returns its failures as values
-        return future
+    __slots__ = ("_outcome",)
+
+    def __init__(self, outcome: StepOutcome) -> None:
+        self._outcome = outcome
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> StepOutcome:
+        return self._outcome
+
+
+_Running = Future[StepOutcome] | _Ran
+_Start = Callable[[Callable[[int], StepOutcome], int], _Running]
 
 
 @contextmanager
-def _workers(parallelism: int) -> Iterator[Executor]:
+def _workers(parallelism: int) -> Iterator[_Start]:
+    """How a step is started: in this thread with one worker, else on a pool."""
     if parallelism <= 1:
-        yield _InPlace()
+        yield lambda work, index: _Ran(work(index))  # the work returns failures as values
     else:
         with ThreadPoolExecutor(parallelism, thread_name_prefix="apply") as pool:
-            yield pool
+            yield pool.submit
 
 
 @dataclass(frozen=True)
 class Scheduled(Generic[_F]):
-    """How the loop ended: the first failure settled (if any), and whether it paused."""
+    """How the loop ended: the failure settled last (if any), and whether it paused."""
 
     failure: _F | None
     paused: bool
@@ -74,18 +84,21 @@ def schedule(
     ``before(step)`` is called in this thread before the step is handed over, ``work(index)``
     runs it (in a worker), ``settle(outcome)`` records it back in this thread and returns a
     failure or None. An exception from ``settle`` stops the loop once the running steps end."""
-    running: dict[Future[StepOutcome], int] = {}
+    running: dict[_Running, int] = {}
     failure: _F | None = None
     paused = False
 
     def collect() -> None:
         nonlocal failure
-        finished, _ = wait(running, return_when=FIRST_COMPLETED)
-        for future in sorted(finished, key=lambda f: running[f]):
-            del running[future]
-            failure = settle(future.result()) or failure
+        finished: Iterable[_Running] = [step for step in running if step.done()]
+        if not finished:  # only pool futures can still be running
+            pool = [step for step in running if isinstance(step, Future)]
+            finished, _ = wait(pool, return_when=FIRST_COMPLETED)
+        for done in sorted(finished, key=lambda f: running[f]):
+            del running[done]
+            failure = settle(done.result()) or failure
 
-    with _workers(parallelism) as workers:
+    with _workers(parallelism) as start:
         try:
             for index in pending:
                 step = steps[index]
@@ -100,7 +113,7 @@ def schedule(
                     paused = True
                     break
                 before(step)
-                running[workers.submit(work, index)] = index
+                running[start(work, index)] = index
         finally:
             while running:  # let the running steps end, and settle them
                 collect()
