@@ -1,4 +1,5 @@
-"""Fixtures of the daemon integration tests; loaded by tests/test_daemon.py (pytest_plugins).
+"""Fixtures of the daemon integration tests; loaded by the test modules that need them
+(``pytest_plugins``).
 
 - ``emulators`` (session, parametrised): every test that uses it runs twice, on pstest and on
   Google's official Pub/Sub emulator (``[pstest]`` / ``[gcloud]`` in the test id), or once on

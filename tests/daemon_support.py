@@ -1,4 +1,4 @@
-"""Helpers for the daemon's integration tests (tests/test_daemon.py; fixtures that use them
+"""Helpers for the daemon's integration tests (tests/service/test_daemon.py; fixtures that use them
 are in tests/conftest_daemon.py).
 
 Everything here talks to real emulators: pstest (or the emulator already named by

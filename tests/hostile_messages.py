@@ -1,6 +1,6 @@
 """Hostile plan messages (issue 10): bytes a compromised agent can publish, with the code each
-must be refused with. Used by the fast parse tests (tests/test_plan.py) and, through the daemon
-on the emulators, by tests/test_daemon.py."""
+must be refused with. Used by the fast parse tests (tests/contract/test_plan.py) and, through
+the daemon on the emulators, by tests/service/test_daemon.py."""
 
 from __future__ import annotations
 

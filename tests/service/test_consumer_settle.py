@@ -6,7 +6,7 @@ Messages are the test's own ReceivedMessage; the handler is scripted and keeps a
 CaseSequencer. The messages enter through ``_on_message``, the callback the Pub/Sub client
 calls from the consumer's worker pool, which the fixture opens as ``start()`` would. What
 ``start()`` and ``stop()`` do with the streaming pull itself is the emulator suites' job
-(tests/test_daemon.py: drain, hand-over)."""
+(tests/service/test_daemon.py: drain, hand-over)."""
 
 from __future__ import annotations
 

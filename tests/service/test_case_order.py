@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.daemon_support import DaemonProcess, Stack, many_writes_plan, token_plan
-from tests.test_daemon import event_time
+from tests.service.test_daemon import event_time
 
 pytest_plugins = ["tests.conftest_daemon"]
 

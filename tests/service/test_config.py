@@ -8,7 +8,7 @@ import pytest
 
 from fileops_daemon.service.config import Config, ConfigError
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "fileops.env.example"
+EXAMPLE = Path(__file__).resolve().parents[2] / "systemd" / "fileops.env.example"
 
 
 def env_file(path: Path) -> dict[str, str]:

@@ -21,7 +21,7 @@ from tests.support import (
     write_json,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OPS = SEED_OPS
 
 

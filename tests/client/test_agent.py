@@ -23,7 +23,7 @@ from tests.support import CASE, SEED_OPS, snapshot
 
 pytest_plugins = ["tests.conftest_daemon"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OPS = SEED_OPS
 
 

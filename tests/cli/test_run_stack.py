@@ -17,7 +17,7 @@ import pytest
 
 from tests.daemon_support import wait_until
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 READY = "the daemon keeps running"
 
 

@@ -32,7 +32,7 @@ from fileops_daemon.service.config import Config
 from fileops_daemon.service.consumer import HANDOVER_SECONDS
 from tests.emulators import harness
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"
 INSTALL = REPO / "scripts" / "install.sh"
 BUCKET = "example-projects"
@@ -139,7 +139,7 @@ def exposure(root: Path, unit: str = "fileops-daemon.service") -> float:
 def systemd_tools() -> None:
     """systemd-analyze & co., installed by scripts/install-system-deps.sh when missing."""
     if os.geteuid() != 0:
-        pytest.fail("tests/test_systemd.py must run as root (install.sh chowns, apt-get installs)")
+        pytest.fail("test_systemd.py must run as root (install.sh chowns, apt-get installs)")
     deps = run(["bash", str(REPO / "scripts" / "install-system-deps.sh")])
     if deps.returncode != 0:
         pytest.fail(f"scripts/install-system-deps.sh failed:\n{deps.stdout}\n{deps.stderr}")

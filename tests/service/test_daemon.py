@@ -43,7 +43,7 @@ from tests.support import CASE
 
 pytest_plugins = ["tests.conftest_daemon"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SEED = json.loads((REPO / "examples" / "seed-plan.json").read_text(encoding="utf-8"))
 
 

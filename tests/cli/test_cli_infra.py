@@ -17,7 +17,7 @@ from tests.emulators.harness import free_port
 
 pytest_plugins = ["tests.conftest_daemon"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SEED = str(REPO / "examples" / "seed-plan.json")
 #: Each command must give up well before the libraries' own 60 s of retries.
 PROMPT_SECONDS = 20

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import World
 from tests.support import CASE, plan_doc, write_json
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fileops(*args: str) -> subprocess.CompletedProcess[str]:
