@@ -39,17 +39,17 @@ class StepPacer:
         self._lock = threading.Lock()
         self._next_slot = 0.0
 
-    def wait(self, cancel: threading.Event | None = None) -> None:
+    def wait(self, pause: threading.Event | None = None) -> None:
         """Return when the next step may start (at once when there is no cap), or as soon as
-        ``cancel`` is set: a shutdown must not sit out a slow cap."""
-        if not self._interval or (cancel is not None and cancel.is_set()):
+        ``pause`` is set: a shutdown must not sit out a slow cap."""
+        if not self._interval or (pause is not None and pause.is_set()):
             return
         with self._lock:  # take a slot under the lock, sleep outside it
             now = self._clock()
             slot = max(self._next_slot, now)
             self._next_slot = slot + self._interval
         if slot > now:
-            if cancel is None:
+            if pause is None:
                 self._sleep(slot - now)
             else:
-                cancel.wait(slot - now)
+                pause.wait(slot - now)

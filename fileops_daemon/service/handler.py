@@ -148,7 +148,8 @@ class PlanHandler:
         )
         # One pacer for the whole daemon: the cap is on the load all plans put on the bucket.
         self.pacer = StepPacer(config.apply_max_steps_per_second)
-        self.handing_over = threading.Event()
+        # Set by hand_over(): applies pause between steps (ApplyPaused) and are handed over.
+        self.pause = threading.Event()
         self.sequencer = CaseSequencer()
         # The daemon's wiring passes the real one (decisions audited in the audit bucket).
         self.approvals = approvals or ApprovalDesk(
@@ -165,7 +166,7 @@ class PlanHandler:
         """Shutting down with plans still applying: pause them between steps, release their
         leases and nack them, so another daemon resumes them at once instead of after the
         lease and the ack deadline run out."""
-        self.handing_over.set()
+        self.pause.set()
 
     def handle(self, delivery: Delivery) -> Disposition:
         started = now()
@@ -527,7 +528,7 @@ class PlanHandler:
                     checkpoint=keeper,
                     parallelism=self.config.apply_parallelism,
                     pacer=self.pacer,
-                    pause=self.handing_over,
+                    pause=self.pause,
                     attempt=delivery.delivery_attempt,
                 )
         except LeaseLostError:

@@ -66,15 +66,15 @@ def test_a_negative_nan_or_vanishing_rate_is_refused(rate: float) -> None:
         StepPacer(rate)
 
 
-def test_a_cancel_cuts_the_wait_short() -> None:
+def test_a_pause_cuts_the_wait_short() -> None:
     pacer = StepPacer(0.01)  # one step every 100 s
-    cancel = threading.Event()
-    pacer.wait(cancel)  # the first slot is now
-    threading.Timer(0.05, cancel.set).start()
+    pause = threading.Event()
+    pacer.wait(pause)  # the first slot is now
+    threading.Timer(0.05, pause.set).start()
     began = time.monotonic()
-    pacer.wait(cancel)
-    assert time.monotonic() - began < 30, "the wait sat out its slot despite the cancel"
-    assert cancel.is_set()
+    pacer.wait(pause)
+    assert time.monotonic() - began < 30, "the wait sat out its slot despite the pause"
+    assert pause.is_set()
 
 
 def test_threads_sharing_a_pacer_share_its_rate() -> None:

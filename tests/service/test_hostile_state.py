@@ -229,7 +229,7 @@ class TestTakeoverResumesFromTheNewestState:
         applied_tree = snapshot(daemons.root, skip_work_dirs=True)
         assert (daemons.root / CASE / "final.pdf").read_text() == "one\n"
         # A gets the plan back once B's lease has run out.
-        a.handing_over.clear()
+        a.pause.clear()
         daemons.clock_offset["a"] = 3600
         assert a.handle(delivery(doc, "m-2")).verdict is Verdict.ACK
         [result] = a.results.published  # type: ignore[attr-defined]
