@@ -1,0 +1,38 @@
+"""The stable API: the root's names, the earlier import paths, and what importing costs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import fileops_daemon
+
+
+def test_every_name_the_root_exports_resolves() -> None:
+    for name in fileops_daemon.__all__:
+        assert getattr(fileops_daemon, name) is not None, name
+
+
+def test_the_earlier_import_paths_keep_working() -> None:
+    from fileops_daemon.agent import apply_reorg_plan, langchain_tool, submit_file_ops_plan
+    from fileops_daemon.client import FileopsClient, file_ops_tools
+
+    assert fileops_daemon.apply_reorg_plan is apply_reorg_plan
+    assert fileops_daemon.langchain_tool is langchain_tool
+    assert fileops_daemon.submit_file_ops_plan is submit_file_ops_plan
+    assert fileops_daemon.FileopsClient is FileopsClient
+    assert fileops_daemon.file_ops_tools is file_ops_tools
+
+
+def test_the_root_core_and_contract_load_no_cloud_library() -> None:
+    """The local CLI's path: a fresh interpreter importing them has loaded no Google client."""
+    code = (
+        "import sys, fileops_daemon, fileops_daemon.core, fileops_daemon.contract, "
+        "fileops_daemon.cli; "
+        "cloud = ('google', 'prometheus_client'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in cloud))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout
