@@ -346,6 +346,23 @@ class ApprovalDesk:
     def client_of(record: Record) -> str:
         return str((record.approval or {}).get("client_id") or "")
 
+    def decided_before(self, moment: float) -> list[tuple[str, str]]:
+        """(plan_id, case_name) of each indexed plan still waiting although a decision on it
+        was stored before ``moment`` (unverified: its wake-up verifies it). Empty without
+        the bucket that lists the index."""
+        if self.decisions.bucket is None:
+            return []
+        found = []
+        for plan_id in self.decisions.indexed():
+            record = self.ledger.read(plan_id)
+            if record is None or record.state != AWAITING_APPROVAL:
+                continue
+            document = self.decisions.read(plan_id)
+            at = document.get("at") if isinstance(document, dict) else None
+            if isinstance(at, int | float) and not isinstance(at, bool) and at < moment:
+                found.append((plan_id, record.case_name))
+        return found
+
     # -- a wake-up arrives ------------------------------------------------------------------------
 
     def rule(self, wakeup: WakeUp, started: datetime, attempt: int) -> Answer | Proceed:

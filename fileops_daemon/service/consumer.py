@@ -19,6 +19,7 @@ from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from fileops_daemon.contract import attributes as attr
+from fileops_daemon.service.approval_sweep import SWEEP_AFTER_SECONDS, LocalWakeUp, local_wakeup
 from fileops_daemon.service.config import Config
 from fileops_daemon.service.delivery import Delivery, ReceivedMessage
 from fileops_daemon.service.handler import (
@@ -86,6 +87,7 @@ class Consumer:
         self._held: dict[int, _Held] = {}
         self._stopping = False
         self._lock = threading.Lock()
+        self._sweep: threading.Timer | None = None
         #: Held messages at most: each takes a flow-control slot, and a full window would
         #: keep out the very redelivery the held ones wait for.
         self.max_held = max(1, config.flow_max_messages - config.concurrency)
@@ -128,6 +130,12 @@ class Consumer:
             concurrency=self.config.concurrency,
             worker=self.config.worker_id,
         )
+        # Even with the policy off now: plans may have been left waiting by an earlier one.
+        self._sweep = threading.Timer(
+            SWEEP_AFTER_SECONDS, self._wake_decided, (self.handler.approvals.clock(),)
+        )
+        self._sweep.daemon = True
+        self._sweep.start()
 
     def running(self) -> bool:
         return self._future is not None and not self._future.done()
@@ -145,6 +153,8 @@ class Consumer:
         with self._lock:
             self._stopping = True
             held = list(self._held.values())
+        if self._sweep is not None:
+            self._sweep.cancel()
         for item in held:
             self._release(item, Reason.SHUTTING_DOWN)
         self._future.cancel()  # no new messages; undispatched ones are released unacked
@@ -165,6 +175,34 @@ class Consumer:
             log.info("consumer.handed_over", complete=handed_over, in_flight=self.in_flight)
         log.info("consumer.stopped", drained=done, in_flight=self.in_flight)
         return done
+
+    # -- decisions whose wake-up never came ------------------------------------------------------
+
+    def _wake_decided(self, started_at: float) -> None:
+        """Handle a wake-up of our own for each plan decided before this daemon started that
+        still waits (approval_sweep.py says why its own may never come)."""
+        try:
+            decided = self.handler.approvals.decided_before(started_at)
+        except Exception:  # GCS: the wake-ups may still come; the next start looks again
+            log.exception("approval.sweep_failed")
+            return
+        key = self.config.signing_keys[0] if self.config.signing_keys else None
+        for plan_id, case_name in decided:
+            log.info("approval.wakeup_missing", plan_id=plan_id, case_name=case_name)
+            self._submit_local(local_wakeup(plan_id, case_name, key, self._settled_local))
+
+    def _submit_local(self, message: LocalWakeUp) -> None:
+        with self._lock:
+            executor = None if self._stopping else self._executor
+        if executor is None:
+            return  # stopping: the next daemon looks again
+        with contextlib.suppress(RuntimeError):  # the pool is shutting down
+            executor.submit(self._handle, message, time.monotonic())
+
+    def _settled_local(self, message: LocalWakeUp, acked: bool) -> None:
+        """A nacked wake-up of our own is tried again, as Pub/Sub would redeliver it."""
+        if not acked and message.delivery_attempt < self.config.max_delivery_attempts:
+            self._submit_local(message.again())
 
     # -- one message ------------------------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""Decisions whose wake-up a starting daemon may never receive, and the wake-ups it makes
+for them.
+
+``fileops approve`` stores the decision, then publishes a wake-up. A wake-up published while
+no daemon runs should reach the next one, but it may not: its publish can fail after the
+decision was stored, and on Google's Pub/Sub emulator a streaming pull cancelled by the
+previous daemon leaves the subscription's later streaming pulls without any message
+(tests/emulators/README.md). So a daemon, a little after it starts, looks through the waiting
+plans for decisions stored before it started and handles one wake-up of its own for each,
+through the normal path (the case's turn, the decision's signature, the ledger). A wake-up
+that does arrive as well is answered as a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from fileops_daemon.contract import attributes as attr
+from fileops_daemon.contract.approval import wakeup_document
+from fileops_daemon.contract.signing import SIGNATURE_ATTRIBUTE, sign_message
+
+__all__ = ["SWEEP_AFTER_SECONDS", "LocalWakeUp", "local_wakeup"]
+
+#: How long after its start a daemon looks for decisions without a wake-up: long enough for a
+#: wake-up in the subscription's backlog to arrive first (then the plan no longer waits).
+SWEEP_AFTER_SECONDS = 10.0
+
+#: Who the daemon's own wake-ups say they come from.
+SWEEPER = "fileops-daemon"
+
+
+@dataclass(frozen=True)
+class LocalWakeUp:
+    """A wake-up the daemon made itself: a ReceivedMessage that no Pub/Sub delivered.
+    Settling it calls ``settled(message, acked)``; a nacked one may be tried again."""
+
+    data: bytes
+    attributes: Mapping[str, str]
+    message_id: str
+    delivery_attempt: int
+    settled: Callable[[LocalWakeUp, bool], None]
+    publish_time: datetime | None = None
+    ordering_key: str | None = ""  # none: a busy case holds it instead of nacking it
+
+    def ack(self) -> None:
+        self.settled(self, True)
+
+    def nack(self) -> None:
+        self.settled(self, False)
+
+    def again(self) -> LocalWakeUp:
+        """The next attempt after a nack."""
+        return replace(self, delivery_attempt=self.delivery_attempt + 1)
+
+
+def local_wakeup(
+    plan_id: str,
+    case_name: str,
+    signing_key: bytes | None,
+    settled: Callable[[LocalWakeUp, bool], None],
+) -> LocalWakeUp:
+    """The wake-up ``fileops approve`` would have published for ``plan_id``, signed with the
+    daemon's own plan key when it checks signatures."""
+    data = json.dumps(wakeup_document(plan_id, case_name, SWEEPER), sort_keys=True).encode()
+    attributes = {attr.PLAN_ID: plan_id, attr.CASE_NAME: case_name, attr.DRY_RUN: "false"}
+    if signing_key is not None:
+        attributes[SIGNATURE_ATTRIBUTE] = sign_message(signing_key, data, attributes)
+    return LocalWakeUp(data, attributes, f"sweep-{plan_id}", 1, settled)
