@@ -191,6 +191,11 @@ class DecisionStore:
             with contextlib.suppress(Exception):
                 self.retry.call(self.bucket.blob(self.index_name(plan_id)).delete, retry=None)
 
+    @property
+    def listable(self) -> bool:
+        """Whether :meth:`indexed` can list the index (it needs ``bucket``)."""
+        return self.bucket is not None
+
     def indexed(self) -> Iterator[str]:
         """The plan ids in the index (needs ``bucket``)."""
         assert self.bucket is not None, "listing the index needs the bucket"
@@ -348,9 +353,9 @@ class ApprovalDesk:
 
     def decided_before(self, moment: float) -> list[tuple[str, str]]:
         """(plan_id, case_name) of each indexed plan still waiting although a decision on it
-        was stored before ``moment`` (unverified: its wake-up verifies it). Empty without
-        the bucket that lists the index."""
-        if self.decisions.bucket is None:
+        was stored before ``moment`` (unverified: its wake-up verifies it). Empty when the
+        index cannot be listed."""
+        if not self.decisions.listable:
             return []
         found = []
         for plan_id in self.decisions.indexed():

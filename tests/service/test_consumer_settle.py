@@ -10,15 +10,19 @@ calls from the consumer's worker pool, which the fixture opens as ``start()`` wo
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pytest
 
+from fileops_daemon.contract.approval import wakeup_document
+from fileops_daemon.contract.signing import verify
 from fileops_daemon.service import consumer as consumer_module
 from fileops_daemon.service.config import Config
 from fileops_daemon.service.consumer import Consumer
@@ -112,13 +116,16 @@ class Rig:
 def make_rig() -> Iterator[Callable[..., Rig]]:
     pools: list[ThreadPoolExecutor] = []
 
-    def make(script: Script, *, flow_max_messages: int = 8, concurrency: int = 2) -> Rig:
+    def make(
+        script: Script, *, flow_max_messages: int = 8, concurrency: int = 2, **settings: Any
+    ) -> Rig:
         config = Config(
             project="unit",
             state_bucket="unused",
             audit_bucket="unused",
             flow_max_messages=flow_max_messages,
             concurrency=concurrency,
+            **settings,
         )
         handler = ScriptedHandler(script)
         metrics = Metrics()
@@ -292,3 +299,80 @@ class TestHolding:
         message = rig.receive(Message("m-1"))
         assert message.settled == ["nack"] and rig.consumer.held == 0
         assert rig.nacks(Reason.WAITED_TOO_LONG) == 1
+
+
+# --------------------------------------------------------------------------- wake-ups of our own
+
+PLAN_KEY = b"plan-key-0123456789abcdef012345"
+
+
+class Desk:
+    """The approval desk as the consumer's sweep uses it: the plans decided before a moment."""
+
+    def __init__(self, decided: list[tuple[str, str]] | Exception) -> None:
+        self.decided = decided
+        self.asked: list[float] = []
+
+    def clock(self) -> float:
+        return 1_700_000_000.0
+
+    def decided_before(self, moment: float) -> list[tuple[str, str]]:
+        self.asked.append(moment)
+        if isinstance(self.decided, Exception):
+            raise self.decided
+        return self.decided
+
+
+def handled(rig: Rig, count: int, seconds: float = 5.0) -> dict[str, int]:
+    deadline = time.monotonic() + seconds
+    while sum(rig.handler.calls.values()) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)  # and no more
+    return dict(rig.handler.calls)
+
+
+def test_each_plan_decided_before_the_start_gets_one_signed_wake_up_retried_after_a_nack(
+    make_rig: Callable[..., Rig],
+) -> None:
+    seen: list[Delivery] = []
+
+    def script(delivery: Delivery, calls: int) -> Disposition:
+        seen.append(delivery)
+        if delivery.message_id == "sweep-p-1" and calls == 0:
+            return Disposition.nack(Reason.TRANSIENT_FAULT)
+        return Disposition.ack()
+
+    rig = make_rig(script, signing_keys=(PLAN_KEY,))
+    rig.handler.approvals = Desk([("p-1", CASE), ("p-2", CASE)])  # type: ignore[attr-defined]
+    rig.consumer._wake_decided(1_700_000_000.0)
+    assert handled(rig, 3) == {"sweep-p-1": 2, "sweep-p-2": 1}
+    for delivery in seen:
+        plan_id = delivery.message_id.removeprefix("sweep-")
+        assert json.loads(delivery.data) == wakeup_document(plan_id, CASE, "fileops-daemon")
+        assert delivery.attributes["plan_id"] == plan_id
+        assert verify((PLAN_KEY,), delivery.data, delivery.attributes) == 2
+        assert delivery.ordering_key == ""  # a busy case holds it rather than nacking it
+    attempts = [d.delivery_attempt for d in seen if d.message_id == "sweep-p-1"]
+    assert attempts == [1, 2]
+    assert rig.nacks(Reason.TRANSIENT_FAULT) == 1
+
+
+def test_a_wake_up_of_our_own_is_tried_as_often_as_pubsub_would_deliver_it(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(always(Disposition.nack(Reason.TRANSIENT_FAULT)), max_delivery_attempts=5)
+    rig.handler.approvals = Desk([("p-1", CASE)])  # type: ignore[attr-defined]
+    rig.consumer._wake_decided(1_700_000_000.0)
+    assert handled(rig, 5) == {"sweep-p-1": 5}
+
+
+def test_no_wake_up_of_our_own_while_stopping_or_when_the_ledger_fails(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig(always(Disposition.ack()))
+    rig.handler.approvals = Desk(ConnectionError("GCS is down"))  # type: ignore[attr-defined]
+    rig.consumer._wake_decided(1_700_000_000.0)  # logged, not raised
+    rig.handler.approvals = Desk([("p-1", CASE)])  # type: ignore[attr-defined]
+    rig.consumer._stopping = True
+    rig.consumer._wake_decided(1_700_000_000.0)
+    assert handled(rig, 1, seconds=0.2) == {}
