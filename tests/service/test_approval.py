@@ -338,10 +338,14 @@ class TestDeciding:
         run = stack.cli("approve", "kept-1")  # decided while no daemon runs
         assert run.returncode == 0, run.stderr
         expected = stack.reference_after([moves_plan("kept-1", 3)])
-        stack.start_daemon("b")
+        second = stack.start_daemon("b")
         wait_status(stack, "kept-1", "applied", timeout=60)
         assert stack.tree() == expected
         assert ("applied", AGENT) in answers(stack, "kept-1")
+        # Which way it came: the wake-up (pstest), or B's own look (Google's emulator).
+        swept = bool(second.events("approval.wakeup_missing", plan_id="kept-1"))
+        if stack.emulators.pubsub_kind in ("pstest", "gcloud"):
+            assert swept is (stack.emulators.pubsub_kind == "gcloud")
 
     def test_a_decision_whose_wake_up_was_lost_is_applied_by_the_next_daemon(
         self, stack: Stack, keys: dict[str, Path]
