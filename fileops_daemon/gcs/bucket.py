@@ -76,12 +76,16 @@ class BucketRequests:
         return bool(self.names_below(prefix, limit=1))
 
     def names_below(self, prefix: str, *, limit: int | None = None) -> list[str]:
+        return [str(blob.name) for blob in self.objects_below(prefix, limit=limit)]
+
+    def objects_below(self, prefix: str, *, limit: int | None = None) -> list[storage.Blob]:
+        """Every object whose name starts with ``prefix`` (all levels), in name order."""
         bucket = self._bucket()
         with as_os_errors(prefix):
             blobs = bucket.client.list_blobs(
                 bucket, prefix=prefix, max_results=limit, retry=None, timeout=_TIMEOUT
             )
-            return [blob.name for blob in blobs]
+            return list(blobs)
 
     def listing(self, prefix: str) -> tuple[list[storage.Blob], list[str]]:
         """The objects directly below ``prefix`` and the sub-prefixes (folders) there."""

@@ -37,16 +37,21 @@ def as_os_errors(name: str) -> Iterator[None]:
     except gexc.PreconditionFailed:
         raise
     except gexc.NotFound as exc:
-        raise FileNotFoundError(errno.ENOENT, f"no such object: {exc.message}", name) from exc
+        raise FileNotFoundError(errno.ENOENT, "no such object", name) from exc
     except _TRANSIENT_HTTP as exc:
-        raise OSError(errno.EIO, f"GCS answered {exc.code}: {exc.message}", name) from exc
+        raise OSError(errno.EIO, _answer(exc), name) from exc
     except (gexc.Forbidden, gexc.Unauthorized) as exc:
-        raise PermissionError(errno.EACCES, f"GCS refused: {exc.message}", name) from exc
+        raise PermissionError(errno.EACCES, _answer(exc), name) from exc
     except gexc.GoogleAPICallError as exc:
-        raise OSError(errno.EREMOTEIO, f"GCS answered {exc.code}: {exc.message}", name) from exc
+        raise OSError(errno.EREMOTEIO, _answer(exc), name) from exc
     except requests.Timeout as exc:
         raise OSError(errno.ETIMEDOUT, f"GCS did not answer in time: {exc}", name) from exc
     except requests.ConnectionError as exc:
         raise OSError(errno.ECONNREFUSED, f"GCS unreachable: {exc}", name) from exc
     except auth_exc.TransportError as exc:
         raise OSError(errno.EIO, f"GCS credentials unreachable: {exc}", name) from exc
+
+
+def _answer(exc: gexc.GoogleAPICallError) -> str:
+    """One short line: the client's message carries the whole response body (HTML at times)."""
+    return f"GCS answered {exc.code} {type(exc).__name__}"

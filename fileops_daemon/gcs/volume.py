@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.core.paths import WORK_DIR_NAME, nfc
@@ -99,6 +100,25 @@ class GcsVolume:
         if not self.requests.exists_below(folder + "/"):
             raise PlanError(ErrorCode.CASE_MISSING, f"{wanted!r} in {self.root} is not a folder")
         return f"{self.root}/{folder}"
+
+    def source_listing(self, sources: list[str]) -> list[list[Any]]:
+        """What an approval was shown, to tell later whether it changed: each source path
+        and every object below it as (path, kind, size, generation)."""
+        listing: list[list[Any]] = []
+        for shown in sources:
+            blob = self.requests.stat(shown)
+            if blob is not None:
+                listing.append([shown, "file", int(blob.size or 0), int(blob.generation or 0)])
+                continue
+            blobs = self.requests.objects_below(shown + "/")
+            if not blobs:
+                listing.append([shown, "missing", 0, 0])
+                continue
+            listing.append([shown, "dir", 0, 0])
+            for below in sorted(blobs, key=lambda b: str(b.name)):
+                kind = "dir" if below.name.endswith("/") else "file"
+                listing.append([below.name, kind, int(below.size or 0), int(below.generation or 0)])
+        return listing
 
     def tree_source(self, case_dir: str) -> TreeSource:
         return GcsTreeSource(self.requests, self.root)
