@@ -146,6 +146,9 @@ def request_kind(path: str) -> str:
 def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
     class Forward(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as separate small writes: with Nagle's algorithm on, the
+        # body waits for the client's delayed ACK, adding ~40 ms to every request.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # quiet: the counts are the record
