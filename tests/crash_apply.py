@@ -1,7 +1,7 @@
 """Subprocess for the crash tests: apply a plan and SIGKILL ourselves after step N.
 
 Usage: python -m tests.crash_apply PLAN.json ROOT STATE KILL_AT [PARALLELISM]
-(KILL_AT < 0: never)
+(KILL_AT < 0: never; ROOT gs://BUCKET: the bucket at $STORAGE_EMULATOR_HOST, through the API)
 """
 
 from __future__ import annotations
@@ -27,8 +27,20 @@ def main() -> None:
         if done == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    volume = None
+    if root.startswith("gs://"):
+        from fileops_daemon.gcs import GcsVolume
+        from fileops_daemon.service.cloud import storage_client
+
+        volume = GcsVolume(root.removeprefix("gs://"), lambda: storage_client("crash-test"))
     result = apply_plan(
-        plan, root, state, on_step=on_step, retry=RetryPolicy(1, 0, 0), parallelism=parallelism
+        plan,
+        root,
+        state,
+        on_step=on_step,
+        retry=RetryPolicy(1, 0, 0),
+        parallelism=parallelism,
+        volume=volume,
     ).result
     print(json.dumps({"status": result["status"], "errors": result["errors"]}))
 

@@ -64,15 +64,15 @@ def _parser() -> argparse.ArgumentParser:
 
     plan = command("plan", "dry run: show what the plan would change (never changes anything)")
     plan.add_argument("plan", help="plan file, or - for stdin")
-    plan.add_argument("--root", required=True, help="the projects root holding the case folders")
+    _add_root(plan, required=True)
 
     apply = command("apply", "apply the plan as its dry_run says; re-run after a crash resumes")
     apply.add_argument("plan", help="plan file, or - for stdin")
-    apply.add_argument("--root", required=True, help="the projects root holding the case folders")
+    _add_root(apply, required=True)
     apply.add_argument(
         "--state-dir",
         help="journals and results, outside ROOT (default: $FILEOPS_STATE_DIR, else "
-        "~/.local/state/fileops/<hash of ROOT>)",
+        "~/.local/state/fileops/<hash of ROOT or gs://BUCKET>)",
     )
     apply.add_argument(
         "--parallel",
@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         "with --apply make the changes; through the daemon, or with --root locally",
     )
     undo.add_argument("plan_id")
-    undo.add_argument("--root", help="local mode: the projects root holding the case folders")
+    _add_root(undo, required=False, mode="local mode: ")
     undo.add_argument("--state-dir", help="local mode: journals (default: as for apply)")
     preview = undo.add_mutually_exclusive_group()
     preview.add_argument("--apply", action="store_true", help="apply it, not only preview it")
@@ -162,17 +162,48 @@ class UsageError(Exception):
     """A command line that cannot be run as given (exit 2)."""
 
 
+def _add_root(parser: argparse.ArgumentParser, *, required: bool, mode: str = "") -> None:
+    where = parser.add_mutually_exclusive_group(required=required)
+    where.add_argument("--root", help=f"{mode}the projects root holding the case folders")
+    where.add_argument(
+        "--gcs-bucket",
+        metavar="BUCKET",
+        help=f"{mode}the bucket holding the case folders, changed through the GCS JSON API "
+        "(no mount; STORAGE_EMULATOR_HOST reaches an emulator)",
+    )
+
+
+def _root(args: argparse.Namespace) -> str:
+    """The projects root as the user named it: a folder, or gs://BUCKET."""
+    bucket: str | None = getattr(args, "gcs_bucket", None)
+    return f"gs://{bucket}" if bucket else str(args.root)
+
+
+def _volume(args: argparse.Namespace) -> Any:
+    """The bucket's volume for --gcs-bucket; None: the folder --root on this machine."""
+    bucket: str | None = getattr(args, "gcs_bucket", None)
+    if not bucket:
+        return None
+    from fileops_daemon.gcs import GcsVolume
+    from fileops_daemon.service.cloud import storage_client
+
+    # Object requests need no project; the client wants one for bucket-level calls only.
+    project = os.environ.get("FILEOPS_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or "-"
+    return GcsVolume(bucket, lambda: storage_client(project))
+
+
 def _state_dir(args: argparse.Namespace) -> str:
     """--state-dir, $FILEOPS_STATE_DIR, or one folder per projects root under the user's
     state home; never inside the projects root (whoever can write there could plant links)."""
     chosen = args.state_dir or os.environ.get("FILEOPS_STATE_DIR")
-    root = os.path.realpath(args.root)
+    # A bucket (--gcs-bucket): every local folder is outside it.
+    root = os.path.realpath(args.root) if args.root else _root(args)
     if not chosen:
         home = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         tag = hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
         chosen = os.path.join(home, "fileops", tag)
     real = os.path.realpath(chosen)
-    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+    if args.root and (real == root or real.startswith(root.rstrip(os.sep) + os.sep)):
         raise UsageError(f"the state folder {chosen} is inside the projects root {args.root}")
     return chosen
 
@@ -193,7 +224,7 @@ def _emit(result: dict[str, Any], as_json: bool, *, undo_hint: str | None = None
 def _local_undo_hint(plan_id: str, args: argparse.Namespace) -> str:
     from fileops_daemon.cli.output import undo_command_line
 
-    local = ["--root", args.root]
+    local = ["--root", args.root] if args.root else ["--gcs-bucket", args.gcs_bucket]
     if args.state_dir:
         local += ["--state-dir", args.state_dir]
     return undo_command_line(plan_id, *local)
@@ -295,8 +326,9 @@ def _apply(plan: Any, args: argparse.Namespace) -> ApplyOutcome:
             raise ConfigError(f"FILEOPS_APPLY_MAX_STEPS_PER_SECOND: {exc}") from None
         return apply_plan(
             plan,
-            args.root,
+            _root(args),
             _state_dir(args),
+            volume=_volume(args),
             limits=Limits.from_env(),
             on_step=update,
             parallelism=max(1, parallel),
@@ -341,7 +373,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in ("pending", "approve", "reject"):  # cli/approvals.py
         return int(args.handler(args))
     if args.command in ("submit", "watch", "status") or (
-        args.command == "undo" and args.root is None
+        args.command == "undo" and args.root is None and args.gcs_bucket is None
     ):
         from fileops_daemon.cli import remote as ops
 
@@ -362,7 +394,8 @@ def _run(args: argparse.Namespace) -> int:
         from fileops_daemon.core.execute import dry_run
 
         plan = dataclasses.replace(plan, dry_run=True)
-        return _emit(dry_run(plan, args.root, limits=Limits.from_env()).result, args.json)
+        simulated = dry_run(plan, _root(args), limits=Limits.from_env(), volume=_volume(args))
+        return _emit(simulated.result, args.json)
     return _emit(
         _apply(plan, args).result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args)
     )

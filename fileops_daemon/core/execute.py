@@ -31,6 +31,7 @@ from fileops_daemon.core.simulate import Simulation, simulate
 from fileops_daemon.core.store import PlanStore, case_lock
 from fileops_daemon.core.trust import StateInvalidError, check_journal
 from fileops_daemon.core.undo import inverse_plan
+from fileops_daemon.core.volume import LocalVolume, Volume
 
 __all__ = [
     "TRANSIENT_ERRNOS",
@@ -110,12 +111,19 @@ def _io_rejection(plan: Plan, exc: OSError, started: datetime, attempt: int) -> 
 
 
 def dry_run(
-    plan: Plan, projects_root: str, *, limits: Limits | None = None, attempt: int = 1
+    plan: Plan,
+    projects_root: str,
+    *,
+    limits: Limits | None = None,
+    attempt: int = 1,
+    volume: Volume | None = None,
 ) -> ApplyOutcome:
-    """Simulate only; the tree is never changed. Ends PLANNED or REJECTED."""
+    """Simulate only; the tree is never changed. Ends PLANNED or REJECTED.
+
+    ``volume`` holds the case folders (default: the folder ``projects_root``)."""
     started = now()
     try:
-        sim = simulate(plan, projects_root, limits)
+        sim = simulate(plan, projects_root, limits, volume=volume)
     except OSError as exc:
         return ApplyOutcome(RunEnd.REJECTED, _io_rejection(plan, exc, started, attempt))
     end = RunEnd.PLANNED if sim.ok else RunEnd.REJECTED
@@ -135,6 +143,7 @@ def apply_plan(
     pacer: StepPacer | None = None,
     pause: threading.Event | None = None,
     attempt: int = 1,
+    volume: Volume | None = None,
 ) -> ApplyOutcome:
     """Apply (or, for a dry-run plan, simulate) ``plan``: its result document, and how the
     run ended (``RunEnd``), with the inverse plan once applied.
@@ -145,21 +154,25 @@ def apply_plan(
 
     Exceptions raised by ``on_step`` or ``checkpoint`` stop the apply where it stands; the
     journal stays, and the next call resumes; so does it after ROLLBACK_INCOMPLETE.
+
+    ``volume`` holds the case folders (default: the folder ``projects_root`` on this
+    machine, e.g. a gcsfuse mount); the journal and results stay in ``state_dir``.
     """
     started = now()
+    volume = volume or LocalVolume(projects_root)
     store = PlanStore(state_dir, plan.plan_id)
     stored = store.read_result()
     if stored is not None:
         return _stored_outcome(plan, store, stored, started, attempt)
     if plan.dry_run:
-        return dry_run(plan, projects_root, limits=limits, attempt=attempt)
+        return dry_run(plan, projects_root, limits=limits, attempt=attempt, volume=volume)
     retry = retry or RetryPolicy()
     try:
         with store.locked(), case_lock(state_dir, nfc(plan.case_name)):
             stored = store.read_result()  # finished while we waited for the lock?
             if stored is not None:
                 return _stored_outcome(plan, store, stored, started, attempt)
-            run = _open_run(plan, projects_root, store, limits, started, attempt, checkpoint, retry)
+            run = _open_run(plan, volume, store, limits, started, attempt, checkpoint, retry)
             if isinstance(run, dict):  # refused: nothing to run
                 return ApplyOutcome(RunEnd.REJECTED, run)
             journal, progress, case_dir, resumed = run
@@ -181,6 +194,7 @@ def apply_plan(
                 parallelism=max(1, parallelism),
                 pacer=pacer or StepPacer(0),
                 pause=pause or threading.Event(),
+                volume=volume,
             ).execute()
     except PlanError as exc:  # busy lock
         end = RunEnd.BUSY if exc.code is ErrorCode.PLAN_BUSY else RunEnd.REJECTED
@@ -213,7 +227,7 @@ def idempotency_conflict(
 
 def _open_run(
     plan: Plan,
-    projects_root: str,
+    volume: Volume,
     store: PlanStore,
     limits: Limits | None,
     started: datetime,
@@ -258,10 +272,10 @@ def _open_run(
             done=len(state.done),
             state=state.state,
         )
-        case_dir = os.path.join(projects_root, state.header["case_folder"])
+        case_dir = os.path.join(volume.root, state.header["case_folder"])
         return journal, state, case_dir, True
     try:
-        sim = _simulate_retrying(plan, projects_root, limits, retry)
+        sim = _simulate_retrying(plan, volume, limits, retry)
     except OSError as exc:
         if is_transient(exc):
             # Not an answer about the plan: a refusal recorded now would refuse its id for
@@ -291,11 +305,11 @@ def _open_run(
 
 
 def _simulate_retrying(
-    plan: Plan, projects_root: str, limits: Limits | None, retry: RetryPolicy
+    plan: Plan, volume: Volume, limits: Limits | None, retry: RetryPolicy
 ) -> Simulation:
     """The simulation, tried again after a transient filesystem error (EIO from gcsfuse)."""
 
     def once() -> Simulation:
-        return simulate(plan, projects_root, limits)
+        return simulate(plan, volume.root, limits, volume=volume)
 
     return retry.run(once, once)

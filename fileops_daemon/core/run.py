@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from fileops_daemon.contract.errors import ErrorCode
-from fileops_daemon.core.fsops import CaseFS, StepConflictError
+from fileops_daemon.core.fsops import StepConflictError
 from fileops_daemon.core.journal import JournalPhase
 from fileops_daemon.core.outcome import ApplyOutcome, ApplyPaused
 from fileops_daemon.core.pacing import StepPacer
@@ -15,7 +15,7 @@ from fileops_daemon.core.run_result import finish, unopened
 from fileops_daemon.core.run_state import FailureInfo, ProgressCallback, RunState
 from fileops_daemon.core.scheduler import schedule
 from fileops_daemon.core.step_runner import StepOutcome, StepRunner
-from fileops_daemon.core.workdirs import remove_empty_work_dirs
+from fileops_daemon.core.volume import Volume
 
 __all__ = ["Run"]
 
@@ -32,6 +32,7 @@ class Run:
         parallelism: int,
         pacer: StepPacer,
         pause: threading.Event,
+        volume: Volume,
     ) -> None:
         self.state = state
         self.retry = retry
@@ -39,35 +40,36 @@ class Run:
         self.parallelism = parallelism
         self.pacer = pacer
         self.pause = pause
+        self.volume = volume
 
     def execute(self) -> ApplyOutcome:
         state = self.state
         try:
-            fs = CaseFS(state.case_dir)
+            fs = self.volume.open_case(state.case_dir)
         except OSError as exc:  # the case folder vanished or became a link since the journal
             state.journal.close()
             return unopened(state, exc)
         try:
-            with fs:
-                runner = StepRunner(fs, state.plan.plan_id, self.retry)
-                if state.phase is JournalPhase.APPLYING:
-                    failure = self._forward(runner)
-                    if failure is None:
-                        state.enter(JournalPhase.APPLIED)
-                    else:
-                        state.log.warning("apply.step_failed", **failure)
-                        state.enter(JournalPhase.ROLLING_BACK, failure)
-                if state.phase.rolling_back:
-                    remaining, transient = roll_back(state, runner)
-                    info = {k: v for k, v in state.progress.info.items() if k != "remaining"}
-                    final = JournalPhase.ROLLBACK_STUCK if transient else JournalPhase.ROLLED_BACK
-                    state.enter(final, {"remaining": remaining, **info})
-                remove_empty_work_dirs(
-                    state.case_dir,
-                    state.plan.plan_id,
-                    keep_trash=state.phase is JournalPhase.APPLIED,
-                )
+            runner = StepRunner(fs, state.plan.plan_id, self.retry)
+            if state.phase is JournalPhase.APPLYING:
+                failure = self._forward(runner)
+                if failure is None:
+                    state.enter(JournalPhase.APPLIED)
+                else:
+                    state.log.warning("apply.step_failed", **failure)
+                    state.enter(JournalPhase.ROLLING_BACK, failure)
+            if state.phase.rolling_back:
+                remaining, transient = roll_back(state, runner)
+                info = {k: v for k, v in state.progress.info.items() if k != "remaining"}
+                final = JournalPhase.ROLLBACK_STUCK if transient else JournalPhase.ROLLED_BACK
+                state.enter(final, {"remaining": remaining, **info})
+            self.volume.tidy_work_dirs(
+                state.case_dir,
+                state.plan.plan_id,
+                keep_trash=state.phase is JournalPhase.APPLIED,
+            )
         finally:
+            fs.close()
             state.journal.close()
         return finish(state)
 

@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.contract.limits import GCS_OBJECT_NAME_MAX_BYTES, Limits
@@ -20,6 +20,9 @@ from fileops_daemon.contract.results import OperationOutcome
 from fileops_daemon.core.paths import WORK_DIR_NAME, CasePath, check_case_name, confine, nfc
 from fileops_daemon.core.steps import Parts, Step, StepKind
 from fileops_daemon.core.tree import Kind, Node, VirtualTree, refuse_unsafe
+
+if TYPE_CHECKING:
+    from fileops_daemon.core.volume import Volume
 
 __all__ = ["OpRecord", "Simulation", "confine_plan", "locate_case", "simulate", "trash_parts"]
 
@@ -404,7 +407,7 @@ class _Simulator:
         self._clear_destination(parent, dst, op, record, kind=Kind.FILE)
         name = nfc(dst.parts[-1])
         if node.origin is not None:  # same content as a file on disk: read lazily from there
-            copy = Node(Kind.FILE, name, None, node.origin)
+            copy = Node(Kind.FILE, name, None, node.origin, source=node.source)
         else:  # a file this plan wrote: its content is known
             copy = Node(Kind.FILE, name, None, None, size=node.size, sha256=node.sha256)
         if node.size > self.limits.max_copy_bytes:
@@ -447,8 +450,16 @@ class _Simulator:
         record.written, record.bytes = node.parts, len(content)
 
 
-def simulate(plan: Plan, projects_root: str, limits: Limits | None = None) -> Simulation:
-    """Check the whole plan against the current tree; nothing on disk changes."""
+def simulate(
+    plan: Plan,
+    projects_root: str,
+    limits: Limits | None = None,
+    *,
+    volume: Volume | None = None,
+) -> Simulation:
+    """Check the whole plan against the current tree; nothing on disk changes.
+
+    ``volume`` reads the tree (default: the folder ``projects_root`` on this machine)."""
     limits = limits or Limits()
     records = [OpRecord(op) for op in plan.operations]
     confined, errors = confine_plan(plan)
@@ -463,10 +474,15 @@ def simulate(plan: Plan, projects_root: str, limits: Limits | None = None) -> Si
     if errors:
         return Simulation(plan, records, [], errors[:MAX_REPORTED_ERRORS])
     try:
-        case_dir = locate_case(projects_root, plan.case_name)
+        if volume is None:
+            case_dir = locate_case(projects_root, plan.case_name)
+            tree = VirtualTree(case_dir)
+        else:
+            case_dir = volume.locate_case(plan.case_name)
+            tree = VirtualTree(case_dir, volume.tree_source(case_dir))
     except PlanError as exc:
         return Simulation(plan, records, [], [exc])
-    simulator = _Simulator(plan, VirtualTree(case_dir), limits)
+    simulator = _Simulator(plan, tree, limits)
     for op, record in zip(plan.operations, records, strict=True):
         handler = getattr(simulator, op.type)
         record.outcome = OperationOutcome.OK

@@ -2,8 +2,9 @@
 
 Every step has a precondition and a postcondition that can be read off the tree. ``check``
 says which one holds now; after a crash that tells whether the step ran, without trusting the
-journal's last lines. ``run`` makes the change through the case folder's handle (``CaseFS``:
-no path is followed through a link). ``undo`` gives the step a rollback runs instead.
+journal's last lines. ``run`` makes the change through the case folder's handle
+(``CaseFiles``: ``CaseFS`` follows no path through a link). ``undo`` gives the step a
+rollback runs instead.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 from enum import Enum
 
 from fileops_daemon.contract.errors import ErrorCode
-from fileops_daemon.core.fsops import CaseFS, FolderMissingError, StepConflictError
+from fileops_daemon.core.fsops import FolderMissingError, StepConflictError
 from fileops_daemon.core.steps import Parts, Step, StepKind
 from fileops_daemon.core.tree import Kind
+from fileops_daemon.core.volume import CaseFiles
 
 __all__ = ["KINDS", "KindRule", "StepState", "probe", "undo_step"]
 
@@ -32,9 +34,9 @@ class KindRule:
     """How one kind of step is checked, run and undone."""
 
     #: Which of the step's pre- and postcondition holds now; StepConflictError if neither.
-    check: Callable[[CaseFS, Step], StepState]
+    check: Callable[[CaseFiles, Step], StepState]
     #: Make the change; ``staging`` is this step's scratch name for a file being filled.
-    run: Callable[[CaseFS, Step, Parts], None]
+    run: Callable[[CaseFiles, Step, Parts], None]
     #: The step that undoes this one; None for a kind only a rollback makes.
     undo: Callable[[Step], Step] | None
     #: The step reads a source item (``src``) besides the one it makes or removes.
@@ -43,7 +45,7 @@ class KindRule:
     on_folder: bool = False
 
 
-def probe(fs: CaseFS, parts: Parts) -> Kind | None:
+def probe(fs: CaseFiles, parts: Parts) -> Kind | None:
     """What is at ``parts`` now; a symbolic link found there is a conflict, never followed."""
     kind = fs.kind(parts)
     if kind is Kind.SYMLINK:
@@ -66,10 +68,10 @@ def _source(step: Step) -> Parts:
 # -- check ---------------------------------------------------------------------------------------
 
 
-def _check_made(made: Kind) -> Callable[[CaseFS, Step], StepState]:
+def _check_made(made: Kind) -> Callable[[CaseFiles, Step], StepState]:
     """A step that makes a ``made`` where nothing was (mkdir; copy and write make a file)."""
 
-    def check(fs: CaseFS, step: Step) -> StepState:
+    def check(fs: CaseFiles, step: Step) -> StepState:
         dst = probe(fs, step.dst)
         if dst is None:
             if step.src is not None and probe(fs, step.src) is not Kind.FILE:
@@ -82,10 +84,10 @@ def _check_made(made: Kind) -> Callable[[CaseFS, Step], StepState]:
     return check
 
 
-def _check_removed(removed: Kind) -> Callable[[CaseFS, Step], StepState]:
+def _check_removed(removed: Kind) -> Callable[[CaseFiles, Step], StepState]:
     """A step that removes a ``removed`` (rmdir a folder, unlink a file)."""
 
-    def check(fs: CaseFS, step: Step) -> StepState:
+    def check(fs: CaseFiles, step: Step) -> StepState:
         dst = probe(fs, step.dst)
         if dst is removed:
             return StepState.PENDING
@@ -96,7 +98,7 @@ def _check_removed(removed: Kind) -> Callable[[CaseFS, Step], StepState]:
     return check
 
 
-def _check_rename(fs: CaseFS, step: Step) -> StepState:
+def _check_rename(fs: CaseFiles, step: Step) -> StepState:
     dst = probe(fs, step.dst)
     src_parts = _source(step)
     src = probe(fs, src_parts)
@@ -115,30 +117,30 @@ def _check_rename(fs: CaseFS, step: Step) -> StepState:
 # -- run -----------------------------------------------------------------------------------------
 
 
-def _mkdir(fs: CaseFS, step: Step, _staging: Parts) -> None:
+def _mkdir(fs: CaseFiles, step: Step, _staging: Parts) -> None:
     fs.mkdir(step.dst)
 
 
-def _rmdir(fs: CaseFS, step: Step, _staging: Parts) -> None:
+def _rmdir(fs: CaseFiles, step: Step, _staging: Parts) -> None:
     # Already gone is fine: on gcsfuse a folder with no placeholder object exists only
     # through its files, and vanishes with the last one moved out.
     with contextlib.suppress(FileNotFoundError, FolderMissingError):
         fs.rmdir(step.dst)
 
 
-def _rename(fs: CaseFS, step: Step, _staging: Parts) -> None:
+def _rename(fs: CaseFiles, step: Step, _staging: Parts) -> None:
     fs.rename(_source(step), step.dst)
 
 
-def _copy(fs: CaseFS, step: Step, staging: Parts) -> None:
+def _copy(fs: CaseFiles, step: Step, staging: Parts) -> None:
     fs.copy(_source(step), step.dst, staging)
 
 
-def _write(fs: CaseFS, step: Step, staging: Parts) -> None:
+def _write(fs: CaseFiles, step: Step, staging: Parts) -> None:
     fs.write(step.dst, step.content or b"", staging)
 
 
-def _unlink_created(fs: CaseFS, step: Step, _staging: Parts) -> None:
+def _unlink_created(fs: CaseFiles, step: Step, _staging: Parts) -> None:
     """Rollback of a copy or write: remove the file only if it is still what we made."""
     expected = (
         step.content_sha256()

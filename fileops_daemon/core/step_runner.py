@@ -6,11 +6,12 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from fileops_daemon.core.fsops import CaseFS, StepConflictError
+from fileops_daemon.core.fsops import StepConflictError
 from fileops_daemon.core.paths import WORK_DIR_NAME
 from fileops_daemon.core.retry import RetryPolicy
 from fileops_daemon.core.step_kinds import KINDS, StepState
 from fileops_daemon.core.steps import Parts, Step
+from fileops_daemon.core.volume import CaseFiles
 
 __all__ = ["StepOutcome", "StepRunner"]
 
@@ -27,7 +28,7 @@ class StepOutcome:
 class StepRunner:
     """Checks and runs single steps of one plan in one case folder (any thread)."""
 
-    def __init__(self, fs: CaseFS, plan_id: str, retry: RetryPolicy) -> None:
+    def __init__(self, fs: CaseFiles, plan_id: str, retry: RetryPolicy) -> None:
         self.fs = fs
         self.plan_id = plan_id
         self.retry = retry

@@ -12,11 +12,15 @@ import os
 import stat
 from collections.abc import Iterator
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.core.paths import nfc
 
-__all__ = ["Kind", "Node", "VirtualTree", "file_sha256"]
+if TYPE_CHECKING:
+    from fileops_daemon.core.volume import Listed, TreeSource
+
+__all__ = ["Kind", "Node", "PosixTreeSource", "VirtualTree", "file_sha256"]
 
 
 class Kind(StrEnum):
@@ -41,7 +45,17 @@ def file_sha256(path: str) -> str:
 class Node:
     """One file or folder as the plan sees it at this point of the simulation."""
 
-    __slots__ = ("_children", "_sha256", "_size", "ambiguous", "kind", "name", "origin", "parent")
+    __slots__ = (
+        "_children",
+        "_sha256",
+        "_size",
+        "ambiguous",
+        "kind",
+        "name",
+        "origin",
+        "parent",
+        "source",
+    )
 
     def __init__(
         self,
@@ -52,11 +66,13 @@ class Node:
         *,
         size: int | None = None,
         sha256: str | None = None,
+        source: TreeSource | None = None,
     ) -> None:
         self.kind = kind
         self.name = name  # the spelling on disk (or the plan's NFC spelling for new items)
         self.parent = parent
         self.origin = origin  # where this node's content lives on disk before the plan runs
+        self.source = source  # what reads ``origin`` (None: a local path)
         self._size = size
         self._sha256 = sha256
         # NFC name -> child; None until listed. Items the plan creates start out listed.
@@ -76,13 +92,23 @@ class Node:
     @property
     def size(self) -> int:
         if self._size is None:
-            self._size = os.lstat(self.origin).st_size if self.origin else 0
+            if self.origin is None:
+                self._size = 0
+            elif self.source is not None:
+                self._size = self.source.size(self.origin)
+            else:
+                self._size = os.lstat(self.origin).st_size
         return self._size
 
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = file_sha256(self.origin) if self.origin else hashlib.sha256().hexdigest()
+            if self.origin is None:
+                self._sha256 = hashlib.sha256().hexdigest()
+            elif self.source is not None:
+                self._sha256 = self.source.sha256(self.origin)
+            else:
+                self._sha256 = file_sha256(self.origin)
         return self._sha256
 
     def is_within(self, other: Node) -> bool:
@@ -95,32 +121,22 @@ class Node:
         return False
 
 
-class VirtualTree:
-    """The case folder as the simulation sees it; reads the disk, never writes it."""
+class PosixTreeSource:
+    """A case folder on this machine (or a mount) as the simulation reads it."""
 
     def __init__(self, case_dir: str) -> None:
-        info = os.lstat(case_dir)
-        self.device = info.st_dev
-        self.root = Node(Kind.DIR, "", None, case_dir)
+        self.device = os.lstat(case_dir).st_dev
 
-    # -- reading the disk ---------------------------------------------------------------------
-
-    def children(self, node: Node) -> dict[str, Node]:
-        if node._children is None:
-            node._children = self._list(node)
-        return node._children
-
-    def _list(self, node: Node) -> dict[str, Node]:
-        assert node.origin is not None
-        listing: dict[str, Node] = {}
-        with os.scandir(node.origin) as entries:
+    def list(self, origin: str) -> Iterator[Listed]:
+        with os.scandir(origin) as entries:
             for entry in entries:
-                kind = self._kind(entry)
-                key = nfc(entry.name)
-                if key in listing:
-                    node.ambiguous.add(key)
-                listing[key] = Node(kind, entry.name, node, entry.path)
-        return listing
+                yield entry.name, self._kind(entry), entry.path, None
+
+    def size(self, origin: str) -> int:
+        return os.lstat(origin).st_size
+
+    def sha256(self, origin: str) -> str:
+        return file_sha256(origin)
 
     def _kind(self, entry: os.DirEntry[str]) -> Kind:
         if entry.is_symlink():
@@ -133,6 +149,34 @@ class VirtualTree:
             return Kind.FILE
         mode = entry.stat(follow_symlinks=False).st_mode
         return Kind.FILE if stat.S_ISREG(mode) else Kind.OTHER
+
+
+class VirtualTree:
+    """The case folder as the simulation sees it; reads the volume, never writes it."""
+
+    def __init__(self, case_dir: str, source: TreeSource | None = None) -> None:
+        # A local source reads paths itself (nodes keep ``source`` None: one slot less to set).
+        self._source = source if source is not None else PosixTreeSource(case_dir)
+        self._node_source = source
+        self.root = Node(Kind.DIR, "", None, case_dir, source=source)
+
+    # -- reading the volume -------------------------------------------------------------------
+
+    def children(self, node: Node) -> dict[str, Node]:
+        if node._children is None:
+            node._children = self._list(node)
+        return node._children
+
+    def _list(self, node: Node) -> dict[str, Node]:
+        assert node.origin is not None
+        listing: dict[str, Node] = {}
+        source = self._node_source
+        for name, kind, origin, size in self._source.list(node.origin):
+            key = nfc(name)
+            if key in listing:
+                node.ambiguous.add(key)
+            listing[key] = Node(kind, name, node, origin, size=size, source=source)
+        return listing
 
     # -- lookups --------------------------------------------------------------------------------
 

@@ -40,7 +40,9 @@ from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan, parse_plan
 from fileops_daemon.contract.results import ResultStatus, build_result
 from fileops_daemon.contract.signing import load_key
-from fileops_daemon.core.execute import RunEnd, dry_run
+from fileops_daemon.core.execute import ApplyOutcome, RunEnd, dry_run
+from fileops_daemon.core.volume import LocalVolume, Volume
+from fileops_daemon.gcs import GcsVolume
 from fileops_daemon.service.cloud import CloudRetry
 from fileops_daemon.service.ledger import AWAITING_APPROVAL, Ledger, Record
 from fileops_daemon.service.ledger_store import GenerationMismatchError, LedgerStore
@@ -237,7 +239,6 @@ def source_listing(projects_root: str, changes: list[dict[str, Any]]) -> list[li
     everything below it, as (path, kind, size, mtime_ns). Links are listed, never followed
     (the simulation refused any on a plan's path)."""
     listing: list[list[Any]] = []
-    seen: set[str] = set()
 
     def add(shown: str, path: str) -> None:
         try:
@@ -252,12 +253,19 @@ def source_listing(projects_root: str, changes: list[dict[str, Any]]) -> list[li
                 for entry in sorted(entries, key=lambda e: e.name):
                     add(f"{shown}/{entry.name}", entry.path)
 
+    for source in change_sources(changes):
+        add(source, os.path.join(projects_root, *source.split("/")))
+    return listing
+
+
+def change_sources(changes: list[dict[str, Any]]) -> list[str]:
+    """The paths the changes take away or take from (moved, copied or trashed), once each."""
+    sources: dict[str, None] = {}  # ordered, each once
     for change in changes:
         source = change.get("path") if change.get("action") == "trash" else change.get("from")
-        if isinstance(source, str) and source not in seen:
-            seen.add(source)
-            add(source, os.path.join(projects_root, *source.split("/")))
-    return listing
+        if isinstance(source, str):
+            sources[source] = None
+    return list(sources)
 
 
 def timestamp(seconds: float) -> str:
@@ -278,12 +286,14 @@ class ApprovalDesk:
         projects_root: str,
         limits: Limits,
         clock: Callable[[], float] = time.time,
+        volume: Volume | None = None,
     ) -> None:
         self.policy = policy
         self.ledger = ledger
         self.decisions = decisions
         self.audit = audit
         self.projects_root = projects_root
+        self.volume = volume or LocalVolume(projects_root)
         self.limits = limits
         self.clock = clock
 
@@ -294,7 +304,7 @@ class ApprovalDesk:
     ) -> dict[str, Any] | None:
         """The ``awaiting_approval`` result if ``plan`` (new, to apply) must wait; None if it
         may go on (the policy does not pick it, or the simulation refuses it anyway)."""
-        simulation = dry_run(plan, self.projects_root, limits=self.limits, attempt=attempt)
+        simulation = self._simulate(plan, attempt)
         if simulation.end is not RunEnd.PLANNED:
             return None
         simulated = simulation.result
@@ -425,7 +435,7 @@ class ApprovalDesk:
         """Just claimed an approved plan: None if it would still change what was shown,
         else its ``tree_changed`` rejection."""
         self.decisions.unindex(plan.plan_id)
-        simulation = dry_run(plan, self.projects_root, limits=self.limits, attempt=attempt)
+        simulation = self._simulate(plan, attempt)
         shown = (record.approval or {}).get("changes_digest")
         if simulation.end is RunEnd.PLANNED and self._digest(simulation.result) == shown:
             return None
@@ -437,8 +447,17 @@ class ApprovalDesk:
         )
         return _rejected(record, error, started, attempt)
 
+    def _simulate(self, plan: Plan, attempt: int) -> ApplyOutcome:
+        return dry_run(
+            plan, self.volume.root, limits=self.limits, attempt=attempt, volume=self.volume
+        )
+
     def _digest(self, simulated: dict[str, Any]) -> str:
-        sources = source_listing(self.projects_root, simulated.get("changes") or [])
+        changes = simulated.get("changes") or []
+        if isinstance(self.volume, GcsVolume):
+            sources = self.volume.source_listing(change_sources(changes))
+        else:
+            sources = source_listing(self.projects_root, changes)
         return changes_digest(simulated, sources)
 
     # -- endings ----------------------------------------------------------------------------------

@@ -42,6 +42,10 @@ def _signing_keys(env: Mapping[str, str]) -> list[bytes]:
     return keys
 
 
+#: The values of FILEOPS_EXECUTOR.
+EXECUTORS = ("gcsfuse", "gcs-api")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the daemon and the bootstrap need (the table in docs/daemon.md lists it)."""
@@ -54,6 +58,10 @@ class Config:
     results_topic: str = "fileops-results"
     dead_letter_topic: str = "fileops-plans-dead-letter"
     projects_root: str = "/projects"
+    #: How steps reach the case folders: "gcsfuse" (the mount at projects_root) or "gcs-api"
+    #: (objects of projects_bucket through the JSON API; no mount needed).
+    executor: str = "gcsfuse"
+    projects_bucket: str = ""
     state_dir: str = "/var/lib/fileops"
     limits: Limits = field(default_factory=Limits)
     concurrency: int = 4
@@ -98,6 +106,12 @@ class Config:
         except ValueError as exc:
             raise ConfigError(f"FILEOPS_APPLY_MAX_STEPS_PER_SECOND: {exc}") from None
         keys = _signing_keys(env)
+        executor = env.get("FILEOPS_EXECUTOR") or defaults.executor
+        if executor not in EXECUTORS:
+            raise ConfigError(f"FILEOPS_EXECUTOR must be gcsfuse or gcs-api, got {executor!r}")
+        projects_bucket = env.get("FILEOPS_PROJECTS_BUCKET", "")
+        if executor == "gcs-api" and not projects_bucket:
+            raise ConfigError("FILEOPS_EXECUTOR=gcs-api needs FILEOPS_PROJECTS_BUCKET")
         log_format = env.get("FILEOPS_LOG_FORMAT", "json")
         if log_format not in ("json", "console"):
             raise ConfigError(f"FILEOPS_LOG_FORMAT must be json or console, got {log_format!r}")
@@ -110,6 +124,8 @@ class Config:
             results_topic=env.get("FILEOPS_RESULTS_TOPIC") or defaults.results_topic,
             dead_letter_topic=env.get("FILEOPS_DEAD_LETTER_TOPIC") or defaults.dead_letter_topic,
             projects_root=env.get("FILEOPS_PROJECTS_ROOT") or defaults.projects_root,
+            executor=executor,
+            projects_bucket=projects_bucket,
             state_dir=env.get("FILEOPS_STATE_DIR") or defaults.state_dir,
             limits=limits,
             concurrency=concurrency,

@@ -55,7 +55,7 @@ def run_daemon() -> int:
     if config is None:
         return EXIT_CONFIG
     configure_logging(json_output=config.log_json, level=config.log_level)
-    if not os.path.isdir(config.projects_root):
+    if config.executor == "gcsfuse" and not os.path.isdir(config.projects_root):
         print(f"fileops: configuration: {config.projects_root} is not a folder", file=sys.stderr)
         return EXIT_CONFIG
     os.makedirs(config.state_dir, exist_ok=True)
@@ -97,6 +97,8 @@ def run_daemon() -> int:
         "daemon.ready",
         worker=config.worker_id,
         projects_root=config.projects_root,
+        executor=config.executor,
+        projects_bucket=config.projects_bucket or None,
         subscription=config.plans_subscription,
         systemd=notifier.enabled,
     )

@@ -38,6 +38,7 @@ from fileops_daemon.core.pacing import StepPacer
 from fileops_daemon.core.paths import nfc
 from fileops_daemon.core.store import PlanStore
 from fileops_daemon.core.undo import UndoRequest, build_undo_plan, parse_message
+from fileops_daemon.core.volume import LocalVolume, Volume
 from fileops_daemon.service.approval import Answer, ApprovalDesk, DecisionStore
 from fileops_daemon.service.config import Config
 from fileops_daemon.service.delivery import Delivery
@@ -135,8 +136,11 @@ class PlanHandler:
         audit: AuditSink,
         metrics: Metrics | None = None,
         approvals: ApprovalDesk | None = None,
+        volume: Volume | None = None,
     ) -> None:
         self.config = config
+        # Where the case folders are: the mount (default) or the bucket through the JSON API.
+        self.volume = volume or LocalVolume(config.projects_root)
         self.metrics = metrics or Metrics()
         self.ledger = ledger
         self.results = results
@@ -160,6 +164,7 @@ class PlanHandler:
             projects_root=config.projects_root,
             limits=config.limits,
             clock=ledger.clock,
+            volume=self.volume,
         )
 
     def hand_over(self) -> None:
@@ -395,9 +400,10 @@ class PlanHandler:
         try:
             return dry_run(
                 plan,
-                self.config.projects_root,
+                self.volume.root,
                 limits=self.config.limits,
                 attempt=delivery.delivery_attempt,
+                volume=self.volume,
             ).result
         except Exception as exc:  # a bug in the simulation: the plan is refused, not retried
             log.exception("plan.check_failed", plan_id=plan.plan_id, case_name=plan.case_name)
@@ -520,7 +526,7 @@ class PlanHandler:
             with keeper:  # gives the lease back if the apply is paused or fails
                 ended = apply_plan(
                     plan,
-                    self.config.projects_root,
+                    self.volume.root,
                     self.config.state_dir,
                     limits=self.config.limits,
                     retry=self.step_retry,
@@ -530,6 +536,7 @@ class PlanHandler:
                     pacer=self.pacer,
                     pause=self.pause,
                     attempt=delivery.delivery_attempt,
+                    volume=self.volume,
                 )
         except LeaseLostError:
             bound.warning("lease.lost")

@@ -4,17 +4,26 @@ counts them: real GCS costs tens of milliseconds a request, loopback costs micro
 Requests are forwarded one for one (HTTP/1.1, keep-alive on both sides), so the count is
 what the client really sent. Each request is delayed before it is forwarded, like the round
 trip to a distant server; concurrent requests are delayed concurrently.
+
+For the GCS-API executor's tests it can also stand in for what fake-gcs-server lacks:
+``enforce_preconditions`` answers 412 as GCS does when a copy, rewrite, delete or download
+names a generation that is not the object's (fake-gcs-server honours preconditions on uploads
+only; ``tests/gcs/test_emulator_preconditions.py`` pins which), ``before_forward`` lets a test
+act at an exact request (a racing writer), and ``answer`` makes it reply with an error status
+instead (an outage). ``log`` keeps every request's method and path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import json
+import re
 import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 __all__ = ["LatencyProxy", "latency_proxy"]
@@ -44,6 +53,15 @@ class LatencyProxy:
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.endpoint = ""
+        self.log: list[tuple[str, str]] = []
+        self.enforce_preconditions = False
+        #: Called with (method, path) before a request is forwarded.
+        self.before_forward: Callable[[str, str], None] | None = None
+        #: Called with (method, path); a status code makes the proxy answer that instead.
+        self.answer: Callable[[str, str], int | None] | None = None
+        # Check and forward of a request with a precondition happen under one lock, so no
+        # other proxied request slips between them.
+        self.precondition_lock = threading.Lock()
 
     @property
     def total(self) -> int:
@@ -61,6 +79,48 @@ class LatencyProxy:
     def count(self, method: str, path: str) -> None:
         with self._lock:
             self.counts[f"{method} {request_kind(path)}"] += 1
+            self.log.append((method, path))
+
+    def generation(self, bucket: str, name: str) -> int | None:
+        """The object's current generation upstream (not counted), None if there is none."""
+        connection = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=30)
+        try:
+            connection.request("GET", f"/storage/v1/b/{bucket}/o/{name}")
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        if response.status == 404:
+            return None
+        return int(json.loads(body)["generation"])
+
+    def precondition_fails(self, method: str, path: str) -> bool:
+        """What GCS would say: True when a generation the request names is not the object's."""
+        parts = urllib.parse.urlsplit(path)
+        query = urllib.parse.parse_qs(parts.query)
+        checks: list[tuple[str, str, int]] = []
+        copy = _COPY_ROUTE.match(parts.path)
+        if copy is not None:
+            if "ifSourceGenerationMatch" in query:
+                wanted = int(query["ifSourceGenerationMatch"][0])
+                checks.append((copy["sb"], copy["so"], wanted))
+            if "ifGenerationMatch" in query:
+                checks.append((copy["tb"], copy["to"], int(query["ifGenerationMatch"][0])))
+        else:
+            single = _OBJECT_ROUTE.match(parts.path)
+            if single is not None and "ifGenerationMatch" in query and method in ("GET", "DELETE"):
+                checks.append((single["b"], single["o"], int(query["ifGenerationMatch"][0])))
+        for bucket, name, wanted in checks:
+            current = self.generation(bucket, name)
+            if current is not None and current != wanted:
+                return True  # wanted 0: "only if absent"; else "only that generation"
+        return False
+
+
+_COPY_ROUTE = re.compile(
+    r"^/storage/v1/b/(?P<sb>[^/]+)/o/(?P<so>[^/]+)/(?:rewriteTo|copyTo)/b/(?P<tb>[^/]+)/o/(?P<to>[^/]+)$"
+)
+_OBJECT_ROUTE = re.compile(r"^(?:/download)?/storage/v1/b/(?P<b>[^/]+)/o/(?P<o>[^/]+)$")
 
 
 def request_kind(path: str) -> str:
@@ -86,6 +146,9 @@ def request_kind(path: str) -> str:
 def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
     class Forward(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as separate small writes: with Nagle's algorithm on, the
+        # body waits for the client's delayed ACK, adding ~40 ms to every request.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # quiet: the counts are the record
@@ -109,6 +172,31 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
             proxy.count(self.command, self.path)
             if proxy.delay_s:
                 time.sleep(proxy.delay_s)
+            if proxy.before_forward is not None:
+                proxy.before_forward(self.command, self.path)
+            status = proxy.answer(self.command, self.path) if proxy.answer else None
+            if status is not None:
+                self.send_error(status, "answered by the test proxy")
+                return
+            if proxy.enforce_preconditions and "Generation" in self.path:
+                with proxy.precondition_lock:
+                    if proxy.precondition_fails(self.command, self.path):
+                        self._refuse()
+                        return
+                    self._send_upstream(body)
+                return
+            self._send_upstream(body)
+
+        def _refuse(self) -> None:
+            payload = json.dumps({"error": {"code": 412, "message": "Precondition Failed"}})
+            data = payload.encode()
+            self.send_response(412, "Precondition Failed")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _send_upstream(self, body: bytes) -> None:
             connection = _connection(proxy)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             if body or self.command in ("POST", "PUT", "PATCH"):

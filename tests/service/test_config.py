@@ -62,6 +62,8 @@ def test_defaults_need_only_project_and_state_bucket() -> None:
         ({"FILEOPS_SIGNING_KEY_FILE": "  "}, "FILEOPS_SIGNING_KEY_FILE is set but empty"),
         ({"FILEOPS_REQUIRE_SIGNING": "1"}, "FILEOPS_REQUIRE_SIGNING is on"),
         ({"FILEOPS_REQUIRE_SIGNING": "maybe"}, "FILEOPS_REQUIRE_SIGNING"),
+        ({"FILEOPS_EXECUTOR": "rsync"}, "FILEOPS_EXECUTOR"),
+        ({"FILEOPS_EXECUTOR": "gcs-api"}, "FILEOPS_PROJECTS_BUCKET"),
     ],
 )
 def test_a_bad_setting_names_the_variable(env: dict[str, str], named: str) -> None:
@@ -113,3 +115,12 @@ def test_the_daemon_refuses_to_start_with_exit_78_and_one_line(
     assert run.returncode == 78
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "FILEOPS_" in run.stderr and not run.stdout
+
+
+def test_the_executor_is_the_mount_unless_the_api_is_chosen_with_its_bucket() -> None:
+    base = {"FILEOPS_PROJECT": "p", "FILEOPS_STATE_BUCKET": "s"}
+    assert Config.from_env(base).executor == "gcsfuse"
+    chosen = Config.from_env(
+        base | {"FILEOPS_EXECUTOR": "gcs-api", "FILEOPS_PROJECTS_BUCKET": "firm-cases"}
+    )
+    assert (chosen.executor, chosen.projects_bucket) == ("gcs-api", "firm-cases")
