@@ -74,11 +74,11 @@ class GcsVolume:
 
     def locate_case(self, case_name: str) -> str:
         wanted = nfc(case_name)
+        folder_seen = False
         if wanted.isascii():
             # No other spelling normalises to a pure ASCII name: skip listing the bucket.
-            exists = self.requests.exists_below(wanted + "/") or (
-                self.requests.stat(wanted) is not None
-            )
+            folder_seen = self.requests.exists_below(wanted + "/")
+            exists = folder_seen or self.requests.stat(wanted) is not None
             candidates = [wanted] if exists else []
         else:
             blobs, folders = self.requests.listing("")
@@ -97,7 +97,7 @@ class GcsVolume:
             raise PlanError(
                 ErrorCode.SYMLINK_REFUSED, f"the case folder {wanted!r} is a symbolic link"
             )
-        if not self.requests.exists_below(folder + "/"):
+        if not folder_seen and not self.requests.exists_below(folder + "/"):
             raise PlanError(ErrorCode.CASE_MISSING, f"{wanted!r} in {self.root} is not a folder")
         return f"{self.root}/{folder}"
 
