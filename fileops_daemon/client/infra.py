@@ -126,13 +126,18 @@ def classify(
 
 
 def _unwrapped(exc: BaseException) -> BaseException:
-    """The error under a retry that gave up (RetryError keeps the last one as its cause)."""
-    seen = 0
-    while isinstance(exc, gexc.RetryError) and seen < 5:
-        inner = exc.cause or exc.__cause__
+    """The error under a retry that gave up (RetryError keeps the last one as its cause), or
+    under the OSError a cloud error becomes for the core (``fileops_daemon.gcs.errors``)."""
+    for _ in range(5):
+        if isinstance(exc, gexc.RetryError):
+            inner = exc.cause or exc.__cause__
+        elif isinstance(exc, OSError):
+            inner = exc.__cause__
+        else:
+            break
         if inner is None:
             break
-        exc, seen = inner, seen + 1
+        exc = inner
     return exc
 
 

@@ -45,11 +45,11 @@ def as_os_errors(name: str) -> Iterator[None]:
     except gexc.GoogleAPICallError as exc:
         raise OSError(errno.EREMOTEIO, _answer(exc), name) from exc
     except requests.Timeout as exc:
-        raise OSError(errno.ETIMEDOUT, f"GCS did not answer in time: {exc}", name) from exc
+        raise OSError(errno.ETIMEDOUT, "GCS did not answer in time", name) from exc
     except requests.ConnectionError as exc:
-        raise OSError(errno.ECONNREFUSED, f"GCS unreachable: {exc}", name) from exc
+        raise OSError(errno.ECONNREFUSED, "GCS unreachable", name) from exc
     except auth_exc.TransportError as exc:
-        raise OSError(errno.EIO, f"GCS credentials unreachable: {exc}", name) from exc
+        raise OSError(errno.EIO, "GCS credentials unreachable", name) from exc
 
 
 def _answer(exc: gexc.GoogleAPICallError) -> str:

@@ -3,6 +3,7 @@ it tried), the problem's own exit code, within seconds, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,3 +88,18 @@ def test_a_missing_topic_exits_8(stack: Stack) -> None:
         [line] = done.stderr.splitlines()
         assert "fileops bootstrap" in line
         assert seconds < PROMPT_SECONDS
+
+
+def test_an_unreachable_bucket_for_gcs_bucket_is_named_as_gcs_and_exits_6(tmp_path: Path) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    env = clean_env(STORAGE_EMULATOR_HOST=f"http://{closed}")
+    state = str(tmp_path / "state")
+    plan = tmp_path / "plan.json"
+    document = json.loads(Path(SEED).read_text())
+    plan.write_text(json.dumps({**document, "dry_run": False}))
+    command = ("apply", str(plan), "--gcs-bucket", "projects", "--state-dir", state)
+    done, seconds = fileops(*command, env=env)
+    assert done.returncode == EXIT_UNREACHABLE, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"fileops: cannot reach GCS at http://{closed}"), line
+    assert seconds < PROMPT_SECONDS
