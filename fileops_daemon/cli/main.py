@@ -204,10 +204,12 @@ def _parse(raw: bytes) -> tuple[Any, dict[str, Any] | None]:
     from fileops_daemon.contract.limits import Limits
     from fileops_daemon.contract.plan import decode_json, parse_plan
     from fileops_daemon.contract.results import now, refusal_result
+    from fileops_daemon.core.gcpause import paused_gc
 
     started = now()
     try:
-        return parse_plan(raw, Limits.from_env()), None
+        with paused_gc():  # the plan's objects all stay alive: nothing for a collection
+            return parse_plan(raw, Limits.from_env()), None
     except PlanError as exc:
         try:  # the ids, for the report, when the document decodes at all
             document = decode_json(raw)
