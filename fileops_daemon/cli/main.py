@@ -184,10 +184,16 @@ def _read(source: str) -> bytes:
         return handle.read()
 
 
-def _emit(result: dict[str, Any], as_json: bool, *, undo_hint: str | None = None) -> int:
+def _emit(
+    result: dict[str, Any],
+    as_json: bool,
+    *,
+    undo_hint: str | None = None,
+    encoded: bytes | None = None,
+) -> int:
     from fileops_daemon.cli.output import emit_result
 
-    return emit_result(result, as_json, undo_hint=undo_hint)
+    return emit_result(result, as_json, undo_hint=undo_hint, encoded=encoded)
 
 
 def _local_undo_hint(plan_id: str, args: argparse.Namespace) -> str:
@@ -365,9 +371,9 @@ def _run(args: argparse.Namespace) -> int:
 
         plan = dataclasses.replace(plan, dry_run=True)
         return _emit(dry_run(plan, args.root, limits=Limits.from_env()).result, args.json)
-    return _emit(
-        _apply(plan, args).result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args)
-    )
+    outcome = _apply(plan, args)
+    hint = _local_undo_hint(plan.plan_id, args)
+    return _emit(outcome.result, args.json, undo_hint=hint, encoded=outcome.encoded)
 
 
 def _undo(args: argparse.Namespace) -> int:
@@ -400,7 +406,8 @@ def _undo(args: argparse.Namespace) -> int:
     from fileops_daemon.core.outcome import RunEnd
 
     outcome = _apply(plan, args)
-    code = _emit(outcome.result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args))
+    hint = _local_undo_hint(plan.plan_id, args)
+    code = _emit(outcome.result, args.json, undo_hint=hint, encoded=outcome.encoded)
     if outcome.end is RunEnd.PLANNED and not args.json:
         print("a preview: add --apply to make these changes", file=sys.stderr)
     return code

@@ -49,13 +49,32 @@ def undo_command_line(plan_id: str, *local: str) -> str:
     return shlex.join(["fileops", "undo", plan_id, *local])
 
 
-def emit_result(result: dict[str, Any], as_json: bool, *, undo_hint: str | None = None) -> int:
+def _write_json_line(result: dict[str, Any], encoded: bytes | None) -> None:
+    """The result on one line; the stored bytes when they are the same text in stdout's
+    encoding (they are compact JSON with ensure_ascii off, as here)."""
+    binary = getattr(sys.stdout, "buffer", None)
+    utf8 = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
+    if encoded is not None and binary is not None and utf8:
+        sys.stdout.flush()
+        binary.write(encoded + b"\n")
+        return
+    sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def emit_result(
+    result: dict[str, Any],
+    as_json: bool,
+    *,
+    undo_hint: str | None = None,
+    encoded: bytes | None = None,
+) -> int:
     """Print ``result`` and return its exit code. The human view of an apply ends with the
-    changes counted by kind and how to undo it; ``--json`` prints the document alone."""
+    changes counted by kind and how to undo it; ``--json`` prints the document alone.
+    ``encoded``: the same document as stored (compact UTF-8 JSON), printed as it is."""
     if as_json:
         # One compact line: with indent, json falls back to its pure-Python encoder, which
         # takes ~0.3 s on a 10,000-operation result (pipe through jq to read it).
-        sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
+        _write_json_line(result, encoded)
     else:
         from rich.markup import escape
 
