@@ -9,11 +9,16 @@
 - mv: ``xargs -d '\\n' -a LIST mv -t DST --`` run in SRC: a few ``mv`` processes with thousands
   of names each (a ``for`` loop forks 10,000 times and measures fork+exec, not renaming)
 
-Rounds rotate the order of the four so that none always runs on a colder or warmer machine.
+With ``--before DIR`` (a checkout or ``git archive`` of an earlier commit), ``fileops_before``
+runs that tree's CLI the same way in the same rounds: a before/after of a change on one machine
+state. Its package is compiled first, as this checkout's is.
+
+Rounds rotate the order of the methods so that none always runs on a colder or warmer machine.
 """
 
 from __future__ import annotations
 
+import compileall
 import re
 import shutil
 from pathlib import Path
@@ -47,15 +52,19 @@ RCLONE_FLAGS = [
 ]
 
 METHODS = ("fileops", "raw_rename", "rclone", "mv")
+BEFORE = "fileops_before"
 TIMEOUT = 300.0
+# What the ``fileops`` console script runs, for a tree that is not installed.
+CLI_ENTRY = "import sys; from fileops_daemon.cli import main; sys.exit(main())"
 
 
 def _command(method: str, fixture: MoveFixture, root: Path, state: Path) -> list[str]:
     src = root / fixture.case / "inbox"
     dst = root / fixture.case / "sorted"
-    if method == "fileops":
+    if method in ("fileops", BEFORE):
+        entry = [FILEOPS] if method == "fileops" else [PYTHON, "-c", CLI_ENTRY]
         return [
-            FILEOPS,
+            *entry,
             "apply",
             str(fixture.plan_path),
             "--root",
@@ -88,6 +97,7 @@ def _shown(cmd: list[str], fixture: MoveFixture) -> str:
     """The command as a reader wants it: placeholders for the scratch paths."""
     swap = {
         RAW_RENAME: "<os.rename loop over LIST>",
+        CLI_ENTRY: "<fileops' entry point>",
         str(fixture.names_path): "LIST",
         str(fixture.plan_path): "PLAN",
         FILEOPS: "fileops",
@@ -96,32 +106,50 @@ def _shown(cmd: list[str], fixture: MoveFixture) -> str:
     return " ".join(swap.get(part, part) for part in cmd)
 
 
-def _one_run(method: str, fixture: MoveFixture, work: Path) -> float:
+def _one_run(method: str, fixture: MoveFixture, work: Path, before: Path | None) -> float:
     root = fixture.fresh_copy(work / "runs" / method)
     state = work / "runs" / f"{method}-state"
     shutil.rmtree(state, ignore_errors=True)
-    run = timed(_command(method, fixture, root, state), timeout=TIMEOUT)
+    # The earlier tree is imported from the working folder (first on sys.path for -c).
+    cwd = before if method == BEFORE else None
+    run = timed(_command(method, fixture, root, state), timeout=TIMEOUT, cwd=cwd)
     check_moved(root, fixture.case, fixture.names, "inbox", "sorted")
     shutil.rmtree(root)
     shutil.rmtree(state, ignore_errors=True)
     return run.seconds
 
 
-def bench_local(fixture: MoveFixture, work: Path, runs: int) -> dict[str, Any]:
+def bench_local(
+    fixture: MoveFixture, work: Path, runs: int, before: Path | None = None
+) -> dict[str, Any]:
     if shutil.which("rclone") is None:
         raise BenchError("rclone is not installed (bash scripts/install-system-deps.sh)")
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    methods = METHODS
+    if before is not None:
+        if not (before / "fileops_daemon" / "cli").is_dir():
+            raise BenchError(f"--before {before}: no fileops_daemon package there")
+        compileall.compile_dir(before / "fileops_daemon", quiet=1)
+        methods = (*METHODS, BEFORE)
+    times: dict[str, list[float]] = {m: [] for m in methods}
     with CpuMeter() as cpu:
         for round_no in range(runs):
-            order = METHODS[round_no % len(METHODS) :] + METHODS[: round_no % len(METHODS)]
+            order = methods[round_no % len(methods) :] + methods[: round_no % len(methods)]
             for method in order:
-                times[method].append(_one_run(method, fixture, work))
+                times[method].append(_one_run(method, fixture, work, before))
             log(
                 f"  local round {round_no + 1}/{runs}: "
-                + ", ".join(f"{m} {times[m][-1]:.2f} s" for m in METHODS)
+                + ", ".join(f"{m} {times[m][-1]:.2f} s" for m in methods)
             )
     med = {m: median(v) for m, v in times.items()}
+    extra: dict[str, Any] = {}
+    if before is not None:
+        extra = {
+            "before_tree": str(before),
+            "before_vs_raw": med[BEFORE] / med["raw_rename"],
+            "fileops_vs_before": med["fileops"] / med[BEFORE],
+        }
     return {
+        **extra,
         "files": len(fixture.names),
         "runs": runs,
         "seconds": times,
@@ -131,7 +159,7 @@ def bench_local(fixture: MoveFixture, work: Path, runs: int) -> dict[str, Any]:
         "fileops_vs_mv": med["fileops"] / med["mv"],
         "machine_cpu_busy": cpu.busy,
         "commands": {
-            m: _shown(_command(m, fixture, Path("ROOT"), Path("STATE")), fixture) for m in METHODS
+            m: _shown(_command(m, fixture, Path("ROOT"), Path("STATE")), fixture) for m in methods
         },
     }
 

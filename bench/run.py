@@ -57,6 +57,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--files", type=int, default=10_000, help="local moves / plan size")
     parser.add_argument("--core-runs", type=int, default=5)
     parser.add_argument("--local-runs", type=int, default=5)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="local: also time the CLI of this earlier tree (e.g. git archive REV | tar -x -C DIR)",
+    )
     parser.add_argument("--gcs-files", type=int, default=1_000)
     parser.add_argument("--gcs-runs", type=int, default=2, help="~80 s per round of 3")
     parser.add_argument("--latency-files", type=int, default=50, help="moves per latency run")
@@ -139,6 +146,17 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
                 local["fileops_vs_raw"] <= LOCAL_TARGET,
             )
         )
+        if "before_vs_raw" in local:
+            rows.append(
+                _row(
+                    f"2 local {n} moves, the --before tree vs raw os.rename",
+                    f"{med['fileops_before']:.2f} s",
+                    f"python os.rename loop {med['raw_rename']:.2f} s",
+                    local["before_vs_raw"],
+                    "time",
+                    note=f"this tree: {local['fileops_vs_before']:.2f}x its time",
+                )
+            )
         rows.append(
             _row(
                 f"2 local {n} moves vs rclone move --files-from-raw",
@@ -497,7 +515,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 elif name == "local":
                     from bench.local import bench_local
 
-                    res["local"] = bench_local(fixture, work / "local", args.local_runs)
+                    res["local"] = bench_local(
+                        fixture, work / "local", args.local_runs, args.before
+                    )
                 elif name == "profile":
                     from bench.local import profile_apply
 
