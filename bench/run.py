@@ -500,6 +500,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     _compile_package()
     res: dict[str, Any] = {"machine": _machine(), "errors": {}, "settings": vars(args).copy()}
     res["settings"]["out"] = str(args.out)
+    res["settings"]["before"] = str(args.before) if args.before else None
     if {"core", "local", "profile", "memory"} & set(args.only):
         with section(f"building a {args.files:,}-file tree and its move plan"):
             fixture = build_move_fixture(work / "local", args.files)
