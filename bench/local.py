@@ -29,6 +29,7 @@ from bench.common import (
     PYTHON,
     BenchError,
     CpuMeter,
+    children_cpu_seconds,
     log,
     median,
     timed,
@@ -106,17 +107,22 @@ def _shown(cmd: list[str], fixture: MoveFixture) -> str:
     return " ".join(swap.get(part, part) for part in cmd)
 
 
-def _one_run(method: str, fixture: MoveFixture, work: Path, before: Path | None) -> float:
+def _one_run(
+    method: str, fixture: MoveFixture, work: Path, before: Path | None
+) -> tuple[float, float]:
+    """Wall-clock seconds of one run, and the CPU seconds (user + system) it used."""
     root = fixture.fresh_copy(work / "runs" / method)
     state = work / "runs" / f"{method}-state"
     shutil.rmtree(state, ignore_errors=True)
     # The earlier tree is imported from the working folder (first on sys.path for -c).
     cwd = before if method == BEFORE else None
+    cpu = children_cpu_seconds()
     run = timed(_command(method, fixture, root, state), timeout=TIMEOUT, cwd=cwd)
+    cpu = children_cpu_seconds() - cpu
     check_moved(root, fixture.case, fixture.names, "inbox", "sorted")
     shutil.rmtree(root)
     shutil.rmtree(state, ignore_errors=True)
-    return run.seconds
+    return run.seconds, cpu
 
 
 def bench_local(
@@ -131,22 +137,29 @@ def bench_local(
         compileall.compile_dir(before / "fileops_daemon", quiet=1)
         methods = (*METHODS, BEFORE)
     times: dict[str, list[float]] = {m: [] for m in methods}
+    cpu_times: dict[str, list[float]] = {m: [] for m in methods}
     with CpuMeter() as cpu:
         for round_no in range(runs):
             order = methods[round_no % len(methods) :] + methods[: round_no % len(methods)]
             for method in order:
-                times[method].append(_one_run(method, fixture, work, before))
+                seconds, cpu_seconds = _one_run(method, fixture, work, before)
+                times[method].append(seconds)
+                cpu_times[method].append(cpu_seconds)
             log(
                 f"  local round {round_no + 1}/{runs}: "
                 + ", ".join(f"{m} {times[m][-1]:.2f} s" for m in methods)
             )
     med = {m: median(v) for m, v in times.items()}
+    # CPU time is what a busy shared machine distorts least (wall time includes waiting for
+    # a core and for the disk).
+    cpu_med = {m: median(v) for m, v in cpu_times.items()}
     extra: dict[str, Any] = {}
     if before is not None:
         extra = {
             "before_tree": str(before),
             "before_vs_raw": med[BEFORE] / med["raw_rename"],
             "fileops_vs_before": med["fileops"] / med[BEFORE],
+            "before_vs_raw_cpu": cpu_med[BEFORE] / cpu_med["raw_rename"],
         }
     return {
         **extra,
@@ -154,6 +167,9 @@ def bench_local(
         "runs": runs,
         "seconds": times,
         "median_s": med,
+        "cpu_s": cpu_times,
+        "cpu_median_s": cpu_med,
+        "fileops_vs_raw_cpu": cpu_med["fileops"] / cpu_med["raw_rename"],
         "fileops_vs_raw": med["fileops"] / med["raw_rename"],
         "fileops_vs_rclone": med["fileops"] / med["rclone"],
         "fileops_vs_mv": med["fileops"] / med["mv"],

@@ -177,6 +177,17 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
                 "time",
             )
         )
+        cpu = local["cpu_median_s"]
+        before_cpu = (
+            f", the --before tree {cpu['fileops_before']:.2f} s ({local['before_vs_raw_cpu']:.2f}x)"
+            if "before_vs_raw_cpu" in local
+            else ""
+        )
+        notes.append(
+            f"local CPU time (user + system, median): fileops {cpu['fileops']:.2f} s, raw "
+            f"os.rename loop {cpu['raw_rename']:.2f} s: {local['fileops_vs_raw_cpu']:.2f}x"
+            f"{before_cpu}; a busy machine stretches wall time more than CPU time."
+        )
         notes.append(
             f"local: median of {local['runs']} runs each, rounds interleaved, fresh `cp -a` "
             f"copy per run (not timed); machine CPU {local['machine_cpu_busy']:.0%} busy. "
