@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	@# bytecode now: with PYTHONDONTWRITEBYTECODE every run would compile the package again
+	$(BIN)/python -m compileall -q fileops_daemon
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -273,12 +273,14 @@ def children_by_name() -> dict[str, list[int]]:
 
 
 def memory_status(pid: int) -> dict[str, int]:
-    """VmHWM and VmRSS of ``pid`` in KiB (from /proc/PID/status)."""
+    """VmHWM and VmRSS of ``pid`` in KiB, and VmRSS split into RssAnon (the heap: what the
+    process made) and RssFile (mapped code and data of the interpreter and the extension
+    modules), from /proc/PID/status."""
     out: dict[str, int] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
             key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS"):
+            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
                 out[key] = int(value.split()[0])
     return out
 

@@ -1,4 +1,4 @@
-"""4. End to end through the emulators, and 5. the daemon's memory.
+"""4. End to end through the emulators (5., the daemon's memory, is bench/memory.py).
 
 Each stack is fresh: pstest + fake-gcs-server (in memory) from the test harness, the buckets,
 ``python -m fileops_daemon.cli bootstrap``, then daemons ``python -m fileops_daemon.cli run``
@@ -13,8 +13,7 @@ the arrival. The bare round trip uses the same publisher and receiver through a 
 process (bench/responder.py) that republishes each message at once.
 
 - stack A: bare latency (closed loop: one message in flight) and bare throughput (all published
-  at once); a daemon: idle RSS 5 s after start, fileops latency (closed loop), then one
-  10,000-move plan with its RSS sampled
+  at once); a daemon: fileops latency (closed loop)
 - stack B: 1 daemon, throughput (all plans published at once)
 - stack C: 2 daemons on the same subscription, throughput
 
@@ -45,19 +44,16 @@ from bench.common import (
     REPO,
     BenchError,
     CpuMeter,
-    RssSampler,
     children_by_name,
     clean_env,
     log,
     median,
-    memory_status,
     percentile,
     process_cpu_seconds,
     spawn,
     stop,
     timed,
 )
-from bench.fixtures import MoveFixture
 from tests.emulators import harness
 
 PROJECT = "fileops-bench"
@@ -389,7 +385,7 @@ def cpu_of_stack(daemons: list[subprocess.Popen[bytes]]) -> Iterator[dict[str, A
 # --------------------------------------------------------------------------- the runs
 
 
-def _stack_a(work: Path, count: int, fixture: MoveFixture) -> dict[str, Any]:
+def _stack_a(work: Path, count: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with stack(work, "stack-a") as st:
         from google.cloud import pubsub_v1
@@ -441,11 +437,8 @@ def _stack_a(work: Path, count: int, fixture: MoveFixture) -> dict[str, Any]:
         finally:
             stop(responder, timeout=15)
 
-        # -- one daemon: idle memory, latency, then a 10,000-move plan
-        shutil.copytree(fixture.template / fixture.case, st.root / fixture.case, symlinks=True)
-        daemon = st.start_daemon()
-        time.sleep(max(0.0, 5.0 - (time.perf_counter() - st.started_at[daemon.pid])))
-        out["rss_idle_kib"] = memory_status(daemon.pid)
+        # -- one daemon: latency
+        st.start_daemon()
         client = Client("fileops-results", "fileops-plans")
         try:
             _warm_up(client, "warm-a")
@@ -453,20 +446,6 @@ def _stack_a(work: Path, count: int, fixture: MoveFixture) -> dict[str, Any]:
             log(f"  fileops, 1 daemon: closed loop of {count}")
             out["fileops_latency"] = closed_loop(client, plans)
             _check_applied(client, plans, "fileops latency run")
-            big = dict(fixture.plan, plan_id="bench-rss-10k")
-            log("  fileops, 1 daemon: one 10,000-move plan (RSS sampled)")
-            before = memory_status(daemon.pid)
-            with RssSampler(daemon.pid) as sampler:
-                seconds = client.round_trip(big, timeout=600)
-            _check_applied(client, [big], "10,000-move plan")
-            after = memory_status(daemon.pid)
-            out["rss_10k"] = {
-                "seconds": seconds,
-                "before": before,
-                "after": after,
-                "sampled_max_rss_kib": sampler.max_rss_kib,
-                "plan_bytes": len(json.dumps(big, separators=(",", ":"))),
-            }
         finally:
             client.close()
     return out
@@ -497,8 +476,8 @@ def _throughput(work: Path, name: str, daemons: int, count: int) -> dict[str, An
     return out
 
 
-def bench_e2e(work: Path, count: int, fixture: MoveFixture, rounds: int) -> dict[str, Any]:
-    out = _stack_a(work, count, fixture)
+def bench_e2e(work: Path, count: int, rounds: int) -> dict[str, Any]:
+    out = _stack_a(work, count)
     one: list[dict[str, Any]] = []
     two: list[dict[str, Any]] = []
     for r in range(rounds):

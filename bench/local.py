@@ -9,11 +9,16 @@
 - mv: ``xargs -d '\\n' -a LIST mv -t DST --`` run in SRC: a few ``mv`` processes with thousands
   of names each (a ``for`` loop forks 10,000 times and measures fork+exec, not renaming)
 
-Rounds rotate the order of the four so that none always runs on a colder or warmer machine.
+With ``--before DIR`` (a checkout or ``git archive`` of an earlier commit), ``fileops_before``
+runs that tree's CLI the same way in the same rounds: a before/after of a change on one machine
+state. Its package is compiled first, as this checkout's is.
+
+Rounds rotate the order of the methods so that none always runs on a colder or warmer machine.
 """
 
 from __future__ import annotations
 
+import compileall
 import re
 import shutil
 from pathlib import Path
@@ -24,6 +29,7 @@ from bench.common import (
     PYTHON,
     BenchError,
     CpuMeter,
+    children_cpu_seconds,
     log,
     median,
     timed,
@@ -47,15 +53,19 @@ RCLONE_FLAGS = [
 ]
 
 METHODS = ("fileops", "raw_rename", "rclone", "mv")
+BEFORE = "fileops_before"
 TIMEOUT = 300.0
+# What the ``fileops`` console script runs, for a tree that is not installed.
+CLI_ENTRY = "import sys; from fileops_daemon.cli import main; sys.exit(main())"
 
 
 def _command(method: str, fixture: MoveFixture, root: Path, state: Path) -> list[str]:
     src = root / fixture.case / "inbox"
     dst = root / fixture.case / "sorted"
-    if method == "fileops":
+    if method in ("fileops", BEFORE):
+        entry = [FILEOPS] if method == "fileops" else [PYTHON, "-c", CLI_ENTRY]
         return [
-            FILEOPS,
+            *entry,
             "apply",
             str(fixture.plan_path),
             "--root",
@@ -88,6 +98,7 @@ def _shown(cmd: list[str], fixture: MoveFixture) -> str:
     """The command as a reader wants it: placeholders for the scratch paths."""
     swap = {
         RAW_RENAME: "<os.rename loop over LIST>",
+        CLI_ENTRY: "<fileops' entry point>",
         str(fixture.names_path): "LIST",
         str(fixture.plan_path): "PLAN",
         FILEOPS: "fileops",
@@ -96,42 +107,75 @@ def _shown(cmd: list[str], fixture: MoveFixture) -> str:
     return " ".join(swap.get(part, part) for part in cmd)
 
 
-def _one_run(method: str, fixture: MoveFixture, work: Path) -> float:
+def _one_run(
+    method: str, fixture: MoveFixture, work: Path, before: Path | None
+) -> tuple[float, float]:
+    """Wall-clock seconds of one run, and the CPU seconds (user + system) it used."""
     root = fixture.fresh_copy(work / "runs" / method)
     state = work / "runs" / f"{method}-state"
     shutil.rmtree(state, ignore_errors=True)
-    run = timed(_command(method, fixture, root, state), timeout=TIMEOUT)
+    # The earlier tree is imported from the working folder (first on sys.path for -c).
+    cwd = before if method == BEFORE else None
+    cpu = children_cpu_seconds()
+    run = timed(_command(method, fixture, root, state), timeout=TIMEOUT, cwd=cwd)
+    cpu = children_cpu_seconds() - cpu
     check_moved(root, fixture.case, fixture.names, "inbox", "sorted")
     shutil.rmtree(root)
     shutil.rmtree(state, ignore_errors=True)
-    return run.seconds
+    return run.seconds, cpu
 
 
-def bench_local(fixture: MoveFixture, work: Path, runs: int) -> dict[str, Any]:
+def bench_local(
+    fixture: MoveFixture, work: Path, runs: int, before: Path | None = None
+) -> dict[str, Any]:
     if shutil.which("rclone") is None:
         raise BenchError("rclone is not installed (bash scripts/install-system-deps.sh)")
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    methods = METHODS
+    if before is not None:
+        if not (before / "fileops_daemon" / "cli").is_dir():
+            raise BenchError(f"--before {before}: no fileops_daemon package there")
+        compileall.compile_dir(before / "fileops_daemon", quiet=1)
+        methods = (*METHODS, BEFORE)
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    cpu_times: dict[str, list[float]] = {m: [] for m in methods}
     with CpuMeter() as cpu:
         for round_no in range(runs):
-            order = METHODS[round_no % len(METHODS) :] + METHODS[: round_no % len(METHODS)]
+            order = methods[round_no % len(methods) :] + methods[: round_no % len(methods)]
             for method in order:
-                times[method].append(_one_run(method, fixture, work))
+                seconds, cpu_seconds = _one_run(method, fixture, work, before)
+                times[method].append(seconds)
+                cpu_times[method].append(cpu_seconds)
             log(
                 f"  local round {round_no + 1}/{runs}: "
-                + ", ".join(f"{m} {times[m][-1]:.2f} s" for m in METHODS)
+                + ", ".join(f"{m} {times[m][-1]:.2f} s" for m in methods)
             )
     med = {m: median(v) for m, v in times.items()}
+    # CPU time is what a busy shared machine distorts least (wall time includes waiting for
+    # a core and for the disk).
+    cpu_med = {m: median(v) for m, v in cpu_times.items()}
+    extra: dict[str, Any] = {}
+    if before is not None:
+        extra = {
+            "before_tree": str(before),
+            "before_vs_raw": med[BEFORE] / med["raw_rename"],
+            "fileops_vs_before": med["fileops"] / med[BEFORE],
+            "before_vs_raw_cpu": cpu_med[BEFORE] / cpu_med["raw_rename"],
+        }
     return {
+        **extra,
         "files": len(fixture.names),
         "runs": runs,
         "seconds": times,
         "median_s": med,
+        "cpu_s": cpu_times,
+        "cpu_median_s": cpu_med,
+        "fileops_vs_raw_cpu": cpu_med["fileops"] / cpu_med["raw_rename"],
         "fileops_vs_raw": med["fileops"] / med["raw_rename"],
         "fileops_vs_rclone": med["fileops"] / med["rclone"],
         "fileops_vs_mv": med["fileops"] / med["mv"],
         "machine_cpu_busy": cpu.busy,
         "commands": {
-            m: _shown(_command(m, fixture, Path("ROOT"), Path("STATE")), fixture) for m in METHODS
+            m: _shown(_command(m, fixture, Path("ROOT"), Path("STATE")), fixture) for m in methods
         },
     }
 

@@ -3,12 +3,13 @@
 Measures fileops and its baseline side by side in one run (the machine is noisy and has 2
 cores, so the figures that matter are the ratios), prints a table and writes the same to
 bench-results/latest.json. Sections (``--only`` picks some): core, local, profile, gcsfuse,
-e2e (which also measures the daemon's memory). See each module's docstring for the method.
+latency, e2e, memory (the daemon's). See each module's docstring for the method.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import os
@@ -39,11 +40,15 @@ from bench.common import (  # noqa: E402
 )
 from bench.fixtures import build_move_fixture  # noqa: E402
 
-SECTIONS = ("core", "local", "profile", "gcsfuse", "latency", "e2e")
+SECTIONS = ("core", "local", "profile", "gcsfuse", "latency", "e2e", "memory")
 CPU_BOUND = 0.9  # machine-wide CPU use above which a run is called CPU-bound
 NEAR_CPU_BOUND = 0.75  # ... and above which the table says how busy the cores were
 UNEVEN_SPLIT = 0.6  # share of plans one of two daemons got above which the split is uneven
 EMULATOR_BOUND = 0.75  # fake-gcs-server cores above which the gcsfuse runs are emulator-bound
+LOCAL_TARGET = 2.5  # the 10,000-move local apply, as a multiple of a bare os.rename loop
+MEMORY_IDLE_KIB = 70 * 1024  # the daemon's idle VmRSS
+MEMORY_PER_OPERATION_BYTES = 8_000  # the daemon's peak over idle, per operation of the plan
+IDLE_NOTE = "5 s after start"
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +57,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--files", type=int, default=10_000, help="local moves / plan size")
     parser.add_argument("--core-runs", type=int, default=5)
     parser.add_argument("--local-runs", type=int, default=5)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="local: also time the CLI of this earlier tree (e.g. git archive REV | tar -x -C DIR)",
+    )
     parser.add_argument("--gcs-files", type=int, default=1_000)
     parser.add_argument("--gcs-runs", type=int, default=2, help="~80 s per round of 3")
     parser.add_argument("--latency-files", type=int, default=50, help="moves per latency run")
@@ -130,10 +142,21 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
                 f"python os.rename loop {med['raw_rename']:.2f} s",
                 local["fileops_vs_raw"],
                 "time",
-                "≤ 1.50x time",
-                local["fileops_vs_raw"] <= 1.5,
+                f"≤ {LOCAL_TARGET:.2f}x time",
+                local["fileops_vs_raw"] <= LOCAL_TARGET,
             )
         )
+        if "before_vs_raw" in local:
+            rows.append(
+                _row(
+                    f"2 local {n} moves, the --before tree vs raw os.rename",
+                    f"{med['fileops_before']:.2f} s",
+                    f"python os.rename loop {med['raw_rename']:.2f} s",
+                    local["before_vs_raw"],
+                    "time",
+                    note=f"this tree: {local['fileops_vs_before']:.2f}x its time",
+                )
+            )
         rows.append(
             _row(
                 f"2 local {n} moves vs rclone move --files-from-raw",
@@ -153,6 +176,17 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
                 local["fileops_vs_mv"],
                 "time",
             )
+        )
+        cpu = local["cpu_median_s"]
+        before_cpu = (
+            f", the --before tree {cpu['fileops_before']:.2f} s ({local['before_vs_raw_cpu']:.2f}x)"
+            if "before_vs_raw_cpu" in local
+            else ""
+        )
+        notes.append(
+            f"local CPU time (user + system, median): fileops {cpu['fileops']:.2f} s, raw "
+            f"os.rename loop {cpu['raw_rename']:.2f} s: {local['fileops_vs_raw_cpu']:.2f}x"
+            f"{before_cpu}; a busy machine stretches wall time more than CPU time."
         )
         notes.append(
             f"local: median of {local['runs']} runs each, rounds interleaved, fresh `cp -a` "
@@ -308,33 +342,46 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
                 else ""
             )
         )
-        idle = e2e["rss_idle_kib"]
-        big = e2e["rss_10k"]
-        rows.append(
-            _row(
-                "5 daemon RSS idle (5 s after start)",
-                f"VmRSS {_mib(idle['VmRSS'])}",
-                f"VmHWM {_mib(idle['VmHWM'])}",
-                None,
-                "",
-            )
-        )
-        rows.append(
-            _row(
-                "5 daemon peak RSS applying one 10,000-move plan",
-                f"VmHWM {_mib(big['after']['VmHWM'])}",
-                f"idle VmRSS {_mib(idle['VmRSS'])}",
-                big["after"]["VmHWM"] / idle["VmRSS"],
-                "memory",
-                note=f"applied in {big['seconds']:.1f} s",
-            )
-        )
-        notes.append(
-            f"memory: during the 10,000-move plan ({big['plan_bytes'] / 1e6:.1f} MB message) the "
-            f"sampled VmRSS peaked at {_mib(big['sampled_max_rss_kib'])}; VmRSS after it "
-            f"{_mib(big['after']['VmRSS'])}."
-        )
+    memory = res.get("memory")
+    if memory:
+        _memory_rows(memory, rows, notes)
     return rows, notes
+
+
+def _memory_rows(mem: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) -> None:
+    idle = mem["rss_idle_kib"]
+    big = mem["rss_10k"]
+    ops = big["operations"]
+    peak_kib, idle_kib = big["after"]["VmHWM"], idle["VmRSS"]
+    allowed_kib = idle_kib + ops * MEMORY_PER_OPERATION_BYTES / 1024
+    rows.append(
+        _row(
+            f"5 daemon RSS idle ({IDLE_NOTE})",
+            f"VmRSS {_mib(idle_kib)}",
+            f"target {_mib(MEMORY_IDLE_KIB)}",
+            idle_kib / MEMORY_IDLE_KIB,
+            "memory",
+            f"≤ {_mib(MEMORY_IDLE_KIB)}",
+            idle_kib <= MEMORY_IDLE_KIB,
+        )
+    )
+    rows.append(
+        _row(
+            f"5 daemon peak RSS applying one {ops:,}-move plan",
+            f"VmHWM {_mib(peak_kib)} (+{(peak_kib - idle_kib) * 1024 / ops / 1000:.1f} KB/op)",
+            f"idle VmRSS {_mib(idle_kib)}",
+            peak_kib / idle_kib,
+            "memory",
+            f"≤ idle + {MEMORY_PER_OPERATION_BYTES // 1000} KB/op ({_mib(int(allowed_kib))})",
+            peak_kib <= allowed_kib,
+            f"applied in {big['seconds']:.1f} s",
+        )
+    )
+    notes.append(
+        f"memory: during the {ops:,}-move plan ({big['plan_bytes'] / 1e6:.1f} MB message) the "
+        f"sampled VmRSS peaked at {_mib(big['sampled_max_rss_kib'])}; VmRSS after it "
+        f"{_mib(big['after']['VmRSS'])}."
+    )
 
 
 def _latency_rows(lat: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) -> None:
@@ -453,10 +500,19 @@ def _cleanup(work: Path, out_dir: Path, keep: bool) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _compile_package() -> None:
+    """Bytecode for the package, as an installed one has: an editable checkout run with
+    PYTHONDONTWRITEBYTECODE (the systemd unit sets it) would compile it again in every
+    process, and the local runs would time the compiler."""
+    compileall.compile_dir(REPO / "fileops_daemon", quiet=1)
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    _compile_package()
     res: dict[str, Any] = {"machine": _machine(), "errors": {}, "settings": vars(args).copy()}
     res["settings"]["out"] = str(args.out)
-    if {"core", "local", "profile", "e2e"} & set(args.only):
+    res["settings"]["before"] = str(args.before) if args.before else None
+    if {"core", "local", "profile", "memory"} & set(args.only):
         with section(f"building a {args.files:,}-file tree and its move plan"):
             fixture = build_move_fixture(work / "local", args.files)
     for name in SECTIONS:
@@ -471,7 +527,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 elif name == "local":
                     from bench.local import bench_local
 
-                    res["local"] = bench_local(fixture, work / "local", args.local_runs)
+                    res["local"] = bench_local(
+                        fixture, work / "local", args.local_runs, args.before
+                    )
                 elif name == "profile":
                     from bench.local import profile_apply
 
@@ -489,7 +547,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 elif name == "e2e":
                     from bench.e2e import bench_e2e
 
-                    res["e2e"] = bench_e2e(work / "e2e", args.e2e_plans, fixture, args.e2e_rounds)
+                    res["e2e"] = bench_e2e(work / "e2e", args.e2e_plans, args.e2e_rounds)
+                elif name == "memory":
+                    from bench.memory import bench_memory
+
+                    res["memory"] = bench_memory(work / "memory", fixture)
         except Exception as exc:  # one broken section must not hide the others' figures
             log(f"{name} FAILED: {exc}")
             res["errors"][name] = {

@@ -51,7 +51,12 @@ def configure_logging(
             structlog.processors.JSONRenderer(),
         ]
     else:
-        render = [structlog.dev.ConsoleRenderer(colors=False)]
+        # Plain tracebacks whether or not rich is around (see fileops_daemon/__init__.py).
+        render = [
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     numeric_level = logging.getLevelName(level.upper())
     structlog.configure(
         processors=[

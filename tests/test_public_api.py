@@ -36,3 +36,29 @@ def test_the_root_core_and_contract_load_no_cloud_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+def test_the_local_cli_loads_no_cloud_library_and_no_rich() -> None:
+    """A local ``fileops apply --json``: its parser (all commands) and its output path load
+    neither a Google client nor rich; structlog is loaded without rich (whose import costs
+    the CLI's start ~150 ms)."""
+    code = (
+        "import sys; from fileops_daemon.cli.main import _parser; _parser(); "
+        "import fileops_daemon.cli.output, fileops_daemon.core.execute, structlog; "
+        "from fileops_daemon.logs import configure_logging; configure_logging(json_output=False); "
+        "heavy = ('google', 'prometheus_client', 'rich', 'jsonschema'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+def test_rich_stays_importable_after_structlog() -> None:
+    """Hiding rich from structlog's import leaves it importable for the CLI's human views."""
+    code = "import fileops_daemon, structlog, rich.console; print(structlog.dev.rich is None)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "True"

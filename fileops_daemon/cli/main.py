@@ -215,10 +215,16 @@ def _read(source: str) -> bytes:
         return handle.read()
 
 
-def _emit(result: dict[str, Any], as_json: bool, *, undo_hint: str | None = None) -> int:
+def _emit(
+    result: dict[str, Any],
+    as_json: bool,
+    *,
+    undo_hint: str | None = None,
+    encoded: bytes | None = None,
+) -> int:
     from fileops_daemon.cli.output import emit_result
 
-    return emit_result(result, as_json, undo_hint=undo_hint)
+    return emit_result(result, as_json, undo_hint=undo_hint, encoded=encoded)
 
 
 def _local_undo_hint(plan_id: str, args: argparse.Namespace) -> str:
@@ -235,10 +241,12 @@ def _parse(raw: bytes) -> tuple[Any, dict[str, Any] | None]:
     from fileops_daemon.contract.limits import Limits
     from fileops_daemon.contract.plan import decode_json, parse_plan
     from fileops_daemon.contract.results import now, refusal_result
+    from fileops_daemon.core.gcpause import paused_gc
 
     started = now()
     try:
-        return parse_plan(raw, Limits.from_env()), None
+        with paused_gc():  # the plan's objects all stay alive: nothing for a collection
+            return parse_plan(raw, Limits.from_env()), None
     except PlanError as exc:
         try:  # the ids, for the report, when the document decodes at all
             document = decode_json(raw)
@@ -396,9 +404,9 @@ def _run(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, dry_run=True)
         simulated = dry_run(plan, _root(args), limits=Limits.from_env(), volume=_volume(args))
         return _emit(simulated.result, args.json)
-    return _emit(
-        _apply(plan, args).result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args)
-    )
+    outcome = _apply(plan, args)
+    hint = _local_undo_hint(plan.plan_id, args)
+    return _emit(outcome.result, args.json, undo_hint=hint, encoded=outcome.encoded)
 
 
 def _undo(args: argparse.Namespace) -> int:
@@ -431,7 +439,8 @@ def _undo(args: argparse.Namespace) -> int:
     from fileops_daemon.core.outcome import RunEnd
 
     outcome = _apply(plan, args)
-    code = _emit(outcome.result, args.json, undo_hint=_local_undo_hint(plan.plan_id, args))
+    hint = _local_undo_hint(plan.plan_id, args)
+    code = _emit(outcome.result, args.json, undo_hint=hint, encoded=outcome.encoded)
     if outcome.end is RunEnd.PLANNED and not args.json:
         print("a preview: add --apply to make these changes", file=sys.stderr)
     return code

@@ -6,11 +6,13 @@ import json
 import os
 import shlex
 import sys
-from typing import Any
-
-from rich.console import Console
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from fileops_daemon.contract.exitcodes import EXIT_BY_STATUS, EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:  # rich loads only for a human view: ``--json`` does not pay for it
+    from rich.console import Console
 
 __all__ = ["console", "emit_result", "stderr_repeats_stdout", "undo_command_line"]
 
@@ -18,13 +20,19 @@ __all__ = ["console", "emit_result", "stderr_repeats_stdout", "undo_command_line
 def console(*, stderr: bool = False) -> Console:
     """A rich console that lets a closed pipe be seen: rich's own answer to one is to exit
     with status 1 on the spot; ``main`` ends such a run quietly, the way ``git`` does."""
-    return _PipeConsole(highlight=False, stderr=stderr)
+    return _pipe_console_class()(highlight=False, stderr=stderr)
 
 
-class _PipeConsole(Console):
-    def on_broken_pipe(self) -> None:
-        self.quiet = True  # nothing more to write: the reader is gone
-        raise BrokenPipeError
+@cache
+def _pipe_console_class() -> type[Console]:
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more to write: the reader is gone
+            raise BrokenPipeError
+
+    return PipeConsole
 
 
 def stderr_repeats_stdout() -> bool:
@@ -41,15 +49,32 @@ def undo_command_line(plan_id: str, *local: str) -> str:
     return shlex.join(["fileops", "undo", plan_id, *local])
 
 
-def emit_result(result: dict[str, Any], as_json: bool, *, undo_hint: str | None = None) -> int:
-    """Print ``result`` and return its exit code. The human view of an apply ends with the
-    changes counted by kind and how to undo it; ``--json`` prints the document alone."""
-    from fileops_daemon.client.render import summary_line
+def _write_json_line(result: dict[str, Any], encoded: bytes | None) -> None:
+    """The result on one line; the stored bytes when they are the same text in stdout's
+    encoding (they are compact JSON with ensure_ascii off, as here)."""
+    binary = getattr(sys.stdout, "buffer", None)
+    utf8 = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
+    if encoded is not None and binary is not None and utf8:
+        sys.stdout.flush()
+        binary.write(encoded + b"\n")
+        return
+    sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
 
+
+def emit_result(
+    result: dict[str, Any],
+    as_json: bool,
+    *,
+    undo_hint: str | None = None,
+    encoded: bytes | None = None,
+) -> int:
+    """Print ``result`` and return its exit code. The human view of an apply ends with the
+    changes counted by kind and how to undo it; ``--json`` prints the document alone.
+    ``encoded``: the same document as stored (compact UTF-8 JSON), printed as it is."""
     if as_json:
         # One compact line: with indent, json falls back to its pure-Python encoder, which
         # takes ~0.3 s on a 10,000-operation result (pipe through jq to read it).
-        sys.stdout.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
+        _write_json_line(result, encoded)
     else:
         from rich.markup import escape
 
@@ -65,5 +90,7 @@ def emit_result(result: dict[str, Any], as_json: bool, *, undo_hint: str | None 
     sys.stdout.flush()
     code = EXIT_BY_STATUS.get(result["status"], EXIT_FAILED)
     if code != EXIT_OK and (as_json or not stderr_repeats_stdout()):
+        from fileops_daemon.client.render import summary_line
+
         print(f"fileops: {summary_line(result)}", file=sys.stderr)
     return code

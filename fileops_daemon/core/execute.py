@@ -20,6 +20,7 @@ from fileops_daemon.contract.identity import describe_difference
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan
 from fileops_daemon.contract.results import ResultStatus, build_result, now
+from fileops_daemon.core.gcpause import paused_gc
 from fileops_daemon.core.journal import Journal, JournalState, SyncHook
 from fileops_daemon.core.outcome import ApplyOutcome, ApplyPaused, RunEnd
 from fileops_daemon.core.pacing import StepPacer
@@ -122,12 +123,13 @@ def dry_run(
 
     ``volume`` holds the case folders (default: the folder ``projects_root``)."""
     started = now()
-    try:
-        sim = simulate(plan, projects_root, limits, volume=volume)
-    except OSError as exc:
-        return ApplyOutcome(RunEnd.REJECTED, _io_rejection(plan, exc, started, attempt))
-    end = RunEnd.PLANNED if sim.ok else RunEnd.REJECTED
-    return ApplyOutcome(end, simulation_result(sim, started, attempt=attempt))
+    with paused_gc():  # what the simulation and its result make all stays alive
+        try:
+            sim = simulate(plan, projects_root, limits, volume=volume)
+        except OSError as exc:
+            return ApplyOutcome(RunEnd.REJECTED, _io_rejection(plan, exc, started, attempt))
+        end = RunEnd.PLANNED if sim.ok else RunEnd.REJECTED
+        return ApplyOutcome(end, simulation_result(sim, started, attempt=attempt))
 
 
 def apply_plan(
@@ -274,6 +276,23 @@ def _open_run(
         )
         case_dir = os.path.join(volume.root, state.header["case_folder"])
         return journal, state, case_dir, True
+    with paused_gc():  # what the simulation and the journal's header make all stays alive
+        return _start_run(plan, volume, store, limits, started, attempt, checkpoint, retry)
+
+
+def _start_run(
+    plan: Plan,
+    volume: Volume,
+    store: PlanStore,
+    limits: Limits | None,
+    started: datetime,
+    attempt: int,
+    checkpoint: Checkpoint | None,
+    retry: RetryPolicy,
+) -> tuple[Journal, JournalState, str, bool] | dict[str, Any]:
+    """Simulate the plan and write its journal's header: the run (not resumed), or the
+    refusal when there is nothing to run."""
+    on_sync: SyncHook | None = checkpoint.journal_synced if checkpoint else None
     try:
         sim = _simulate_retrying(plan, volume, limits, retry)
     except OSError as exc:

@@ -60,6 +60,9 @@ class ApplyOutcome:
     steps_done: int = 0
     #: What a failed apply could not roll back (also in ``result["remaining"]``).
     remaining: tuple[str, ...] = field(default=())
+    #: ``result`` as stored (compact UTF-8 JSON), when it was stored by this run: printing
+    #: it need not encode a 10,000-operation document a second time.
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def status(self) -> ResultStatus:

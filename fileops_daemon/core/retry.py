@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-
 __all__ = ["TRANSIENT_ERRNOS", "RetryPolicy", "is_transient"]
 
 #: Errors a network filesystem returns for passing faults: retried with backoff. gcsfuse
@@ -48,12 +46,14 @@ class RetryPolicy:
     def run(self, first: Callable[[], _T], again: Callable[[], _T]) -> _T:
         """``first()``; after a transient filesystem error, ``again()`` with backoff until
         the attempts are spent. Backoff only once a first try failed: the common path builds
-        no retry machinery."""
+        no retry machinery, nor imports it."""
         try:
             return first()
         except OSError as exc:
             if not is_transient(exc) or self.attempts <= 1:
                 raise
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts - 1),
             wait=wait_exponential(multiplier=self.initial_wait, max=self.max_wait),

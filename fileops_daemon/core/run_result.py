@@ -43,9 +43,9 @@ def _applied(run: RunState) -> ApplyOutcome:
     ]
     extra = {"undo_plan_id": undo_plan_id(run.plan.plan_id)}
     result = _result(run, ResultStatus.APPLIED, operations, header["changes"], [], extra)
-    run.store.write_result(result)
+    encoded = run.store.write_result(result)
     run.log.info("apply.applied", steps=len(run.steps))
-    return ApplyOutcome(RunEnd.APPLIED, result, undo, steps_done=len(run.steps))
+    return ApplyOutcome(RunEnd.APPLIED, result, undo, steps_done=len(run.steps), encoded=encoded)
 
 
 def _failed(run: RunState) -> ApplyOutcome:
@@ -67,11 +67,12 @@ def _failed(run: RunState) -> ApplyOutcome:
     extra = {"remaining": remaining} if remaining else {}
     result = _result(run, ResultStatus.FAILED, operations, [], [error], extra)
     final = run.phase is JournalPhase.ROLLED_BACK
-    if final:  # a rerun returns it
-        run.store.write_result(result)
+    encoded = run.store.write_result(result) if final else None  # a rerun returns it
     run.log.error("apply.failed", code=error.code.value, remaining=len(remaining))
     end = RunEnd.ROLLED_BACK if final else RunEnd.ROLLBACK_INCOMPLETE
-    return ApplyOutcome(end, result, steps_done=_in_effect(run), remaining=tuple(remaining))
+    return ApplyOutcome(
+        end, result, steps_done=_in_effect(run), remaining=tuple(remaining), encoded=encoded
+    )
 
 
 def _in_effect(run: RunState) -> int:

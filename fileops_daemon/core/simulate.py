@@ -221,10 +221,16 @@ class _Simulator:
             )
 
     def _clear_destination(
-        self, parent: Node, path: CasePath, op: Operation, record: OpRecord, *, kind: Kind
+        self,
+        existing: Node | None,
+        path: CasePath,
+        op: Operation,
+        record: OpRecord,
+        *,
+        kind: Kind,
     ) -> None:
-        """Refuse an existing destination, or send it to the trash when overwrite is set."""
-        existing = self.tree.child(parent, path.parts[-1], raw=path, operation=op.index)
+        """Refuse an existing destination (``tree.child`` of its parent), or send it to the
+        trash when overwrite is set."""
         if existing is None:
             return
         refuse_unsafe(existing, raw=path, operation=op.index)
@@ -305,15 +311,23 @@ class _Simulator:
         # A trash or folder-move target is longer than the plan's paths: it must still be a
         # valid object name on the bucket, or the step would fail mid-apply.
         for parts in step.touched():
+            # The object name is case/part/part: the case, one "/" per part, the parts.
+            joined = "/".join(parts)
             # surrogateescape: a name read from disk that is not UTF-8 counts its real bytes.
-            size = self._case_bytes + sum(
-                len(p) if p.isascii() else len(p.encode("utf-8", "surrogateescape")) for p in parts
+            size = (
+                self._case_bytes
+                + 1
+                + (
+                    len(joined)
+                    if joined.isascii()
+                    else len(joined.encode("utf-8", "surrogateescape"))
+                )
             )
-            if size + len(parts) > GCS_OBJECT_NAME_MAX_BYTES:
+            if size > GCS_OBJECT_NAME_MAX_BYTES:
                 where = "/".join((self.plan.case_name, *parts))
                 raise PlanError(
                     ErrorCode.PATH_INVALID,
-                    f"{where[:80]}... would be {size + len(parts)} bytes; object names are "
+                    f"{where[:80]}... would be {size} bytes; object names are "
                     f"limited to {GCS_OBJECT_NAME_MAX_BYTES}",
                     operation=step.operation,
                 )
@@ -374,7 +388,7 @@ class _Simulator:
                 operation=op.index,
                 path=str(dst),
             )
-        self._clear_destination(parent, dst, op, record, kind=node.kind)
+        self._clear_destination(existing, dst, op, record, kind=node.kind)
         origin = node.parts
         name = nfc(dst.parts[-1])
         target = (*parent.parts, name)
@@ -404,7 +418,7 @@ class _Simulator:
                 operation=op.index,
                 path=str(dst),
             )
-        self._clear_destination(parent, dst, op, record, kind=Kind.FILE)
+        self._clear_destination(existing, dst, op, record, kind=Kind.FILE)
         name = nfc(dst.parts[-1])
         if node.origin is not None:  # same content as a file on disk: read lazily from there
             copy = Node(Kind.FILE, name, None, node.origin, source=node.source)
@@ -434,7 +448,8 @@ class _Simulator:
         path = paths["path"]
         content = op.content or b""
         parent = self._parent(path, op)
-        self._clear_destination(parent, path, op, record, kind=Kind.FILE)
+        existing = self.tree.child(parent, path.parts[-1], raw=path, operation=op.index)
+        self._clear_destination(existing, path, op, record, kind=Kind.FILE)
         name = nfc(path.parts[-1])
         node = Node(
             Kind.FILE,

@@ -52,7 +52,8 @@ class StateFolderError(OSError):
     """The state folder holds something we did not put there; nothing is written."""
 
 
-def write_json_atomic(path: str, document: Any) -> None:
+def write_json_atomic(path: str, document: Any) -> bytes:
+    """Write ``document`` as compact UTF-8 JSON, whole or not at all; returns the bytes."""
     tmp = f"{path}.tmp"
     # dumps, then one write: json.dump to a file encodes chunk by chunk, several times slower.
     data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -62,6 +63,7 @@ def write_json_atomic(path: str, document: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    return data
 
 
 def _read_json(path: str) -> Any | None:
@@ -130,8 +132,9 @@ class PlanStore:
         result: dict[str, Any] | None = _read_json(self.result_path)
         return result
 
-    def write_result(self, result: dict[str, Any]) -> None:
-        write_json_atomic(self.result_path, result)
+    def write_result(self, result: dict[str, Any]) -> bytes:
+        """Store the final result; returns it as written (compact UTF-8 JSON)."""
+        return write_json_atomic(self.result_path, result)
 
     def read_undo(self) -> dict[str, Any] | None:
         undo: dict[str, Any] | None = _read_json(self.undo_path)

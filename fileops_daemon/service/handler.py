@@ -33,6 +33,7 @@ from fileops_daemon.core.execute import (
     dry_run,
     idempotency_conflict,
 )
+from fileops_daemon.core.gcpause import paused_gc
 from fileops_daemon.core.journal import Journal
 from fileops_daemon.core.pacing import StepPacer
 from fileops_daemon.core.paths import nfc
@@ -334,7 +335,8 @@ class PlanHandler:
             document = decode_document(delivery.data, self.config.limits)
             if is_wakeup(document):
                 return WakeUp.from_document(document)
-        message = parse_message(delivery.data, self.config.limits)
+        with paused_gc():  # the plan's objects all stay alive: nothing for a collection
+            message = parse_message(delivery.data, self.config.limits)
         if isinstance(message, Plan):
             _check_attributes(message, delivery.attributes)
         return message

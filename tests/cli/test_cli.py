@@ -204,6 +204,23 @@ class TestApplyAndUndo:
         )
         assert json.loads(again.stdout)["status"] == "applied"  # --json: the document alone
 
+    def test_json_prints_the_stored_result_once_encoded(self, world: World, tmp_path: Path) -> None:
+        """--json prints the bytes stored as the plan's result: one compact line, non-ASCII
+        as it is; a rerun (which reads the stored result back and encodes it) prints the same."""
+        ops = [
+            {"type": "move", "from": f"{CASE}/uncategorized/file1.pdf", "to": f"{CASE}/Über.pdf"}
+        ]
+        path = write_json(tmp_path / "p.json", plan_doc(ops))
+        state = tmp_path / "state"
+        local = ("--root", str(world.root), "--state-dir", str(state), "--json")
+        first = fileops("apply", str(path), *local)
+        assert first.returncode == 0, first.stderr
+        stored = (state / "plans" / "p-1" / "result.json").read_text(encoding="utf-8")
+        assert first.stdout == stored + "\n"
+        assert "Über.pdf" in first.stdout and first.stdout.count("\n") == 1
+        again = fileops("apply", str(path), *local)
+        assert again.stdout == first.stdout
+
     def test_apply_honours_the_plans_dry_run(self, world: World, tmp_path: Path) -> None:
         before = snapshot(world.root)
         path = write_json(tmp_path / "p.json", plan_doc(OPS, dry_run=True))
