@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from google.api_core.exceptions import NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
@@ -73,9 +75,24 @@ class Bucket:
             if name.endswith("/"):
                 entries[name.rstrip("/")] = ("dir",)
             else:
-                digest = hashlib.sha256(blob.download_as_bytes()).hexdigest()
-                entries[name] = ("file", digest)
+                try:
+                    data = blob.download_as_bytes()
+                except NotFound:  # removed since the listing (a killed run's last request)
+                    continue
+                entries[name] = ("file", hashlib.sha256(data).hexdigest())
         return entries
+
+    def settled_tree(self) -> Tree:
+        """The tree once it stops changing: requests a killed process had in flight may
+        still land after its death."""
+        previous = self.tree()
+        for _ in range(50):
+            time.sleep(0.2)
+            current = self.tree()
+            if current == previous:
+                return current
+            previous = current
+        raise AssertionError("the bucket kept changing")
 
     def apply(self, document: dict[str, Any], **kwargs: Any) -> ApplyOutcome:
         kwargs.setdefault("retry", NO_WAIT)
