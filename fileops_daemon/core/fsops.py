@@ -2,6 +2,8 @@
 
 Every call walks from the case folder's descriptor one name at a time with ``O_NOFOLLOW``, so a
 symbolic link (or a foreign mount) swapped in after the simulation is refused, never followed.
+On gcsfuse, where a folder is its name, the folders walked are kept open for the run
+(``folder_cache`` says why that is safe there and only there).
 Renames never replace: ``renameat2(RENAME_NOREPLACE)`` where the filesystem supports it, a
 re-check right before a plain rename where it does not (FUSE filesystems such as gcsfuse).
 """
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.core.folder_cache import FolderCache, names_are_folders
 from fileops_daemon.core.steps import Parts
 from fileops_daemon.core.tree import Kind
 
@@ -72,14 +75,19 @@ def _show(parts: Parts) -> str:
 class CaseFS:
     """Confined operations below one case folder (paths are tuples of names below it)."""
 
-    def __init__(self, case_dir: str) -> None:
+    def __init__(self, case_dir: str, *, keep_folders: bool | None = None) -> None:
+        """``keep_folders``: keep folder descriptors for the run (default: on gcsfuse only)."""
         self.case_dir = case_dir
         self._root = os.open(case_dir, _DIR_FLAGS)
         self._device = os.fstat(self._root).st_dev
+        if keep_folders is None:
+            keep_folders = names_are_folders(self._device)
+        self._folders = FolderCache(keep_folders)
         self._noreplace = _renameat2 is not None
         self._made: set[Parts] = set()  # our own folders known to exist (makedirs)
 
     def close(self) -> None:
+        self._folders.close()
         if self._root >= 0:
             os.close(self._root)
             self._root = -1
@@ -95,10 +103,17 @@ class CaseFS:
     def open_folder(self, parts: Parts) -> int:
         """A descriptor of the folder at ``parts``; refuses links and mounts on the way.
 
-        Returns the case root's own descriptor for ``()``; release with ``close_folder``.
+        Returns the case root's own descriptor for ``()``, and on gcsfuse a descriptor kept for
+        the run (see ``folder_cache``); release with ``close_folder`` either way.
         """
-        fd = self._root
-        for depth, name in enumerate(parts, start=1):
+        kept = self._folders.get(parts)
+        if kept is not None:
+            return kept
+        start, fd = self._folders.nearest(parts[:-1])
+        if fd is None:
+            start, fd = 0, self._root
+        for depth in range(start + 1, len(parts) + 1):
+            name = parts[depth - 1]
             try:
                 child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
@@ -117,10 +132,11 @@ class CaseFS:
                 raise StepConflictError(
                     f"{_show(parts[:depth])} is another filesystem", ErrorCode.MOUNT_CROSSING
                 )
+            self._folders.keep(parts[:depth], fd)
         return fd
 
     def close_folder(self, fd: int) -> None:
-        if fd != self._root:
+        if fd != self._root and not self._folders.owns(fd):
             os.close(fd)
 
     @contextmanager
@@ -181,8 +197,11 @@ class CaseFS:
             self._made.add(parts[:depth])
 
     def rmdir(self, parts: Parts) -> None:
-        with self.folder(parts[:-1]) as fd:
-            os.rmdir(parts[-1], dir_fd=fd)
+        try:
+            with self.folder(parts[:-1]) as fd:
+                os.rmdir(parts[-1], dir_fd=fd)
+        finally:
+            self._folders.drop(parts)  # gone or not, the next call walks to it again
 
     def unlink(self, parts: Parts) -> None:
         with self.folder(parts[:-1]) as fd:
