@@ -1,0 +1,131 @@
+"""Folder descriptors kept for a run: only where a folder is its name (gcsfuse), dropped after
+our own rmdir, closed only when the run ends. The gcsfuse side is checked against a real mount
+in tests/test_gcsfuse_requests.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fileops_daemon.core.folder_cache import MAX_KEPT, FolderCache, names_are_folders
+from fileops_daemon.core.fsops import CaseFS, FolderMissingError
+
+
+def _mountinfo(tmp_path: Path, device: int, fstype: str) -> Path:
+    path = tmp_path / "mountinfo"
+    major, minor = os.major(device), os.minor(device)
+    path.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        f"98 22 {major}:{minor} / /projects rw,nosuid,nodev,relatime shared:50 - {fstype} "
+        "projects rw,user_id=0,group_id=0,default_permissions\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+class TestWhereFoldersAreKept:
+    def test_a_gcsfuse_mount_binds_folders_to_names(self, tmp_path: Path) -> None:
+        device = os.makedev(0, 77)
+        assert names_are_folders(device, _mountinfo(tmp_path, device, "fuse.gcsfuse"))
+
+    @pytest.mark.parametrize("fstype", ["ext4", "tmpfs", "fuse.sshfs", "fuse"])
+    def test_any_other_filesystem_does_not(self, tmp_path: Path, fstype: str) -> None:
+        device = os.makedev(0, 77)
+        assert not names_are_folders(device, _mountinfo(tmp_path, device, fstype))
+
+    def test_an_unreadable_table_keeps_nothing(self, tmp_path: Path) -> None:
+        assert not names_are_folders(os.makedev(0, 77), tmp_path / "missing")
+
+    def test_a_local_case_folder_keeps_nothing(self, tmp_path: Path) -> None:
+        (tmp_path / "case" / "inbox").mkdir(parents=True)
+        with CaseFS(str(tmp_path / "case")) as fs:
+            fd = fs.open_folder(("inbox",))
+            fs.close_folder(fd)
+            with pytest.raises(OSError):
+                os.fstat(fd)  # closed: nothing was kept
+
+
+class TestALocalFolderMovedAway:
+    def test_a_folder_renamed_out_of_the_case_is_not_followed(self, tmp_path: Path) -> None:
+        """Why descriptors are not kept on local filesystems: one would follow the folder."""
+        case = tmp_path / "case"
+        (case / "inbox").mkdir(parents=True)
+        (case / "inbox" / "a.pdf").write_text("a")
+        (case / "inbox" / "b.pdf").write_text("b")
+        (case / "sorted").mkdir()
+        elsewhere = tmp_path / "elsewhere"
+        with CaseFS(str(case)) as fs:
+            fs.rename(("inbox", "a.pdf"), ("sorted", "a.pdf"))
+            (case / "sorted").rename(elsewhere)
+            with pytest.raises(FolderMissingError):
+                fs.rename(("inbox", "b.pdf"), ("sorted", "b.pdf"))
+        assert sorted(p.name for p in elsewhere.iterdir()) == ["a.pdf"]
+        assert (case / "inbox" / "b.pdf").exists()
+
+
+class TestFolderCache:
+    @staticmethod
+    def _folder(tmp_path: Path, name: str) -> int:
+        (tmp_path / name).mkdir(exist_ok=True)
+        return os.open(tmp_path / name, os.O_PATH | os.O_DIRECTORY)
+
+    def test_a_kept_folder_is_found_and_its_nearest_ancestor_too(self, tmp_path: Path) -> None:
+        cache = FolderCache(enabled=True)
+        fd = self._folder(tmp_path, "a")
+        assert cache.keep(("a",), fd)
+        assert cache.get(("a",)) == fd
+        assert cache.nearest(("a", "b", "c")) == (1, fd)
+        assert cache.nearest(("x", "b")) == (0, None)
+        cache.close()
+
+    def test_dropping_a_folder_forgets_what_is_below_it_but_closes_nothing_yet(
+        self, tmp_path: Path
+    ) -> None:
+        cache = FolderCache(enabled=True)
+        fds = [self._folder(tmp_path, name) for name in ("a", "b", "c")]
+        cache.keep(("a",), fds[0])
+        cache.keep(("a", "b"), fds[1])
+        cache.keep(("c",), fds[2])
+        cache.drop(("a",))
+        assert cache.get(("a",)) is None
+        assert cache.get(("a", "b")) is None
+        assert cache.get(("c",)) == fds[2]
+        assert all(cache.owns(fd) for fd in fds)  # another thread may still be using them
+        os.fstat(fds[0])
+        cache.close()
+        for fd in fds:
+            with pytest.raises(OSError):
+                os.fstat(fd)
+
+    def test_beyond_the_cap_a_folder_is_not_kept(self, tmp_path: Path) -> None:
+        cache = FolderCache(enabled=True)
+        fd = self._folder(tmp_path, "a")
+        for i in range(MAX_KEPT):
+            assert cache.keep((f"f{i}",), os.dup(fd))
+        assert not cache.keep(("one-more",), fd)
+        assert not cache.owns(fd)
+        os.close(fd)
+        cache.close()
+
+    def test_a_disabled_cache_keeps_nothing(self, tmp_path: Path) -> None:
+        cache = FolderCache(enabled=False)
+        fd = self._folder(tmp_path, "a")
+        assert not cache.keep(("a",), fd)
+        assert cache.get(("a",)) is None
+        assert not cache.owns(fd)
+        os.close(fd)
+
+
+def test_a_case_fs_that_keeps_folders_walks_again_after_its_own_rmdir(tmp_path: Path) -> None:
+    case = tmp_path / "case"
+    (case / "old" / "inner").mkdir(parents=True)
+    with CaseFS(str(case), keep_folders=True) as fs:
+        kept = fs.open_folder(("old", "inner"))
+        fs.close_folder(kept)
+        assert fs.open_folder(("old", "inner")) == kept  # the same descriptor, not a new walk
+        fs.rmdir(("old", "inner"))
+        fs.rmdir(("old",))
+        with pytest.raises(FolderMissingError):
+            fs.open_folder(("old", "inner"))
