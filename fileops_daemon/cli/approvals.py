@@ -27,7 +27,6 @@ from fileops_daemon.contract.exitcodes import (
     EXIT_TIMEOUT,
 )
 from fileops_daemon.contract.signing import load_key
-from fileops_daemon.service.ledger import RecordState
 
 if TYPE_CHECKING:  # the cloud libraries load only when a command runs, not for --help
     from fileops_daemon.service.ledger import Ledger, Record
@@ -106,7 +105,7 @@ def reject_command(args: argparse.Namespace) -> int:
 def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
     from fileops_daemon.service.approval import DecisionStore
     from fileops_daemon.service.cloud import CloudRetry
-    from fileops_daemon.service.ledger import Ledger
+    from fileops_daemon.service.ledger import Ledger, RecordState
     from fileops_daemon.service.ledger_store import GcsLedgerStore
 
     key = _approval_key()
@@ -194,7 +193,7 @@ def pending_command(args: argparse.Namespace) -> int:
     from fileops_daemon.client.render import printable, safe
     from fileops_daemon.service.approval import DecisionStore, timestamp
     from fileops_daemon.service.cloud import CloudRetry
-    from fileops_daemon.service.ledger import Ledger
+    from fileops_daemon.service.ledger import Ledger, RecordState
     from fileops_daemon.service.ledger_store import GcsLedgerStore
 
     bucket = _bucket()
