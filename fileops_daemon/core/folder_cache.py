@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fileops_daemon.core.steps import Parts
@@ -71,7 +73,16 @@ class FolderCache:
         self.enabled = enabled
         self._kept: dict[Parts, int] = {}
         self._owned: set[int] = set()  # every descriptor we keep or dropped: closed at the end
+        self._walks: dict[Parts, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    @contextmanager
+    def walking(self, parts: Parts) -> Iterator[None]:
+        """Held while one thread opens ``parts``: the others then find it kept."""
+        with self._lock:
+            walk = self._walks.setdefault(parts, threading.Lock())
+        with walk:
+            yield
 
     def get(self, parts: Parts) -> int | None:
         if not self.enabled:

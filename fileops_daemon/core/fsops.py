@@ -17,6 +17,7 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -83,7 +84,9 @@ class CaseFS:
         if keep_folders is None:
             keep_folders = names_are_folders(self._device)
         self._folders = FolderCache(keep_folders)
-        self._noreplace = _renameat2 is not None
+        # RENAME_NOREPLACE: None until the first rename finds out (see _rename_at).
+        self._noreplace: bool | None = None if _renameat2 is not None else False
+        self._probe = threading.Lock()
         self._made: set[Parts] = set()  # our own folders known to exist (makedirs)
 
     def close(self) -> None:
@@ -106,9 +109,19 @@ class CaseFS:
         Returns the case root's own descriptor for ``()``, and on gcsfuse a descriptor kept for
         the run (see ``folder_cache``); release with ``close_folder`` either way.
         """
+        if not parts:
+            return self._root
         kept = self._folders.get(parts)
         if kept is not None:
             return kept
+        if not self._folders.enabled:
+            return self._walk(parts)
+        with self._folders.walking(parts):  # one walk per folder, however many workers wait
+            kept = self._folders.get(parts)
+            return kept if kept is not None else self._walk(parts)
+
+    def _walk(self, parts: Parts) -> int:
+        """Open ``parts`` one name at a time from the deepest folder kept on the way."""
         start, fd = self._folders.nearest(parts[:-1])
         if fd is None:
             start, fd = 0, self._root
@@ -223,24 +236,36 @@ class CaseFS:
     def _rename_at(self, src_fd: int, src: Parts, dst_fd: int, dst: Parts) -> None:
         if not stat.S_ISREG(os.lstat(src[-1], dir_fd=src_fd).st_mode):
             raise StepConflictError(f"{_show(src)} is no longer a plain file")
-        if self._noreplace:
-            result = _renameat2(
-                src_fd, os.fsencode(src[-1]), dst_fd, os.fsencode(dst[-1]), _RENAME_NOREPLACE
-            )
-            if result == 0:
-                return
-            code = ctypes.get_errno()
-            if code == errno.EEXIST:
-                raise StepConflictError(f"{_show(dst)} appeared meanwhile")
-            if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-                raise OSError(code, os.strerror(code), _show(src))
-            self._noreplace = False  # this filesystem has no RENAME_NOREPLACE
+        if self._noreplace is None:
+            # The first rename finds out alone whether the filesystem has RENAME_NOREPLACE: on
+            # FUSE each refused try still costs the kernel's lookups (GCS requests on gcsfuse).
+            with self._probe:
+                if self._noreplace is None:
+                    self._noreplace = self._rename_noreplace(src_fd, src, dst_fd, dst)
+                    if self._noreplace:
+                        return
+        if self._noreplace and self._rename_noreplace(src_fd, src, dst_fd, dst):
+            return
         try:
             os.lstat(dst[-1], dir_fd=dst_fd)
         except FileNotFoundError:
             os.rename(src[-1], dst[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
             return
         raise StepConflictError(f"{_show(dst)} appeared meanwhile")
+
+    def _rename_noreplace(self, src_fd: int, src: Parts, dst_fd: int, dst: Parts) -> bool:
+        """True when renamed; False when the filesystem has no RENAME_NOREPLACE."""
+        result = _renameat2(
+            src_fd, os.fsencode(src[-1]), dst_fd, os.fsencode(dst[-1]), _RENAME_NOREPLACE
+        )
+        if result == 0:
+            return True
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise StepConflictError(f"{_show(dst)} appeared meanwhile")
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), _show(src))
+        return False
 
     def copy(self, src: Parts, dst: Parts, staging: Parts) -> None:
         """Copy a file through a staging name, so ``dst`` appears whole or not at all."""

@@ -5,6 +5,7 @@ in tests/test_gcsfuse_requests.py."""
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,11 @@ def test_a_case_fs_that_keeps_folders_walks_again_after_its_own_rmdir(tmp_path: 
         fs.rmdir(("old",))
         with pytest.raises(FolderMissingError):
             fs.open_folder(("old", "inner"))
+
+
+def test_workers_asking_for_the_same_folder_at_once_share_one_walk(tmp_path: Path) -> None:
+    (tmp_path / "case" / "a" / "b").mkdir(parents=True)
+    with CaseFS(str(tmp_path / "case"), keep_folders=True) as fs:
+        with ThreadPoolExecutor(8) as pool:
+            fds = set(pool.map(lambda _: fs.open_folder(("a", "b")), range(32)))
+        assert len(fds) == 1
