@@ -9,6 +9,7 @@ between gcsfuse and fake-gcs-server; other writers act through the GCS API, not 
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from fileops_daemon.contract.errors import ErrorCode
+from fileops_daemon.core import folder_cache
 from fileops_daemon.core.folder_cache import names_are_folders
 from fileops_daemon.core.fsops import CaseFS, StepConflictError
 from fileops_daemon.core.tree import Kind
@@ -149,7 +152,10 @@ def test_a_name_found_missing_is_asked_again_before_a_rename(bucket: Bucket) -> 
     assert bucket.read(f"{CASE}/inbox/a.pdf") == b"ours"
 
 
-def test_a_kept_folder_swapped_for_a_link_is_never_followed(bucket: Bucket, tmp_path: Path) -> None:
+def test_a_kept_folder_swapped_for_a_link_is_never_followed(
+    bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(folder_cache, "MAX_AGE_SECONDS", 60.0)  # surely still kept below
     outside = tmp_path / "outside"
     outside.mkdir()
     bucket.upload(f"{CASE}/inbox/a.pdf", b"a")
@@ -157,10 +163,36 @@ def test_a_kept_folder_swapped_for_a_link_is_never_followed(bucket: Bucket, tmp_
     bucket.upload(f"{CASE}/sorted/", b"")
     with CaseFS(str(bucket.mount / CASE)) as fs:
         fs.rename(("inbox", "a.pdf"), ("sorted", "a.pdf"))  # keeps a descriptor of sorted/
+        kept = fs.open_folder(("sorted",))
+        fs.close_folder(kept)
         # Another writer empties sorted/ and puts a link to a folder outside in its place.
         bucket.delete(f"{CASE}/sorted/a.pdf")
         bucket.delete(f"{CASE}/sorted/")
         bucket.make_link(f"{CASE}/sorted", str(outside))
+        assert fs.open_folder(("sorted",)) == kept  # not walked again: the link is not seen
+        fs.close_folder(kept)
         fs.rename(("inbox", "b.pdf"), ("sorted", "b.pdf"))
     assert list(outside.iterdir()) == []
     assert bucket.read(f"{CASE}/sorted/b.pdf") == b"b"  # at the plan's own path, in the case
+
+
+def test_a_folder_swapped_for_a_link_is_refused_a_second_later(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    """Both the kept descriptor and the mount's cache of what exists last one second."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    bucket.upload(f"{CASE}/inbox/a.pdf", b"a")
+    bucket.upload(f"{CASE}/inbox/b.pdf", b"b")
+    bucket.upload(f"{CASE}/sorted/", b"")
+    with CaseFS(str(bucket.mount / CASE)) as fs:
+        fs.rename(("inbox", "a.pdf"), ("sorted", "a.pdf"))
+        bucket.delete(f"{CASE}/sorted/a.pdf")
+        bucket.delete(f"{CASE}/sorted/")
+        bucket.make_link(f"{CASE}/sorted", str(outside))
+        time.sleep(1.5)
+        with pytest.raises(StepConflictError) as refused:
+            fs.rename(("inbox", "b.pdf"), ("sorted", "b.pdf"))
+    assert refused.value.code is ErrorCode.SYMLINK_REFUSED
+    assert list(outside.iterdir()) == []
+    assert bucket.read(f"{CASE}/inbox/b.pdf") == b"b"

@@ -2,7 +2,7 @@
 
 Every call walks from the case folder's descriptor one name at a time with ``O_NOFOLLOW``, so a
 symbolic link (or a foreign mount) swapped in after the simulation is refused, never followed.
-On gcsfuse, where a folder is its name, the folders walked are kept open for the run
+On gcsfuse, where a folder is its name, the folders walked are kept open for up to a second
 (``folder_cache`` says why that is safe there and only there).
 Renames never replace: ``renameat2(RENAME_NOREPLACE)`` where the filesystem supports it, a
 re-check right before a plain rename where it does not (FUSE filesystems such as gcsfuse).
@@ -77,7 +77,7 @@ class CaseFS:
     """Confined operations below one case folder (paths are tuples of names below it)."""
 
     def __init__(self, case_dir: str, *, keep_folders: bool | None = None) -> None:
-        """``keep_folders``: keep folder descriptors for the run (default: on gcsfuse only)."""
+        """``keep_folders``: keep folder descriptors a while (default: on gcsfuse only)."""
         self.case_dir = case_dir
         self._root = os.open(case_dir, _DIR_FLAGS)
         self._device = os.fstat(self._root).st_dev
@@ -106,23 +106,23 @@ class CaseFS:
     def open_folder(self, parts: Parts) -> int:
         """A descriptor of the folder at ``parts``; refuses links and mounts on the way.
 
-        Returns the case root's own descriptor for ``()``, and on gcsfuse a descriptor kept for
-        the run (see ``folder_cache``); release with ``close_folder`` either way.
+        Returns the case root's own descriptor for ``()``, and on gcsfuse one kept for up to a
+        second (see ``folder_cache``); release with ``close_folder`` either way.
         """
         if not parts:
             return self._root
-        kept = self._folders.get(parts)
+        kept = self._folders.acquire(parts)
         if kept is not None:
             return kept
         if not self._folders.enabled:
             return self._walk(parts)
         with self._folders.walking(parts):  # one walk per folder, however many workers wait
-            kept = self._folders.get(parts)
+            kept = self._folders.acquire(parts)
             return kept if kept is not None else self._walk(parts)
 
     def _walk(self, parts: Parts) -> int:
         """Open ``parts`` one name at a time from the deepest folder kept on the way."""
-        start, fd = self._folders.nearest(parts[:-1])
+        start, fd = self._folders.acquire_nearest(parts[:-1])
         if fd is None:
             start, fd = 0, self._root
         for depth in range(start + 1, len(parts) + 1):
@@ -149,7 +149,7 @@ class CaseFS:
         return fd
 
     def close_folder(self, fd: int) -> None:
-        if fd != self._root and not self._folders.owns(fd):
+        if fd != self._root and not self._folders.release(fd):
             os.close(fd)
 
     @contextmanager

@@ -1,10 +1,11 @@
-"""Folder descriptors kept for a run: only where a folder is its name (gcsfuse), dropped after
-our own rmdir, closed only when the run ends. The gcsfuse side is checked against a real mount
-in tests/test_gcsfuse_requests.py."""
+"""Folder descriptors kept for up to a second: only where a folder is its name (gcsfuse),
+dropped after our own rmdir, closed by their last user. The gcsfuse side is checked against a
+real mount in tests/test_gcsfuse_requests.py."""
 
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,33 +73,52 @@ class TestFolderCache:
         (tmp_path / name).mkdir(exist_ok=True)
         return os.open(tmp_path / name, os.O_PATH | os.O_DIRECTORY)
 
+    @staticmethod
+    def _is_open(fd: int) -> bool:
+        try:
+            os.fstat(fd)
+        except OSError:
+            return False
+        return True
+
     def test_a_kept_folder_is_found_and_its_nearest_ancestor_too(self, tmp_path: Path) -> None:
         cache = FolderCache(enabled=True)
         fd = self._folder(tmp_path, "a")
         assert cache.keep(("a",), fd)
-        assert cache.get(("a",)) == fd
-        assert cache.nearest(("a", "b", "c")) == (1, fd)
-        assert cache.nearest(("x", "b")) == (0, None)
+        assert cache.acquire(("a",)) == fd
+        assert cache.acquire_nearest(("a", "b", "c")) == (1, fd)
+        assert cache.acquire_nearest(("x", "b")) == (0, None)
+        cache.close()
+        assert not self._is_open(fd)
+
+    def test_a_kept_folder_is_walked_to_again_after_its_time(self, tmp_path: Path) -> None:
+        cache = FolderCache(enabled=True, max_age=0.05)
+        fd = self._folder(tmp_path, "a")
+        cache.keep(("a",), fd)
+        assert cache.release(fd)
+        time.sleep(0.1)
+        assert cache.acquire(("a",)) is None
+        assert not self._is_open(fd)  # nobody was using it
         cache.close()
 
-    def test_dropping_a_folder_forgets_what_is_below_it_but_closes_nothing_yet(
-        self, tmp_path: Path
-    ) -> None:
+    def test_a_dropped_folder_in_use_is_closed_by_its_last_user(self, tmp_path: Path) -> None:
         cache = FolderCache(enabled=True)
         fds = [self._folder(tmp_path, name) for name in ("a", "b", "c")]
-        cache.keep(("a",), fds[0])
+        cache.keep(("a",), fds[0])  # held by the walker that kept it
         cache.keep(("a", "b"), fds[1])
+        cache.release(fds[1])
         cache.keep(("c",), fds[2])
+        cache.release(fds[2])
         cache.drop(("a",))
-        assert cache.get(("a",)) is None
-        assert cache.get(("a", "b")) is None
-        assert cache.get(("c",)) == fds[2]
-        assert all(cache.owns(fd) for fd in fds)  # another thread may still be using them
-        os.fstat(fds[0])
+        assert cache.acquire(("a",)) is None
+        assert cache.acquire(("a", "b")) is None
+        assert cache.acquire(("c",)) == fds[2]
+        assert self._is_open(fds[0])  # still in use by its walker
+        assert not self._is_open(fds[1])
+        assert cache.release(fds[0])
+        assert not self._is_open(fds[0])
         cache.close()
-        for fd in fds:
-            with pytest.raises(OSError):
-                os.fstat(fd)
+        assert not self._is_open(fds[2])
 
     def test_beyond_the_cap_a_folder_is_not_kept(self, tmp_path: Path) -> None:
         cache = FolderCache(enabled=True)
@@ -106,7 +126,7 @@ class TestFolderCache:
         for i in range(MAX_KEPT):
             assert cache.keep((f"f{i}",), os.dup(fd))
         assert not cache.keep(("one-more",), fd)
-        assert not cache.owns(fd)
+        assert not cache.release(fd)  # not the cache's: the caller closes it
         os.close(fd)
         cache.close()
 
@@ -114,8 +134,8 @@ class TestFolderCache:
         cache = FolderCache(enabled=False)
         fd = self._folder(tmp_path, "a")
         assert not cache.keep(("a",), fd)
-        assert cache.get(("a",)) is None
-        assert not cache.owns(fd)
+        assert cache.acquire(("a",)) is None
+        assert not cache.release(fd)
         os.close(fd)
 
 

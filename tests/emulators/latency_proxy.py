@@ -220,9 +220,12 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
                 if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
                     self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            try:
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (a cancelled read): not ours
 
         def do_GET(self) -> None:
             self._forward()
