@@ -132,7 +132,7 @@ def test_a_cached_source_changed_by_another_writer_is_not_moved(bucket: Bucket) 
     with CaseFS(str(bucket.mount / CASE)) as fs:
         assert fs.kind(("inbox", "a.pdf")) is Kind.FILE  # gcsfuse now caches generation 1
         bucket.upload(f"{CASE}/inbox/a.pdf", b"second version, by someone else")
-        with pytest.raises(OSError):  # the move is of generation 1, which is gone
+        with pytest.raises(FileNotFoundError):  # generation 1 is gone: a conflict, not a move
             fs.rename(("inbox", "a.pdf"), ("sorted", "a.pdf"))
     assert bucket.read(f"{CASE}/inbox/a.pdf") == b"second version, by someone else"
     assert f"{CASE}/sorted/a.pdf" not in bucket.objects()
