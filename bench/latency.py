@@ -13,7 +13,9 @@ of these moves N files from ``inbox/`` to ``sorted/`` of one case:
   it with ``ifGenerationMatch=0`` and ``ifSourceGenerationMatch``, delete the source with
   ``ifGenerationMatch`` (the check-and-act a safe move needs), 1 or 16 at a time
 
-Requests are counted at the proxy while the command runs, and reported per moved file.
+Requests are counted at the proxy while the command runs, and reported per moved file. The
+mount's ``metadata_cache_ttl_secs`` is production's (1) unless ``--latency-ttl`` lists others
+(``--latency-ttl 0 1`` compares the cache off and on; missing names are never cached).
 """
 
 from __future__ import annotations
@@ -100,7 +102,9 @@ def _verify(endpoint: str, names: list[str]) -> None:
         )
 
 
-def _one_run(method: str, count: int, delay_ms: float, work: Path, tag: str) -> dict[str, Any]:
+def _one_run(
+    method: str, count: int, delay_ms: float, ttl: int, work: Path, tag: str
+) -> dict[str, Any]:
     names = [file_name(i) for i in range(count)]
     work.mkdir(parents=True, exist_ok=True)
     plan = work / f"lat-{tag}.json"
@@ -131,7 +135,11 @@ def _one_run(method: str, count: int, delay_ms: float, work: Path, tag: str) -> 
             else:
                 mnt_log = logs / f"gcsfuse-lat-{tag}.log"
                 with harness.gcsfuse_mount(
-                    proxy.endpoint, BUCKET, work / f"mnt-lat-{tag}", log_path=mnt_log
+                    proxy.endpoint,
+                    BUCKET,
+                    work / f"mnt-lat-{tag}",
+                    metadata_cache_ttl_secs=ttl,
+                    log_path=mnt_log,
                 ) as mnt:
                     (mnt / CASE / "sorted").mkdir()
                     proxy.reset()
@@ -151,28 +159,46 @@ def _one_run(method: str, count: int, delay_ms: float, work: Path, tag: str) -> 
     }
 
 
-def bench_latency(count: int, delays_ms: list[float], work: Path, runs: int) -> dict[str, Any]:
+def bench_latency(
+    count: int, delays_ms: list[float], work: Path, runs: int, ttls: list[int] | None = None
+) -> dict[str, Any]:
+    """``ttls``: the mount's metadata_cache_ttl_secs to compare (default: production's, 1)."""
     reason = harness.fuse_unavailable_reason()
     if reason is not None:
         raise BenchError(f"gcsfuse cannot run here: {reason}")
-    out: dict[str, Any] = {"files": count, "runs": runs, "delays_ms": delays_ms, "by_delay": {}}
-    for delay in delays_ms:
-        detail: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
-        for round_no in range(runs):
-            shift = round_no % len(METHODS)
-            for method in METHODS[shift:] + METHODS[:shift]:
-                tag = f"{method}-{int(delay)}ms-{round_no}"
-                result = _one_run(method, count, delay, work, tag)
-                detail[method].append(result)
-                log(
-                    f"  latency {delay:g} ms {method} run {round_no + 1}/{runs}: "
-                    f"{result['seconds']:.2f} s, {result['requests_per_move']:.1f} requests/move"
-                )
-        out["by_delay"][f"{delay:g}"] = {
-            "runs_detail": detail,
-            "median_s": {m: median([r["seconds"] for r in v]) for m, v in detail.items()},
-            "requests_per_move": {
-                m: median([r["requests_per_move"] for r in v]) for m, v in detail.items()
-            },
-        }
+    ttls = ttls or [1]
+    out: dict[str, Any] = {
+        "files": count,
+        "runs": runs,
+        "delays_ms": delays_ms,
+        "metadata_cache_ttl_secs": ttls,
+        "by_delay": {},
+    }
+    for ttl in ttls:
+        for delay in delays_ms:
+            key = f"{delay:g}" if len(ttls) == 1 else f"{delay:g} ms, cache ttl {ttl}"
+            out["by_delay"][key] = _one_setting(count, delay, ttl, work, runs)
     return out
+
+
+def _one_setting(count: int, delay: float, ttl: int, work: Path, runs: int) -> dict[str, Any]:
+    detail: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+    for round_no in range(runs):
+        shift = round_no % len(METHODS)
+        for method in METHODS[shift:] + METHODS[:shift]:
+            tag = f"{method}-{int(delay)}ms-ttl{ttl}-{round_no}"
+            result = _one_run(method, count, delay, ttl, work, tag)
+            detail[method].append(result)
+            log(
+                f"  latency {delay:g} ms, cache ttl {ttl} s, {method} run {round_no + 1}/{runs}: "
+                f"{result['seconds']:.2f} s, {result['requests_per_move']:.1f} requests/move"
+            )
+    return {
+        "delay_ms": delay,
+        "metadata_cache_ttl_secs": ttl,
+        "runs_detail": detail,
+        "median_s": {m: median([r["seconds"] for r in v]) for m, v in detail.items()},
+        "requests_per_move": {
+            m: median([r["requests_per_move"] for r in v]) for m, v in detail.items()
+        },
+    }

@@ -69,6 +69,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-files", type=int, default=50, help="moves per latency run")
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 20.0])
     parser.add_argument("--latency-runs", type=int, default=1, help="~3 min per run at 20 ms")
+    parser.add_argument(
+        "--latency-ttl",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="the mount's metadata_cache_ttl_secs to compare (production: 1)",
+    )
     parser.add_argument("--e2e-plans", type=int, default=500)
     parser.add_argument("--e2e-rounds", type=int, default=2, help="throughput stacks per setup")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
@@ -390,6 +397,10 @@ def _latency_rows(lat: dict[str, Any], rows: list[dict[str, Any]], notes: list[s
         med, per_move = figures["median_s"], figures["requests_per_move"]
         seconds = {m: f"{med[m]:.2f} s, {per_move[m]:.1f} req/move" for m in med}
         mv = med["mv_loop"]
+        ttl = figures.get("metadata_cache_ttl_secs")
+        where = f"{figures.get('delay_ms', delay):g} ms/request"
+        if ttl is not None and len(lat.get("metadata_cache_ttl_secs", [])) > 1:
+            where += f", metadata cache {ttl} s"
         for method, what in (
             ("fileops_p1", "fileops --parallel 1 (mount)"),
             ("fileops_p16", "fileops --parallel 16 (mount)"),
@@ -399,7 +410,7 @@ def _latency_rows(lat: dict[str, Any], rows: list[dict[str, Any]], notes: list[s
         ):
             rows.append(
                 _row(
-                    f"4 {n} moves at {delay} ms/request: {what} vs mv one by one",
+                    f"4 {n} moves at {where}: {what} vs mv one by one",
                     seconds[method],
                     f"mv {seconds['mv_loop']}",
                     mv / med[method],
@@ -542,7 +553,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     from bench.latency import bench_latency
 
                     res["latency"] = bench_latency(
-                        args.latency_files, args.latency_ms, work / "latency", args.latency_runs
+                        args.latency_files,
+                        args.latency_ms,
+                        work / "latency",
+                        args.latency_runs,
+                        args.latency_ttl,
                     )
                 elif name == "e2e":
                     from bench.e2e import bench_e2e

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import fileops_daemon
 
@@ -62,3 +64,34 @@ def test_rich_stays_importable_after_structlog() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert loaded.stdout.strip() == "True"
+
+
+def test_a_local_apply_loads_no_cloud_library(tmp_path: Path) -> None:
+    """``fileops apply`` starts in a fraction of a second: the Google clients (about a second
+    to import) are loaded only by the commands that talk to the cloud."""
+    case = tmp_path / "root" / "Case-01-01-2025"
+    (case / "inbox").mkdir(parents=True)
+    (case / "inbox" / "a.pdf").write_text("a")
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "plan_id": "p-cli",
+                "case_name": case.name,
+                "dry_run": False,
+                "operations": [{"type": "mkdir", "path": f"{case.name}/sorted"}],
+            }
+        )
+    )
+    code = (
+        "import sys; from fileops_daemon.cli.main import main; "
+        f"code = main(['apply', {str(plan)!r}, '--root', {str(case.parent)!r}, "
+        f"'--state-dir', {str(tmp_path / 'state')!r}, '--json']); "
+        "cloud = ('google', 'prometheus_client'); "
+        "print(code, sorted(m for m in sys.modules if m.split('.')[0] in cloud), file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stderr.strip().splitlines()[-1] == "0 []", done.stderr
+    assert (case / "sorted").is_dir()

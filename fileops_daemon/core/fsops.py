@@ -2,6 +2,8 @@
 
 Every call walks from the case folder's descriptor one name at a time with ``O_NOFOLLOW``, so a
 symbolic link (or a foreign mount) swapped in after the simulation is refused, never followed.
+On gcsfuse, where a folder is its name, the folders walked are kept open for up to a second
+(``folder_cache`` says why that is safe there and only there).
 Renames never replace: ``renameat2(RENAME_NOREPLACE)`` where the filesystem supports it, a
 re-check right before a plain rename where it does not (FUSE filesystems such as gcsfuse).
 """
@@ -15,11 +17,13 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.core.folder_cache import FolderCache, names_are_folders
 from fileops_daemon.core.steps import Parts
 from fileops_daemon.core.tree import Kind
 
@@ -72,14 +76,21 @@ def _show(parts: Parts) -> str:
 class CaseFS:
     """Confined operations below one case folder (paths are tuples of names below it)."""
 
-    def __init__(self, case_dir: str) -> None:
+    def __init__(self, case_dir: str, *, keep_folders: bool | None = None) -> None:
+        """``keep_folders``: keep folder descriptors a while (default: on gcsfuse only)."""
         self.case_dir = case_dir
         self._root = os.open(case_dir, _DIR_FLAGS)
         self._device = os.fstat(self._root).st_dev
-        self._noreplace = _renameat2 is not None
+        if keep_folders is None:
+            keep_folders = names_are_folders(self._device)
+        self._folders = FolderCache(keep_folders)
+        # RENAME_NOREPLACE: None until the first rename finds out (see _rename_at).
+        self._noreplace: bool | None = None if _renameat2 is not None else False
+        self._probe = threading.Lock()
         self._made: set[Parts] = set()  # our own folders known to exist (makedirs)
 
     def close(self) -> None:
+        self._folders.close()
         if self._root >= 0:
             os.close(self._root)
             self._root = -1
@@ -95,10 +106,27 @@ class CaseFS:
     def open_folder(self, parts: Parts) -> int:
         """A descriptor of the folder at ``parts``; refuses links and mounts on the way.
 
-        Returns the case root's own descriptor for ``()``; release with ``close_folder``.
+        Returns the case root's own descriptor for ``()``, and on gcsfuse one kept for up to a
+        second (see ``folder_cache``); release with ``close_folder`` either way.
         """
-        fd = self._root
-        for depth, name in enumerate(parts, start=1):
+        if not parts:
+            return self._root
+        kept = self._folders.acquire(parts)
+        if kept is not None:
+            return kept
+        if not self._folders.enabled:
+            return self._walk(parts)
+        with self._folders.walking(parts):  # one walk per folder, however many workers wait
+            kept = self._folders.acquire(parts)
+            return kept if kept is not None else self._walk(parts)
+
+    def _walk(self, parts: Parts) -> int:
+        """Open ``parts`` one name at a time from the deepest folder kept on the way."""
+        start, fd = self._folders.acquire_nearest(parts[:-1])
+        if fd is None:
+            start, fd = 0, self._root
+        for depth in range(start + 1, len(parts) + 1):
+            name = parts[depth - 1]
             try:
                 child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
@@ -117,10 +145,11 @@ class CaseFS:
                 raise StepConflictError(
                     f"{_show(parts[:depth])} is another filesystem", ErrorCode.MOUNT_CROSSING
                 )
+            self._folders.keep(parts[:depth], fd)
         return fd
 
     def close_folder(self, fd: int) -> None:
-        if fd != self._root:
+        if fd != self._root and not self._folders.release(fd):
             os.close(fd)
 
     @contextmanager
@@ -181,8 +210,11 @@ class CaseFS:
             self._made.add(parts[:depth])
 
     def rmdir(self, parts: Parts) -> None:
-        with self.folder(parts[:-1]) as fd:
-            os.rmdir(parts[-1], dir_fd=fd)
+        try:
+            with self.folder(parts[:-1]) as fd:
+                os.rmdir(parts[-1], dir_fd=fd)
+        finally:
+            self._folders.drop(parts)  # gone or not, the next call walks to it again
 
     def unlink(self, parts: Parts) -> None:
         with self.folder(parts[:-1]) as fd:
@@ -204,24 +236,36 @@ class CaseFS:
     def _rename_at(self, src_fd: int, src: Parts, dst_fd: int, dst: Parts) -> None:
         if not stat.S_ISREG(os.lstat(src[-1], dir_fd=src_fd).st_mode):
             raise StepConflictError(f"{_show(src)} is no longer a plain file")
-        if self._noreplace:
-            result = _renameat2(
-                src_fd, os.fsencode(src[-1]), dst_fd, os.fsencode(dst[-1]), _RENAME_NOREPLACE
-            )
-            if result == 0:
-                return
-            code = ctypes.get_errno()
-            if code == errno.EEXIST:
-                raise StepConflictError(f"{_show(dst)} appeared meanwhile")
-            if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-                raise OSError(code, os.strerror(code), _show(src))
-            self._noreplace = False  # this filesystem has no RENAME_NOREPLACE
+        if self._noreplace is None:
+            # The first rename finds out alone whether the filesystem has RENAME_NOREPLACE: on
+            # FUSE each refused try still costs the kernel's lookups (GCS requests on gcsfuse).
+            with self._probe:
+                if self._noreplace is None:
+                    self._noreplace = self._rename_noreplace(src_fd, src, dst_fd, dst)
+                    if self._noreplace:
+                        return
+        if self._noreplace and self._rename_noreplace(src_fd, src, dst_fd, dst):
+            return
         try:
             os.lstat(dst[-1], dir_fd=dst_fd)
         except FileNotFoundError:
             os.rename(src[-1], dst[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
             return
         raise StepConflictError(f"{_show(dst)} appeared meanwhile")
+
+    def _rename_noreplace(self, src_fd: int, src: Parts, dst_fd: int, dst: Parts) -> bool:
+        """True when renamed; False when the filesystem has no RENAME_NOREPLACE."""
+        result = _renameat2(
+            src_fd, os.fsencode(src[-1]), dst_fd, os.fsencode(dst[-1]), _RENAME_NOREPLACE
+        )
+        if result == 0:
+            return True
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise StepConflictError(f"{_show(dst)} appeared meanwhile")
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), _show(src))
+        return False
 
     def copy(self, src: Parts, dst: Parts, staging: Parts) -> None:
         """Copy a file through a staging name, so ``dst`` appears whole or not at all."""

@@ -469,9 +469,14 @@ def fuse_unavailable_reason() -> str | None:
 
 
 def gcsfuse_flags(
-    endpoint: str, *, log_file: str | os.PathLike[str], rename_dir_limit: int = 0
+    endpoint: str,
+    *,
+    log_file: str | os.PathLike[str],
+    rename_dir_limit: int = 0,
+    metadata_cache_ttl_secs: int = 1,
 ) -> list[str]:
-    """The gcsfuse v3 flags used to mount a fake-gcs-server bucket (see README.md here)."""
+    """The gcsfuse v3 flags used to mount a fake-gcs-server bucket (see README.md here): the
+    cache settings are production's (``systemd/projects.mount``, docs/deploy-gce.md)."""
     return [
         "--foreground",
         "--anonymous-access",
@@ -482,9 +487,12 @@ def gcsfuse_flags(
         "--implicit-dirs",
         # fake-gcs-server has no MoveObject: renames are copy + delete.
         "--enable-atomic-rename-object=false",
-        # No stat/type cache (this also disables the negative cache): read-after-write
-        # across writers, as on the production mount.
-        "--metadata-cache-ttl-secs=0",
+        # As on the production mount: what exists is cached for a second (one step's several
+        # lookups of its source cost one request), what is missing is never cached (a
+        # destination is re-checked at GCS right before every rename).
+        f"--metadata-cache-ttl-secs={metadata_cache_ttl_secs}",
+        "--metadata-cache-negative-ttl-secs=0",
+        "--kernel-list-cache-ttl-secs=0",
         f"--rename-dir-limit={rename_dir_limit}",
         f"--log-file={log_file}",
         "--log-format=text",
@@ -500,6 +508,7 @@ def gcsfuse_mount(
     extra_flags: Sequence[str] = (),
     *,
     rename_dir_limit: int = 0,
+    metadata_cache_ttl_secs: int = 1,
     timeout: float = 30.0,
     log_path: str | os.PathLike[str] | None = None,
 ) -> Iterator[Path]:
@@ -530,7 +539,12 @@ def gcsfuse_mount(
         out = log.with_name(log.name + ".out")  # stdout/stderr: warnings before logging starts
         cmd = [
             str(binary),
-            *gcsfuse_flags(endpoint, log_file=log, rename_dir_limit=rename_dir_limit),
+            *gcsfuse_flags(
+                endpoint,
+                log_file=log,
+                rename_dir_limit=rename_dir_limit,
+                metadata_cache_ttl_secs=metadata_cache_ttl_secs,
+            ),
             *extra_flags,
             bucket,
             str(mnt),

@@ -19,6 +19,7 @@ import contextlib
 import http.client
 import json
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -198,7 +199,12 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
 
         def _send_upstream(self, body: bytes) -> None:
             connection = _connection(proxy)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}
+            }
+            # fake-gcs-server serves XML-style reads (GET /BUCKET/OBJECT) only for its own
+            # public host: name it, not the proxy.
+            headers["Host"] = f"{proxy.upstream_host}:{proxy.upstream_port}"
             if body or self.command in ("POST", "PUT", "PATCH"):
                 headers["Content-Length"] = str(len(body))
             try:
@@ -214,9 +220,12 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
                 if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
                     self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            try:
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (a cancelled read): not ours
 
         def do_GET(self) -> None:
             self._forward()
@@ -242,11 +251,19 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
 _local = threading.local()
 
 
+class _NoDelayConnection(http.client.HTTPConnection):
+    """An upstream connection that sends each request at once (no Nagle wait)."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _connection(proxy: LatencyProxy) -> http.client.HTTPConnection:
     """One upstream connection per proxy thread (a client connection is one thread)."""
     connection: http.client.HTTPConnection | None = getattr(_local, "connection", None)
     if connection is None:
-        connection = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, 60)
+        connection = _NoDelayConnection(proxy.upstream_host, proxy.upstream_port, 60)
         _local.connection = connection
     return connection
 

@@ -272,11 +272,14 @@ class TestMountUnit:
         assert last(mount_unit, "Mount", "Type") == "gcsfuse"
         assert "_netdev" in self.options(mount_unit)
 
-    def test_it_sees_implicit_folders_and_caches_no_metadata(self, mount_unit: Unit) -> None:
+    def test_it_sees_implicit_folders_and_caches_what_exists_for_a_second_only(
+        self, mount_unit: Unit
+    ) -> None:
         options = self.options(mount_unit)
         assert "implicit_dirs" in options
-        assert options["metadata_cache_ttl_secs"] == "0"
-        assert options["metadata_cache_negative_ttl_secs"] == "0"
+        assert options["metadata_cache_ttl_secs"] == "1"
+        assert options["metadata_cache_negative_ttl_secs"] == "0"  # missing: asked every time
+        assert options["kernel_list_cache_ttl_secs"] == "0"
         assert options["rename_dir_limit"] == "0"
 
     def test_production_keeps_atomic_renames(self, mount_unit: Unit) -> None:
