@@ -9,6 +9,8 @@ of these moves N files from ``inbox/`` to ``sorted/`` of one case:
 - ``fileops_p1`` / ``fileops_p16``: ``fileops apply --parallel 1|16`` through the mount
 - ``mv_loop``: ``xargs -n1 mv`` through the mount, one file after the other
 - ``mv_p16``: ``xargs -P16 -n1 mv`` through the mount
+- ``fileops_api_p1`` / ``fileops_api_p16``: ``fileops apply --gcs-bucket --parallel 1|16``,
+  the GCS-API executor (no mount; the whole command, simulation and journal included)
 - ``api_p1`` / ``api_p16``: the JSON API without a mount: get the object's generation, rewrite
   it with ``ifGenerationMatch=0`` and ``ifSourceGenerationMatch``, delete the source with
   ``ifGenerationMatch`` (the check-and-act a safe move needs), 1 or 16 at a time
@@ -21,6 +23,7 @@ mount's ``metadata_cache_ttl_secs`` is production's (1) unless ``--latency-ttl``
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import urllib.parse
@@ -37,7 +40,8 @@ from tests.emulators.latency_proxy import latency_proxy
 BUCKET = "projects"
 MOUNT_METHODS = ("fileops_p1", "fileops_p16", "mv_loop", "mv_p16")
 API_METHODS = ("api_p1", "api_p16")
-METHODS = MOUNT_METHODS + API_METHODS
+EXECUTOR_METHODS = ("fileops_api_p1", "fileops_api_p16")
+METHODS = MOUNT_METHODS + EXECUTOR_METHODS + API_METHODS
 TIMEOUT = 900.0
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -120,7 +124,18 @@ def _one_run(
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda n: _upload(endpoint, f"{CASE}/inbox/{n}", payload), names))
         with latency_proxy(endpoint, delay_ms) as proxy:
-            if method in API_METHODS:
+            if method in EXECUTOR_METHODS:
+                _upload(endpoint, f"{CASE}/sorted/", b"")
+                proxy.reset()
+                command = [
+                    FILEOPS,
+                    *("apply", str(plan), "--gcs-bucket", BUCKET, "--state-dir", str(state)),
+                    *("--parallel", method.removeprefix("fileops_api_p"), "--json"),
+                ]
+                env = {**os.environ, "STORAGE_EMULATOR_HOST": proxy.endpoint}
+                seconds = timed(command, timeout=TIMEOUT, env=env).seconds
+                requests = proxy.snapshot()
+            elif method in API_METHODS:
                 jobs = 16 if method == "api_p16" else 1
                 started = time.perf_counter()
                 with ThreadPoolExecutor(jobs) as pool:
