@@ -182,7 +182,12 @@ class Journal:
     def close(self) -> None:
         if self._fd >= 0:
             try:
-                self.sync()
+                # Only what is not durable yet: every sync writes and fsyncs all pending marks
+                # and then checkpoints them, so with nothing pending (the usual close, right
+                # after set_state's sync) a second sync would fsync nothing new and checkpoint
+                # the very summary the last one did (one GCS write in a daemon, for nothing).
+                if self._pending:
+                    self.sync()
             finally:
                 os.close(self._fd)
                 self._fd = -1

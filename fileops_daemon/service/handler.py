@@ -14,6 +14,7 @@ import enum
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +128,6 @@ _BLOCKING = frozenset(
 #: or one that met a transient fault.
 MAKE_WAY_SECONDS = 1.0
 
-
 class PlanHandler:
     def __init__(
         self,
@@ -156,6 +156,11 @@ class PlanHandler:
         # Set by hand_over(): applies pause between steps (ApplyPaused) and are handed over.
         self.pause = threading.Event()
         self.sequencer = CaseSequencer()
+        # Audit writes run here, beside the publishing of their result (see _answer): one
+        # writer per plan worker, so none waits for another's.
+        self._background = ThreadPoolExecutor(
+            max_workers=max(1, config.concurrency), thread_name_prefix="audit-writer"
+        )
         # The daemon's wiring passes the real one (decisions audited in the audit bucket).
         self.approvals = approvals or ApprovalDesk(
             config.approval,
@@ -365,19 +370,32 @@ class PlanHandler:
     def _answer(
         self, result: dict[str, Any], delivery: Delivery, *, routed: bool = True
     ) -> Disposition:
-        """Audit, publish, log; only then is the message done."""
+        """Audit and publish, log; only then is the message done (acked)."""
         full = result  # a huge one is published shortened; the audit record keeps it whole
         data = encode_result(full)
         result = bounded(full, full_result=self.audit.location(full, delivery), size=len(data))
-        if result is not full:
-            data = encode_result(result)
-        self.audit.write(result, delivery, full if result is not full else None)
         # An agent's client tags its plans; the tag routes the result to its subscription.
         reply = _reply_attributes(delivery, self.config.signing_keys) if routed else {}
         if routed and _REPLY_TO in delivery.extra:  # a decided plan: answer its submitter
             client = delivery.extra[_REPLY_TO]
             reply = {attr.CLIENT_ID: client} if client else {}
-        self.results.publish(result, reply, data)
+        if result is not full:
+            # The published result points at the audit record: that record exists first.
+            data = encode_result(result)
+            self.audit.write(result, delivery, full)
+            self.results.publish(result, reply, data)
+        else:
+            # The audit record is written while the result is published, not before it: the
+            # agent does not wait for it. It is never lost: the message is acked only once
+            # both are done; if the audit write fails, the exception nacks the message, and
+            # the redelivery answers again from the ledger, auditing under the same name (a
+            # second copy of the same result may be published: results are idempotent by
+            # plan_id, as after any redelivery).
+            audited = self._background.submit(self.audit.write, result, delivery, None)
+            try:
+                self.results.publish(result, reply, data)
+            finally:
+                audited.result()
         self.metrics.plans.labels(result["status"], str(result["dry_run"]).lower()).inc()
         log.info(
             "plan.answered",
@@ -563,7 +581,7 @@ class PlanHandler:
             return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, bound, after=self._recheck)
         result = ended.result
         try:
-            self.ledger.complete(keeper.record, result, ended.undo)
+            keeper.complete(result, ended.undo)
         except LeaseLostError:
             raise
         except Exception:
