@@ -128,6 +128,7 @@ _BLOCKING = frozenset(
 #: or one that met a transient fault.
 MAKE_WAY_SECONDS = 1.0
 
+
 class PlanHandler:
     def __init__(
         self,
@@ -583,7 +584,10 @@ class PlanHandler:
         try:
             keeper.complete(result, ended.undo)
         except LeaseLostError:
-            raise
+            # Taken over after our last step: the new owner resumes and answers. (The final
+            # checkpoint rides on this write, so this is where such a loss now shows.)
+            bound.warning("lease.lost")
+            return Disposition.nack(Reason.LEASE_LOST)
         except Exception:
             keeper.release()  # not recorded (GCS is down): the redelivery records it
             raise

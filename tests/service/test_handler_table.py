@@ -295,10 +295,16 @@ class TestRefused:
     def test_when_the_audit_fails_for_a_refusal_the_fault_escapes_to_be_nacked(
         self, a: Daemon
     ) -> None:
+        # The audit record is written while the result is published: the refusal may be out,
+        # but the message is not done until its audit record is, and the redelivery writes it.
         a.audit.down = True
         with pytest.raises(ServiceUnavailable):
             a.handle(b"{not json")
-        assert a.results.answers == []
+        assert a.audit.records == {}
+        a.audit.down = False
+        assert a.handle(b"{not json", attempt=2) == ACK
+        assert len(a.audit.records) == 1
+        assert {answer.result["plan_id"] for answer in a.results.answers} == {"unidentified-m-1"}
 
 
 class TestIdempotency:
@@ -448,28 +454,38 @@ class TestFaults:
         assert a.handle(SEED, attempt=last).reason is Reason.TRANSIENT_FAULT
         assert a.handle(OTHER, message_id="m-2") == ACK
 
-    def test_an_audit_outage_after_the_apply_is_nacked_and_the_redelivery_answers_once(
+    def test_an_audit_outage_after_the_apply_is_nacked_and_the_redelivery_audits_it(
         self, rig: Rig, a: Daemon
     ) -> None:
+        # The audit record is written while the result is published (off the agent's wait):
+        # an audit outage nacks the message, and its redelivery audits it and answers again
+        # with the very result the ledger recorded.
         a.audit.down = True
         assert a.handle(SEED) == Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
         applied = rig.tree()
-        assert MOVED in applied and a.results.answers == []
+        assert MOVED in applied and a.audit.records == {}
         record = rig.record("p-1")
-        assert record is not None and record.state is RecordState.DONE  # recorded, unanswered
+        assert record is not None and record.state is RecordState.DONE
         assert a.handle(OTHER, message_id="m-2").reason is Reason.CASE_BLOCKED
         a.audit.down = False
         assert a.handle(SEED, attempt=2) == ACK
-        assert a.answer("p-1") == record.result
+        assert a.answers("p-1") and all(answer == record.result for answer in a.answers("p-1"))
+        assert [r["result"] for r in a.audit.records.values()] == [record.result]
         assert rig.tree() == applied
 
-    def test_a_lease_lost_mid_apply_is_nacked_and_left_to_the_new_owner(self, rig: Rig) -> None:
+    @pytest.mark.parametrize("lost_at", [2, 3], ids=["checkpoint", "completion"])
+    def test_a_lease_lost_mid_apply_is_nacked_and_left_to_the_new_owner(
+        self, rig: Rig, lost_at: int
+    ) -> None:
         writes: list[str] = []
         thief = rig.ledger("b")
 
         def take_over(name: str, generation: int | None) -> None:
             writes.append(name)
-            if writes.count("plans/p-3.json") == 3:  # the claim, a checkpoint, then this one
+            # The record's writes: the claim, a checkpoint (before the folder's delete), then
+            # the completion (which carries the final checkpoint). The thief takes the plan
+            # over just before write ``lost_at``.
+            if writes.count("plans/p-3.json") == lost_at:
                 rig.clock.advance(LEASE + 1)
                 record = thief.read("p-3")
                 assert record is not None
