@@ -55,6 +55,7 @@ from bench.common import (
     timed,
 )
 from tests.emulators import harness
+from tests.emulators.latency_proxy import LatencyProxy, latency_proxy
 
 PROJECT = "fileops-bench"
 CASES = [f"E2E-Case-{i:02d}" for i in range(10)]
@@ -250,6 +251,7 @@ class Stack:
     root: Path
     daemons: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started_at: dict[int, float] = field(default_factory=dict)
+    proxy: LatencyProxy | None = None  # between everything and fake-gcs-server, if any
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return clean_env(
@@ -310,8 +312,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(work: Path, name: str) -> Iterator[Stack]:
-    """Fresh emulators, buckets, bootstrap, 10 case folders; everything stopped on exit."""
+def stack(work: Path, name: str, gcs_delay_ms: float | None = None) -> Iterator[Stack]:
+    """Fresh emulators, buckets, bootstrap, 10 case folders; everything stopped on exit.
+
+    ``gcs_delay_ms``: everything reaches fake-gcs-server through the counting latency proxy
+    (``Stack.proxy``), which adds that delay to every request."""
     base = work / name
     shutil.rmtree(base, ignore_errors=True)
     root = base / "projects"
@@ -320,11 +325,17 @@ def stack(work: Path, name: str) -> Iterator[Stack]:
     saved = {k: os.environ.get(k) for k in ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")}
     with (
         harness.pubsub_emulator(log_path=base / "pstest.log") as pubsub_host,
-        harness.gcs_emulator(log_path=base / "fake-gcs.log") as gcs_endpoint,
+        harness.gcs_emulator(log_path=base / "fake-gcs.log") as emulator_endpoint,
+        contextlib.ExitStack() as proxied,
     ):
+        proxy: LatencyProxy | None = None
+        gcs_endpoint = emulator_endpoint
+        if gcs_delay_ms is not None:
+            proxy = proxied.enter_context(latency_proxy(emulator_endpoint, gcs_delay_ms))
+            gcs_endpoint = proxy.endpoint
         os.environ["PUBSUB_EMULATOR_HOST"] = pubsub_host  # for this process's clients
         os.environ["STORAGE_EMULATOR_HOST"] = gcs_endpoint
-        the_stack = Stack(base, pubsub_host, gcs_endpoint, root)
+        the_stack = Stack(base, pubsub_host, gcs_endpoint, root, proxy=proxy)
         try:
             for bucket in ("fileops-state", "fileops-audit"):
                 harness.create_bucket(gcs_endpoint, bucket)
@@ -344,6 +355,49 @@ def stack(work: Path, name: str) -> Iterator[Stack]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+@contextlib.contextmanager
+def bare_client(st: Stack) -> Iterator[Client]:
+    """A Client whose messages a responder process (bench/responder.py) republishes at once:
+    the bare Pub/Sub round trip, warmed up with 10 messages."""
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    publisher.create_topic(name=f"projects/{PROJECT}/topics/{BARE_TOPIC}")
+    publisher.create_topic(name=f"projects/{PROJECT}/topics/{BARE_REPLIES}")
+    subscriber.create_subscription(
+        request={
+            "name": f"projects/{PROJECT}/subscriptions/{BARE_SUBSCRIPTION}",
+            "topic": f"projects/{PROJECT}/topics/{BARE_TOPIC}",
+            "enable_message_ordering": True,
+            "ack_deadline_seconds": 60,
+        }
+    )
+    subscriber.close()
+    publisher.stop()
+    responder = spawn(
+        [PYTHON, "-m", "bench.responder", PROJECT, BARE_SUBSCRIPTION, BARE_REPLIES],
+        env=st.env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=(st.work / "responder.log").open("ab"),
+    )
+    try:
+        assert responder.stdout is not None
+        line = responder.stdout.readline().decode().strip()  # "ready" (or EOF: it died)
+        if line != "ready":
+            raise BenchError(f"responder did not start (exit {responder.poll()})")
+        client = Client(BARE_REPLIES, BARE_TOPIC)
+        try:
+            for i in range(10):
+                client.round_trip(one_op_plan("bare-warm", i))
+            yield client
+        finally:
+            client.close()
+    finally:
+        stop(responder, timeout=15)
 
 
 def _warm_up(client: Client, tag: str) -> None:
@@ -388,54 +442,17 @@ def cpu_of_stack(daemons: list[subprocess.Popen[bytes]]) -> Iterator[dict[str, A
 def _stack_a(work: Path, count: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with stack(work, "stack-a") as st:
-        from google.cloud import pubsub_v1
-
-        publisher = pubsub_v1.PublisherClient()
-        subscriber = pubsub_v1.SubscriberClient()
-        publisher.create_topic(name=f"projects/{PROJECT}/topics/{BARE_TOPIC}")
-        publisher.create_topic(name=f"projects/{PROJECT}/topics/{BARE_REPLIES}")
-        subscriber.create_subscription(
-            request={
-                "name": f"projects/{PROJECT}/subscriptions/{BARE_SUBSCRIPTION}",
-                "topic": f"projects/{PROJECT}/topics/{BARE_TOPIC}",
-                "enable_message_ordering": True,
-                "ack_deadline_seconds": 60,
-            }
-        )
-        subscriber.close()
-        publisher.stop()
-
-        # -- the bare round trip
-        responder = spawn(
-            [PYTHON, "-m", "bench.responder", PROJECT, BARE_SUBSCRIPTION, BARE_REPLIES],
-            env=st.env(),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=(st.work / "responder.log").open("ab"),
-        )
-        try:
-            assert responder.stdout is not None
-            line = responder.stdout.readline().decode().strip()  # "ready" (or EOF: it died)
-            if line != "ready":
-                raise BenchError(f"responder did not start (exit {responder.poll()})")
-            client = Client(BARE_REPLIES, BARE_TOPIC)
-            try:
-                for i in range(10):
-                    client.round_trip(one_op_plan("bare-warm", i))
-                log(f"  bare round trip: closed loop of {count}")
-                out["bare_latency"] = closed_loop(
-                    client, [one_op_plan("bare-lat", i) for i in range(count)]
+        with bare_client(st) as client:
+            log(f"  bare round trip: closed loop of {count}")
+            out["bare_latency"] = closed_loop(
+                client, [one_op_plan("bare-lat", i) for i in range(count)]
+            )
+            log(f"  bare round trip: burst of {count}")
+            with cpu_of_stack([]) as cpu:
+                out["bare_throughput"] = client.burst(
+                    [one_op_plan("bare-tput", i) for i in range(count)], timeout=300
                 )
-                log(f"  bare round trip: burst of {count}")
-                with cpu_of_stack([]) as cpu:
-                    out["bare_throughput"] = client.burst(
-                        [one_op_plan("bare-tput", i) for i in range(count)], timeout=300
-                    )
-                out["bare_throughput"].update(cpu)
-            finally:
-                client.close()
-        finally:
-            stop(responder, timeout=15)
+            out["bare_throughput"].update(cpu)
 
         # -- one daemon: latency
         st.start_daemon()

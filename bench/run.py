@@ -3,7 +3,8 @@
 Measures fileops and its baseline side by side in one run (the machine is noisy and has 2
 cores, so the figures that matter are the ratios), prints a table and writes the same to
 bench-results/latest.json. Sections (``--only`` picks some): core, local, profile, gcsfuse,
-latency, e2e, memory (the daemon's). See each module's docstring for the method.
+latency, e2e, memory (the daemon's), e2e_gcs (e2e at 20 ms a GCS request). See each module's
+docstring for the method.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.fixtures import build_move_fixture  # noqa: E402
 
-SECTIONS = ("core", "local", "profile", "gcsfuse", "latency", "e2e", "memory")
+SECTIONS = ("core", "local", "profile", "gcsfuse", "latency", "e2e", "memory", "e2e_gcs")
 CPU_BOUND = 0.9  # machine-wide CPU use above which a run is called CPU-bound
 NEAR_CPU_BOUND = 0.75  # ... and above which the table says how busy the cores were
 UNEVEN_SPLIT = 0.6  # share of plans one of two daemons got above which the split is uneven
@@ -78,6 +79,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--e2e-plans", type=int, default=500)
     parser.add_argument("--e2e-rounds", type=int, default=2, help="throughput stacks per setup")
+    parser.add_argument("--e2e-gcs-plans", type=int, default=100, help="plans per delay")
+    parser.add_argument("--e2e-gcs-ms", type=float, nargs="+", default=[0.0, 20.0])
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
     parser.add_argument("--keep-work", action="store_true", help="keep the scratch folder")
     return parser.parse_args(argv)
@@ -263,6 +266,9 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     latency = res.get("latency")
     if latency:
         _latency_rows(latency, rows, notes)
+    e2e_gcs = res.get("e2e_gcs")
+    if e2e_gcs:
+        _e2e_gcs_rows(e2e_gcs, rows, notes)
     e2e = res.get("e2e")
     if e2e:
         bare, fo = e2e["bare_latency"], e2e["fileops_latency"]
@@ -388,6 +394,29 @@ def _memory_rows(mem: dict[str, Any], rows: list[dict[str, Any]], notes: list[st
         f"memory: during the {ops:,}-move plan ({big['plan_bytes'] / 1e6:.1f} MB message) the "
         f"sampled VmRSS peaked at {_mib(big['sampled_max_rss_kib'])}; VmRSS after it "
         f"{_mib(big['after']['VmRSS'])}."
+    )
+
+
+def _e2e_gcs_rows(res: dict[str, Any], rows: list[dict[str, Any]], notes: list[str]) -> None:
+    for delay, figures in res["by_delay"].items():
+        bare, fo = figures["bare_latency"], figures["fileops_latency"]
+        rows.append(
+            _row(
+                f"4 e2e latency p50 at {delay} ms/GCS request, {res['count']} plans one at a time",
+                f"{fo['latency_p50_ms']:.1f} ms, {figures['requests_per_plan']:.1f} GCS req/plan",
+                f"bare Pub/Sub round trip {bare['latency_p50_ms']:.1f} ms",
+                fo["latency_p50_ms"] / bare["latency_p50_ms"],
+                "time",
+            )
+        )
+    added = ", ".join(
+        f"{delay} ms: +{figures['added_p50_ms']:.0f} ms over bare "
+        f"({figures['writes_per_plan']:.1f} GCS writes/plan)"
+        for delay, figures in res["by_delay"].items()
+    )
+    notes.append(
+        "e2e_gcs: every GCS request of the stack goes through the counting latency proxy; "
+        f"the daemon's p50 over the bare Pub/Sub round trip at each delay: {added}."
     )
 
 
@@ -578,6 +607,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     from bench.memory import bench_memory
 
                     res["memory"] = bench_memory(work / "memory", fixture)
+                elif name == "e2e_gcs":
+                    from bench.e2e_gcs import bench_e2e_gcs
+
+                    res["e2e_gcs"] = bench_e2e_gcs(
+                        work / "e2e_gcs", args.e2e_gcs_plans, args.e2e_gcs_ms
+                    )
         except Exception as exc:  # one broken section must not hide the others' figures
             log(f"{name} FAILED: {exc}")
             res["errors"][name] = {

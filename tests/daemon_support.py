@@ -291,6 +291,8 @@ class Received:
     attributes: dict[str, str]
     message_id: str
     at: float
+    #: When Pub/Sub accepted the result (the server's wall clock, seconds since the epoch).
+    published: float = 0.0
 
 
 class ResultCollector:
@@ -344,7 +346,10 @@ class ResultCollector:
                 )
                 self.problems.append(problem)
                 raise AssertionError(problem)
-        self.received.append(Received(result, attributes, message.message_id, time.monotonic()))
+        published = message.publish_time.timestamp() if message.publish_time else 0.0
+        self.received.append(
+            Received(result, attributes, message.message_id, time.monotonic(), published)
+        )
 
     # -- queries --------------------------------------------------------------------------------
 

@@ -73,6 +73,8 @@ class Journal:
         self._pending: list[bytes] = []
         self._paths: set[Parts] = set()  # paths touched by steps whose marks are not synced
         self._ancestors: set[Parts] = set()
+        #: The last sync's summary went to the hook (and nothing was marked since).
+        self._checkpointed = False
 
     # -- opening --------------------------------------------------------------------------------
 
@@ -176,13 +178,20 @@ class Journal:
         self._ancestors.clear()
         if self._on_sync is not None:
             hook, self._on_sync = self._on_sync, None  # a hook that raised is not called again
+            self._checkpointed = False
             hook(self.summary())
             self._on_sync = hook
+        self._checkpointed = True
 
     def close(self) -> None:
         if self._fd >= 0:
             try:
-                self.sync()
+                # Only if the last sync did not cover everything: every sync writes and fsyncs
+                # all pending marks and then checkpoints that summary, so after one (the usual
+                # close, right after set_state's) a second would fsync nothing new and
+                # checkpoint the same summary again: one GCS write in a daemon, for nothing.
+                if self._pending or not self._checkpointed:
+                    self.sync()
             finally:
                 os.close(self._fd)
                 self._fd = -1

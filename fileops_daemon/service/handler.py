@@ -14,6 +14,8 @@ import enum
 import re
 import threading
 import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,7 @@ from fileops_daemon.service.lease import LeaseKeeper, release_quietly
 from fileops_daemon.service.ledger import (
     AWAITING_APPROVAL,
     CaseHeld,
+    CaseSnapshot,
     Claimed,
     Completed,
     Conflict,
@@ -156,6 +159,12 @@ class PlanHandler:
         # Set by hand_over(): applies pause between steps (ApplyPaused) and are handed over.
         self.pause = threading.Event()
         self.sequencer = CaseSequencer()
+        self._unaudited = UnauditedAnswers()
+        # Requests run here beside the plan worker's own (see _apply and _answer): at most
+        # two per plan worker at a time, so none waits for another's.
+        self._background = ThreadPoolExecutor(
+            max_workers=2 * max(1, config.concurrency), thread_name_prefix="beside"
+        )
         # The daemon's wiring passes the real one (decisions audited in the audit bucket).
         self.approvals = approvals or ApprovalDesk(
             config.approval,
@@ -365,19 +374,49 @@ class PlanHandler:
     def _answer(
         self, result: dict[str, Any], delivery: Delivery, *, routed: bool = True
     ) -> Disposition:
-        """Audit, publish, log; only then is the message done."""
+        """Audit and publish, log; only then is the message done (acked)."""
         full = result  # a huge one is published shortened; the audit record keeps it whole
         data = encode_result(full)
         result = bounded(full, full_result=self.audit.location(full, delivery), size=len(data))
-        if result is not full:
-            data = encode_result(result)
-        self.audit.write(result, delivery, full if result is not full else None)
         # An agent's client tags its plans; the tag routes the result to its subscription.
         reply = _reply_attributes(delivery, self.config.signing_keys) if routed else {}
         if routed and _REPLY_TO in delivery.extra:  # a decided plan: answer its submitter
             client = delivery.extra[_REPLY_TO]
             reply = {attr.CLIENT_ID: client} if client else {}
-        self.results.publish(result, reply, data)
+        earlier = self._unaudited.take(delivery.message_id)
+        if earlier is not None:
+            # An earlier delivery of this message published this answer, then failed to audit
+            # it: audit that very answer now, and publish nothing more.
+            result, full = earlier, earlier
+            try:
+                self.audit.write(result, delivery, None)
+            except Exception:
+                self._unaudited.put(delivery.message_id, result)
+                raise
+        elif result is not full:
+            # The published result points at the audit record: that record exists first.
+            data = encode_result(result)
+            self.audit.write(result, delivery, full)
+            self.results.publish(result, reply, data)
+        else:
+            # The audit record is written while the result is published, not before it: the
+            # agent does not wait for it. It is never lost: the message is acked only once
+            # both are done. If the audit write fails, the exception nacks the message, and
+            # the answer is kept so that its redelivery here audits it without publishing it
+            # again (redelivered to another daemon, it is answered again from the ledger, the
+            # same recorded result, as after any crash between publish and ack).
+            audited = self._background.submit(self.audit.write, result, delivery, None)
+            published = False
+            try:
+                self.results.publish(result, reply, data)
+                published = True
+            finally:
+                try:
+                    audited.result()
+                except Exception:
+                    if published:
+                        self._unaudited.put(delivery.message_id, result)
+                    raise
         self.metrics.plans.labels(result["status"], str(result["dry_run"]).lower()).inc()
         log.info(
             "plan.answered",
@@ -421,6 +460,10 @@ class PlanHandler:
             )
 
     def _apply(self, plan: Plan, started: Any, delivery: Delivery, bound: Any) -> Disposition:
+        case_name = nfc(plan.case_name)
+        # The case lease is read beside the plan's record: two independent reads, one wait.
+        # (acquire_case acts on it as on any read: its write names the generation it saw.)
+        case_seen = self._background.submit(self.ledger.read_case, case_name)
         known = self.ledger.read(plan.plan_id)
         if known is not None and not plan.matches_digest(known.digest):
             result = idempotency_conflict(
@@ -434,7 +477,7 @@ class PlanHandler:
             waiting = self._await_approval(plan, known, started, delivery)
             if waiting is not None:
                 return self._answer(waiting, delivery)
-        case = self.ledger.acquire_case(nfc(plan.case_name), plan.plan_id)
+        case = self.ledger.acquire_case(case_name, plan.plan_id, _seen(case_seen))
         if isinstance(case, CaseHeld):
             return self._wait(
                 Reason.CASE_HELD_ELSEWHERE,
@@ -563,9 +606,12 @@ class PlanHandler:
             return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, bound, after=self._recheck)
         result = ended.result
         try:
-            self.ledger.complete(keeper.record, result, ended.undo)
+            keeper.complete(result, ended.undo)
         except LeaseLostError:
-            raise
+            # Taken over after our last step: the new owner resumes and answers. (The final
+            # checkpoint rides on this write, so this is where such a loss now shows.)
+            bound.warning("lease.lost")
+            return Disposition.nack(Reason.LEASE_LOST)
         except Exception:
             keeper.release()  # not recorded (GCS is down): the redelivery records it
             raise
@@ -586,6 +632,28 @@ class PlanHandler:
             return  # the previous owner died before its first step: start afresh
         store.ensure()
         Journal.seed(store.journal_path, header, record.progress)
+
+
+class UnauditedAnswers:
+    """Answers published whose audit write then failed, by message id, until the message's
+    redelivery audits them (the oldest are forgotten past a bound: such a message is answered
+    again, the same recorded result, as after a crash)."""
+
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, message_id: str, result: dict[str, Any]) -> None:
+        with self._lock:
+            self._answers[message_id] = result
+            while len(self._answers) > self.LIMIT:
+                self._answers.popitem(last=False)
+
+    def take(self, message_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._answers.pop(message_id, None)
 
 
 def placeholder_plan_id(message_id: str) -> str:
@@ -630,6 +698,15 @@ def _check_attributes(plan: Plan, attributes: dict[str, str]) -> None:
                 f"message attribute {name}={shorten(repr(given), 200)} disagrees with the "
                 f"plan's {value!r}",
             )
+
+
+def _seen(read: Future[CaseSnapshot]) -> CaseSnapshot | None:
+    """The case lease read beside the plan's record; None (read it again, and meet the fault
+    there) if that read failed."""
+    try:
+        return read.result()
+    except Exception:
+        return None
 
 
 def _recorded(record: Record) -> dict[str, Any]:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
+from fileops_daemon.core.journal import JournalPhase
 from fileops_daemon.service.ledger import LeaseLostError, Ledger, Record
 
 __all__ = ["LeaseKeeper", "release_quietly"]
 
 log = structlog.get_logger("fileops.lease")
+
+#: Journal states after which the apply's next ledger write is its completion (handler.py).
+_FINAL = frozenset({JournalPhase.APPLIED.value, JournalPhase.ROLLED_BACK.value})
 
 
 class LeaseKeeper:
@@ -45,8 +50,18 @@ class LeaseKeeper:
             self.release()
 
     def release(self) -> None:
-        """End the lease now, once the keeper has stopped renewing it."""
-        release_quietly(self.ledger, self.record)
+        """End the lease now, once the keeper has stopped renewing it (with the progress
+        not written yet)."""
+        release_quietly(self.ledger, replace(self.record, progress=dict(self._progress)))
+
+    def complete(self, result: dict[str, Any], undo: dict[str, Any] | None = None) -> Record:
+        """Record the plan done, with its last progress (a finished apply's final checkpoint
+        is written here, see journal_synced); LeaseLostError if someone took over."""
+        with self._lock:
+            self.record = self.ledger.complete(
+                replace(self.record, progress=dict(self._progress)), result, undo
+            )
+            return self.record
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -81,6 +96,20 @@ class LeaseKeeper:
     def journal_synced(self, summary: dict[str, Any]) -> None:
         # The epoch says which claim wrote this checkpoint: a takeover compares it with its
         # own local journal's to resume from the newer one.
+        if summary.get("state") in _FINAL:
+            # The last sync of a finished apply gates no later step, and the record's next
+            # write (complete() or release(), below) carries this summary anyway: it is kept
+            # for that write instead of costing one of its own. Should this daemon die before
+            # that write, the ledger still holds the previous checkpoint, as if the crash had
+            # come just before this sync: a takeover resumes from there, and steps without a
+            # mark are re-checked against the tree (journal.py), which is how a resume after
+            # any crash that lost unsynced marks goes. Steps that follow a sync always waited
+            # for its checkpoint, so the tree never ran ahead of an older one.
+            with self._lock:
+                if self.lost.is_set():
+                    raise LeaseLostError(f"plan {self.record.plan_id} was taken over")
+                self._progress.update(summary, epoch=self.record.attempts)
+            return
         self._renew(**summary, epoch=self.record.attempts)
 
     def on_step(self, done: int, total: int) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "AWAITING_APPROVAL",
     "CaseHeld",
     "CaseLease",
+    "CaseSnapshot",
     "Claimed",
     "Completed",
     "Conflict",
@@ -129,6 +130,9 @@ class Held:
 
 
 ClaimOutcome = Claimed | Completed | Conflict | Held
+
+#: A case lease as read: its document (None: there is none) and its generation (0: none).
+CaseSnapshot = tuple[dict[str, Any] | None, int]
 
 
 @dataclass(frozen=True)
@@ -342,14 +346,21 @@ class Ledger:
         digest = hashlib.sha256(case_name.encode("utf-8", "surrogatepass")).hexdigest()
         return f"cases/{digest[:40]}.json"
 
-    def acquire_case(self, case_name: str, plan_id: str) -> CaseLease | CaseHeld:
+    def acquire_case(
+        self, case_name: str, plan_id: str, snapshot: CaseSnapshot | None = None
+    ) -> CaseLease | CaseHeld:
         """Let ``plan_id`` change ``case_name`` unless another plan of it is unfinished.
 
         ``case_name`` is the normalised (NFC) name, so spellings of one case share a lease.
+        ``snapshot``: the lease as :meth:`read_case` gave it a moment ago, used for the first look
+        instead of reading it again. Any read is old by the time it is acted on: the write
+        names the generation it saw, so a lease that changed since fails it (412) and the
+        next look reads afresh; and "held" is only ever a reason to look again later.
         """
         name = self.case_lease_name(case_name)
         for _ in range(5):
-            current, generation = self._read_case(case_name)
+            current, generation = snapshot or self.read_case(case_name)
+            snapshot = None
             taken_from = None
             if current is not None and current.get("plan_id") not in ("", plan_id):
                 holder_id = str(current.get("plan_id"))
@@ -384,13 +395,13 @@ class Ledger:
             except GenerationMismatchError:
                 continue  # another plan took it, or a retried upload of ours landed: look again
             return CaseLease(case_name, plan_id, taken_from)
-        current, _ = self._read_case(case_name)
+        current, _ = self.read_case(case_name)
         holder_id = str((current or {}).get("plan_id", ""))
         if holder_id == plan_id:
             return CaseLease(case_name, plan_id)
         return CaseHeld(case_name, holder_id, str((current or {}).get("owner", "")), "applying")
 
-    def _read_case(self, case_name: str) -> tuple[dict[str, Any] | None, int]:
+    def read_case(self, case_name: str) -> CaseSnapshot:
         """The case lease document and its generation (0 when there is none)."""
         found = self._read_object(self.case_lease_name(case_name))
         if found is None:

@@ -67,6 +67,19 @@ class GcsLedgerStore:
         self.retry = retry
 
     def read(self, name: str) -> Stored | None:
+        # One request: a download's answer names the generation of the very bytes it carries
+        # (x-goog-generation), so the pair belongs together by construction. Every ledger
+        # read is on the way to a plan's result, and at GCS's latency each request counts.
+        blob = self.bucket.blob(name)
+        try:
+            data: bytes = self.retry.call(blob.download_as_bytes, retry=None)
+        except NotFound:
+            return None
+        if blob.generation is not None:
+            return Stored(data, int(blob.generation))
+        return self._read_in_two(name)  # a server that did not say: ask for it
+
+    def _read_in_two(self, name: str) -> Stored | None:
         # Metadata and bytes are two requests: the download names the generation the metadata
         # gave, so the pair belongs together or the read starts over.
         for _ in range(_READ_ATTEMPTS):
@@ -74,7 +87,7 @@ class GcsLedgerStore:
             if blob is None:
                 return None
             try:
-                data: bytes = self.retry.call(
+                data = self.retry.call(
                     blob.download_as_bytes, if_generation_match=blob.generation, retry=None
                 )
             except (PreconditionFailed, NotFound):

@@ -427,3 +427,37 @@ class TestPause:
         straight = apply_doc(plan_doc(ops), twin, tmp_path / "state2")
         assert straight["status"] == "applied"
         assert snapshot(world.root, skip_work_dirs=True) == snapshot(twin, skip_work_dirs=True)
+
+
+class RecordingCheckpoint:
+    """A Checkpoint that keeps what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def journal_created(self, header_line: bytes) -> None:
+        self.calls.append(("created", len(header_line)))
+
+    def journal_synced(self, summary: dict[str, object]) -> None:
+        self.calls.append(("synced", summary["state"]))
+
+
+class TestCheckpoints:
+    def test_a_one_step_apply_checkpoints_its_header_then_its_end_once(self, world: World) -> None:
+        # Each checkpoint is a GCS write in the daemon: closing the journal right after its
+        # final sync must not checkpoint the same summary a second time.
+        checkpoint = RecordingCheckpoint()
+        write = {"type": "write", "path": f"{CASE}/note.txt", "content": "x"}
+        result = apply_doc(plan_doc([write]), world.root, world.state, checkpoint=checkpoint)
+        assert result["status"] == "applied"
+        assert [kind for kind, _ in checkpoint.calls] == ["created", "synced"]
+        assert checkpoint.calls[1] == ("synced", "applied")
+
+    def test_a_journal_resumed_in_its_final_state_still_checkpoints_it(self, world: World) -> None:
+        write = {"type": "write", "path": f"{CASE}/note.txt", "content": "x"}
+        apply_doc(plan_doc([write]), world.root, world.state)
+        store = PlanStore(str(world.state), "p-1")
+        checkpoint = RecordingCheckpoint()
+        journal, state = Journal.resume(store.journal_path, checkpoint.journal_synced)
+        journal.close()  # nothing new, but this session never checkpointed it
+        assert checkpoint.calls == [("synced", state.state.value)] == [("synced", "applied")]

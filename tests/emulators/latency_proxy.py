@@ -10,7 +10,8 @@ For the GCS-API executor's tests it can also stand in for what fake-gcs-server l
 names a generation that is not the object's (fake-gcs-server honours preconditions on uploads
 only; ``tests/gcs/test_emulator_preconditions.py`` pins which), ``before_forward`` lets a test
 act at an exact request (a racing writer), and ``answer`` makes it reply with an error status
-instead (an outage). ``log`` keeps every request's method and path.
+instead (an outage). ``log`` keeps every request's method and path; ``requests()`` every
+forwarded one with when it arrived and was answered (and an upload's object name).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["LatencyProxy", "latency_proxy"]
+__all__ = ["LatencyProxy", "Request", "latency_proxy"]
 
 #: Headers about one connection, not the message: never forwarded.
 _HOP_BY_HOP = frozenset(
@@ -43,6 +45,28 @@ _HOP_BY_HOP = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class Request:
+    """One forwarded request: when it arrived and when its answer left (``time.time()``, so
+    comparable with another process's wall-clock stamps, such as a Pub/Sub publish time)."""
+
+    method: str
+    path: str
+    started: float
+    ended: float
+    #: The object an upload names in its metadata part ("" for other requests).
+    name: str = ""
+
+    @property
+    def kind(self) -> str:
+        return f"{self.method} {request_kind(self.path)}"
+
+    @property
+    def is_write(self) -> bool:
+        """An upload, copy, rewrite, move, patch or delete: what changes the bucket."""
+        return self.method not in ("GET", "HEAD")
+
+
 class LatencyProxy:
     """Counts of the requests seen, by kind (``GET object``, ``POST rewrite``, ...)."""
 
@@ -50,11 +74,14 @@ class LatencyProxy:
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream_host = parsed.hostname or "127.0.0.1"
         self.upstream_port = parsed.port or 80
+        self.upstream_url = f"{parsed.scheme}://{parsed.netloc}".encode()
         self.delay_s = delay_s
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.endpoint = ""
         self.log: list[tuple[str, str]] = []
+        #: Each request forwarded upstream, with its timing (see ``requests``).
+        self.timeline: list[Request] = []
         self.enforce_preconditions = False
         #: Called with (method, path) before a request is forwarded.
         self.before_forward: Callable[[str, str], None] | None = None
@@ -72,10 +99,20 @@ class LatencyProxy:
     def reset(self) -> None:
         with self._lock:
             self.counts.clear()
+            self.timeline.clear()
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.counts)
+
+    def requests(self) -> list[Request]:
+        """Every request forwarded since the last reset, by arrival."""
+        with self._lock:
+            return sorted(self.timeline, key=lambda r: r.started)
+
+    def record(self, request: Request) -> None:
+        with self._lock:
+            self.timeline.append(request)
 
     def count(self, method: str, path: str) -> None:
         with self._lock:
@@ -170,6 +207,7 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
 
         def _forward(self) -> None:
             body = self._body()
+            self.arrived = time.time()
             proxy.count(self.command, self.path)
             if proxy.delay_s:
                 time.sleep(proxy.delay_s)
@@ -215,6 +253,12 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
                 _drop_connection()
                 self.send_error(502, "upstream failed")
                 return
+            name = _upload_name(self.path, body)
+            proxy.record(Request(self.command, self.path, self.arrived, time.time(), name))
+            # Links the emulator hands out (an object's mediaLink, which the Python client
+            # downloads from) lead back through the proxy, so downloads are delayed and
+            # counted too.
+            payload = payload.replace(proxy.upstream_url, proxy.endpoint.encode())
             self.send_response(response.status, response.reason)
             for key, value in response.getheaders():
                 if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
@@ -246,6 +290,20 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
             self._forward()
 
     return Forward
+
+
+_NAME_IN_METADATA = re.compile(rb'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _upload_name(path: str, body: bytes) -> str:
+    """The object an upload writes: in the query (media uploads) or its JSON metadata part."""
+    if not urllib.parse.urlsplit(path).path.startswith("/upload/"):
+        return ""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+    if "name" in query:
+        return query["name"][0]
+    found = _NAME_IN_METADATA.search(body[:4096])
+    return str(json.loads(b'"' + found.group(1) + b'"')) if found else ""
 
 
 _local = threading.local()

@@ -295,10 +295,18 @@ class TestRefused:
     def test_when_the_audit_fails_for_a_refusal_the_fault_escapes_to_be_nacked(
         self, a: Daemon
     ) -> None:
+        # The audit record is written while the result is published: the refusal is out, but
+        # the message is not done until its audit record is; the redelivery writes that
+        # record, of that very answer, and publishes nothing more.
         a.audit.down = True
         with pytest.raises(ServiceUnavailable):
             a.handle(b"{not json")
-        assert a.results.answers == []
+        assert a.audit.records == {}
+        [published] = [answer.result for answer in a.results.answers]
+        a.audit.down = False
+        assert a.handle(b"{not json", attempt=2) == ACK
+        assert [answer.result for answer in a.results.answers] == [published]
+        assert [record["result"] for record in a.audit.records.values()] == [published]
 
 
 class TestIdempotency:
@@ -448,28 +456,50 @@ class TestFaults:
         assert a.handle(SEED, attempt=last).reason is Reason.TRANSIENT_FAULT
         assert a.handle(OTHER, message_id="m-2") == ACK
 
-    def test_an_audit_outage_after_the_apply_is_nacked_and_the_redelivery_answers_once(
+    def test_an_audit_outage_after_the_apply_is_nacked_and_the_redelivery_audits_it(
         self, rig: Rig, a: Daemon
     ) -> None:
+        # The audit record is written while the result is published (off the agent's wait):
+        # an audit outage nacks the message, and its redelivery audits the answer already
+        # published, once.
         a.audit.down = True
         assert a.handle(SEED) == Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
         applied = rig.tree()
-        assert MOVED in applied and a.results.answers == []
+        assert MOVED in applied and a.audit.records == {}
         record = rig.record("p-1")
-        assert record is not None and record.state is RecordState.DONE  # recorded, unanswered
+        assert record is not None and record.state is RecordState.DONE
         assert a.handle(OTHER, message_id="m-2").reason is Reason.CASE_BLOCKED
         a.audit.down = False
         assert a.handle(SEED, attempt=2) == ACK
-        assert a.answer("p-1") == record.result
+        assert a.answer("p-1") == record.result  # published once
+        assert [r["result"] for r in a.audit.records.values()] == [record.result]
         assert rig.tree() == applied
 
-    def test_a_lease_lost_mid_apply_is_nacked_and_left_to_the_new_owner(self, rig: Rig) -> None:
+    def test_a_redelivery_elsewhere_after_an_audit_outage_answers_the_recorded_result(
+        self, rig: Rig, a: Daemon
+    ) -> None:
+        a.audit.down = True
+        assert a.handle(SEED).reason is Reason.TRANSIENT_FAULT
+        record = rig.record("p-1")
+        assert record is not None
+        b = rig.daemon("b")
+        assert b.handle(SEED, attempt=2) == ACK
+        assert a.answer("p-1") == b.answer("p-1") == record.result
+        assert [r["result"] for r in b.audit.records.values()] == [record.result]
+
+    @pytest.mark.parametrize("lost_at", [2, 3], ids=["checkpoint", "completion"])
+    def test_a_lease_lost_mid_apply_is_nacked_and_left_to_the_new_owner(
+        self, rig: Rig, lost_at: int
+    ) -> None:
         writes: list[str] = []
         thief = rig.ledger("b")
 
         def take_over(name: str, generation: int | None) -> None:
             writes.append(name)
-            if writes.count("plans/p-3.json") == 3:  # the claim, a checkpoint, then this one
+            # The record's writes: the claim, a checkpoint (before the folder's delete), then
+            # the completion (which carries the final checkpoint). The thief takes the plan
+            # over just before write ``lost_at``.
+            if writes.count("plans/p-3.json") == lost_at:
                 rig.clock.advance(LEASE + 1)
                 record = thief.read("p-3")
                 assert record is not None

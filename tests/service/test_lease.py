@@ -82,6 +82,46 @@ class TestRenewing:
             "epoch": 1,
         }
 
+    @pytest.mark.parametrize("final", ["applied", "rolled_back"])
+    def test_a_finished_applys_last_checkpoint_rides_on_the_completion(
+        self, store: MemoryLedgerStore, clock: ManualClock, final: str
+    ) -> None:
+        ledger = ledger_of(store, clock)
+        record = claim(ledger)
+        with LeaseKeeper(ledger, record, NEVER) as keeper:
+            keeper.journal_synced({"done": [[0, 0]], "state": "applying"})
+            checkpoint = ledger.read("p-1")
+            keeper.journal_synced({"done": [[0, 1]], "state": final})
+            assert ledger.read("p-1") == checkpoint  # no write of its own
+        done = keeper.complete({"status": "applied"})
+        assert ledger.read("p-1") == done
+        assert done.progress == {"done": [[0, 1]], "state": final, "epoch": 1}
+        assert done.result == {"status": "applied"} and done.lease_expires_at == 0.0
+
+    def test_a_deferred_last_checkpoint_goes_with_a_release(
+        self, store: MemoryLedgerStore, clock: ManualClock
+    ) -> None:
+        ledger = ledger_of(store, clock)
+        with LeaseKeeper(ledger, claim(ledger), NEVER) as keeper:
+            keeper.journal_synced({"done": [[0, 1]], "state": "applied"})
+        keeper.release()
+        released = ledger.read("p-1")
+        assert released is not None and released.lease_expires_at == 0.0
+        assert released.progress["state"] == "applied"
+
+    def test_a_takeover_is_still_noticed_at_the_last_sync(
+        self, store: MemoryLedgerStore, clock: ManualClock
+    ) -> None:
+        ledger = ledger_of(store, clock)
+        with LeaseKeeper(ledger, claim(ledger), NEVER) as keeper:
+            take_over(store, clock)
+            with pytest.raises(LeaseLostError):
+                keeper.journal_synced({"done": [], "state": "applying"})
+            with pytest.raises(LeaseLostError):
+                keeper.journal_synced({"done": [[0, 0]], "state": "applied"})
+            with pytest.raises(LeaseLostError):
+                keeper.complete({"status": "applied"})
+
     def test_the_epoch_is_the_attempt_of_the_claim_that_wrote_the_checkpoint(
         self, store: MemoryLedgerStore, clock: ManualClock
     ) -> None:
