@@ -132,6 +132,19 @@ def confine_plan(plan: Plan) -> tuple[dict[int, dict[str, CasePath]], list[PlanE
     return confined, errors
 
 
+def only_case(candidates: list[str], wanted: str, where: str) -> str:
+    """The one name (any normalisation form) that reads as the case ``wanted``; PlanError
+    when there is none or more than one."""
+    if not candidates:
+        raise PlanError(ErrorCode.CASE_MISSING, f"no case folder {wanted!r} in {where}")
+    if len(candidates) > 1:
+        raise PlanError(
+            ErrorCode.PATH_AMBIGUOUS,
+            f"{len(candidates)} case folders read as {wanted!r} after Unicode normalisation",
+        )
+    return candidates[0]
+
+
 def locate_case(projects_root: str, case_name: str) -> str:
     """The case folder's real path, found by NFC name; refuses links, files and look-alikes."""
     wanted = nfc(case_name)
@@ -141,14 +154,7 @@ def locate_case(projects_root: str, case_name: str) -> str:
         candidates = [wanted] if os.path.lexists(os.path.join(projects_root, wanted)) else []
     else:
         candidates = [name for name in os.listdir(projects_root) if nfc(name) == wanted]
-    if not candidates:
-        raise PlanError(ErrorCode.CASE_MISSING, f"no case folder {wanted!r} in the projects root")
-    if len(candidates) > 1:
-        raise PlanError(
-            ErrorCode.PATH_AMBIGUOUS,
-            f"{len(candidates)} case folders read as {wanted!r} after Unicode normalisation",
-        )
-    case_dir = os.path.join(projects_root, candidates[0])
+    case_dir = os.path.join(projects_root, only_case(candidates, wanted, "the projects root"))
     info = os.lstat(case_dir)
     if stat.S_ISLNK(info.st_mode):
         raise PlanError(ErrorCode.SYMLINK_REFUSED, f"the case folder {wanted!r} is a symbolic link")

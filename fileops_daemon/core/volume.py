@@ -9,8 +9,10 @@ contract, confinement, journal, resume, rollback and undo.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from fileops_daemon.core.fsops import CaseFS
 from fileops_daemon.core.steps import Parts
@@ -85,6 +87,10 @@ class Volume(Protocol):
     def tidy_work_dirs(self, case_dir: str, plan_id: str, *, keep_trash: bool) -> None:
         """Drop the plan's empty work folders (its trash too unless ``keep_trash``)."""
 
+    def source_listing(self, sources: list[str]) -> list[list[Any]]:
+        """Each path (``case/...``) and everything below it as (path, kind, size, version),
+        to tell later whether any of it changed; links are listed, never followed."""
+
 
 class LocalVolume:
     """A folder on this machine: a local disk or a gcsfuse mount."""
@@ -105,3 +111,25 @@ class LocalVolume:
 
     def tidy_work_dirs(self, case_dir: str, plan_id: str, *, keep_trash: bool) -> None:
         remove_empty_work_dirs(case_dir, plan_id, keep_trash=keep_trash)
+
+    def source_listing(self, sources: list[str]) -> list[list[Any]]:
+        """The version of a file is its mtime in nanoseconds."""
+        listing: list[list[Any]] = []
+
+        def add(shown: str, path: str) -> None:
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                listing.append([shown, "missing", 0, 0])
+                return
+            kind = "dir" if stat.S_ISDIR(info.st_mode) else "file"
+            size = info.st_size if kind == "file" else 0
+            listing.append([shown, kind, size, info.st_mtime_ns])
+            if kind == "dir":
+                with os.scandir(path) as entries:
+                    for entry in sorted(entries, key=lambda e: e.name):
+                        add(f"{shown}/{entry.name}", entry.path)
+
+        for source in sources:
+            add(source, os.path.join(self.root, *source.split("/")))
+        return listing

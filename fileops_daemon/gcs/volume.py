@@ -7,6 +7,7 @@ from typing import Any
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.core.paths import WORK_DIR_NAME, nfc
+from fileops_daemon.core.simulate import only_case
 from fileops_daemon.core.tree import Kind
 from fileops_daemon.core.volume import CaseFiles, Listed, TreeSource
 from fileops_daemon.gcs.bucket import BucketRequests, ClientFactory, is_link
@@ -84,14 +85,7 @@ class GcsVolume:
             blobs, folders = self.requests.listing("")
             names = {blob.name for blob in blobs} | {folder[:-1] for folder in folders}
             candidates = sorted(name for name in names if nfc(name) == wanted)
-        if not candidates:
-            raise PlanError(ErrorCode.CASE_MISSING, f"no case folder {wanted!r} in {self.root}")
-        if len(candidates) > 1:
-            raise PlanError(
-                ErrorCode.PATH_AMBIGUOUS,
-                f"{len(candidates)} case folders read as {wanted!r} after Unicode normalisation",
-            )
-        folder = candidates[0]
+        folder = only_case(candidates, wanted, self.root)
         blob = self.requests.stat(folder)
         if blob is not None and is_link(blob):
             raise PlanError(

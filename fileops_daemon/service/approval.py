@@ -15,9 +15,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
-import os
 import re
-import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +40,6 @@ from fileops_daemon.contract.results import ResultStatus, build_result
 from fileops_daemon.contract.signing import load_key
 from fileops_daemon.core.execute import ApplyOutcome, RunEnd, dry_run
 from fileops_daemon.core.volume import LocalVolume, Volume
-from fileops_daemon.gcs import GcsVolume
 from fileops_daemon.service.cloud import CloudRetry
 from fileops_daemon.service.ledger import AWAITING_APPROVAL, Ledger, Record
 from fileops_daemon.service.ledger_store import GenerationMismatchError, LedgerStore
@@ -235,27 +232,9 @@ class Proceed:
 
 
 def source_listing(projects_root: str, changes: list[dict[str, Any]]) -> list[list[Any]]:
-    """What the changes take away or take from: each moved, copied or trashed item and
-    everything below it, as (path, kind, size, mtime_ns). Links are listed, never followed
-    (the simulation refused any on a plan's path)."""
-    listing: list[list[Any]] = []
-
-    def add(shown: str, path: str) -> None:
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            listing.append([shown, "missing", 0, 0])
-            return
-        kind = "dir" if stat.S_ISDIR(info.st_mode) else "file"
-        listing.append([shown, kind, info.st_size if kind == "file" else 0, info.st_mtime_ns])
-        if kind == "dir":
-            with os.scandir(path) as entries:
-                for entry in sorted(entries, key=lambda e: e.name):
-                    add(f"{shown}/{entry.name}", entry.path)
-
-    for source in change_sources(changes):
-        add(source, os.path.join(projects_root, *source.split("/")))
-    return listing
+    """What the changes take away or take from below a local projects root: each moved, copied
+    or trashed item and everything below it, as (path, kind, size, mtime_ns)."""
+    return LocalVolume(projects_root).source_listing(change_sources(changes))
 
 
 def change_sources(changes: list[dict[str, Any]]) -> list[str]:
@@ -453,11 +432,7 @@ class ApprovalDesk:
         )
 
     def _digest(self, simulated: dict[str, Any]) -> str:
-        changes = simulated.get("changes") or []
-        if isinstance(self.volume, GcsVolume):
-            sources = self.volume.source_listing(change_sources(changes))
-        else:
-            sources = source_listing(self.projects_root, changes)
+        sources = self.volume.source_listing(change_sources(simulated.get("changes") or []))
         return changes_digest(simulated, sources)
 
     # -- endings ----------------------------------------------------------------------------------
