@@ -17,10 +17,19 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from fileops_daemon.contract.approval import APPROVE, REJECT, Decision, wakeup_document
+from fileops_daemon.contract.approval import (
+    APPROVE,
+    REJECT,
+    Decision,
+    key_id,
+    verify_decision,
+    wakeup_document,
+)
 from fileops_daemon.contract.envvars import ConfigError, project_from_env
+from fileops_daemon.contract.errors import PlanError
 from fileops_daemon.contract.exitcodes import (
     EXIT_BY_STATUS,
+    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REJECTED,
@@ -30,6 +39,7 @@ from fileops_daemon.contract.signing import load_key
 
 if TYPE_CHECKING:  # the cloud libraries load only when a command runs: not for --help, nor
     # for the local commands, whose parser registers these
+    from fileops_daemon.service.decisions import DecisionStore
     from fileops_daemon.service.ledger import Ledger, Record
 
 
@@ -104,8 +114,8 @@ def reject_command(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
-    from fileops_daemon.service.approval import DecisionStore
     from fileops_daemon.service.cloud import CloudRetry
+    from fileops_daemon.service.decisions import DecisionStore
     from fileops_daemon.service.ledger import Ledger, RecordState
     from fileops_daemon.service.ledger_store import GcsLedgerStore
 
@@ -115,11 +125,17 @@ def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
     store = GcsLedgerStore(bucket, retry)
     ledger = Ledger(store, "fileops-cli", 0)
     record = ledger.read(args.plan_id)
-    if record is None or record.approval is None:
-        return _fail(f"approval_missing: no plan {args.plan_id!r} awaits approval", EXIT_REJECTED)
-    if record.state != RecordState.AWAITING_APPROVAL:
-        print(f"fileops: {args.plan_id!r} was already decided ({record.state})", file=sys.stderr)
-        return _finished(ledger, args) if record.state == RecordState.DONE else EXIT_OK
+    if record is None:
+        return _fail(f"approval_missing: no plan {args.plan_id!r} is known", EXIT_REJECTED)
+    if record.approval is None or record.state != RecordState.AWAITING_APPROVAL:
+        return _fail(f"{_not_waiting(record)}; nothing was decided", EXIT_REJECTED)
+    held = record.approval.get("key_ids")
+    if isinstance(held, list) and held and key_id(key) not in held:
+        return _fail(
+            f"the approval key in FILEOPS_APPROVAL_KEY_FILE (id {key_id(key)}) is not one the "
+            f"daemon checks decisions with ({', '.join(map(str, held))}); nothing was written",
+            EXIT_CONFIG,
+        )
     shown = str(record.approval.get("changes_digest", ""))
     if getattr(args, "digest", None) and not shown.startswith(args.digest):
         return _fail(
@@ -139,13 +155,10 @@ def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
         at=time.time(),
         reason=reason,
     )
-    decisions = DecisionStore(store, bucket, retry)
-    if not decisions.create(record.plan_id, decision.signed(key)):
-        existing = decisions.read(record.plan_id)
-        theirs = existing.get("decision") if isinstance(existing, dict) else None
-        by = existing.get("by") if isinstance(existing, dict) else None
-        print(f"fileops: already decided: {theirs} by {by}", file=sys.stderr)
-        if theirs != verdict:
+    winner = _store_decision(DecisionStore(store, bucket, retry), decision, key)
+    if winner is not decision:
+        print(f"fileops: already decided: {winner.decision} by {winner.by}", file=sys.stderr)
+        if winner.decision != verdict:
             return EXIT_REJECTED
     _wake(record.plan_id, record.case_name)
     verb = "approved" if verdict == APPROVE else "rejected"
@@ -156,6 +169,47 @@ def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
             print(f"{verb} {record.plan_id!r} (changes_digest {shown[:16]}...)")
         return EXIT_OK
     return _finished(ledger, args)
+
+
+def _store_decision(decisions: DecisionStore, decision: Decision, key: bytes) -> Decision:
+    """Store ``decision`` unless a valid one is there: the decision that stands. A stored
+    decision that does not verify under our key (a wrong key, a forgery) never locks the plan
+    out: ours replaces it, named by the generation we read."""
+    document = decision.signed(key)
+    for _ in range(5):
+        if decisions.create(decision.plan_id, document):
+            return decision
+        found = decisions.read_with_generation(decision.plan_id)
+        if found is None:
+            continue  # removed meanwhile: create it again
+        existing, generation = found
+        try:
+            return verify_decision((key,), existing)
+        except PlanError:
+            pass
+        if decisions.replace_unverified(decision.plan_id, document, generation):
+            by = existing.get("by") if isinstance(existing, dict) else None
+            print(
+                f"fileops: replaced a decision that is not validly signed (by {by})",
+                file=sys.stderr,
+            )
+            return decision
+    raise RuntimeError(f"the decision on {decision.plan_id!r} kept changing; try again")
+
+
+def _not_waiting(record: Record) -> str:
+    """One line on what a plan that awaits no decision is."""
+    name = repr(record.plan_id)
+    if record.state == "done" and record.result is not None:
+        result = record.result
+        errors = result.get("errors") or []
+        why = ""
+        if errors and isinstance(errors[0], dict):
+            why = f" ({errors[0].get('code')}: {errors[0].get('message')})"
+        return f"{name} is already {result.get('status')}{why}"
+    if record.approval is None:
+        return f"{name} never waited for approval (it is {record.state})"
+    return f"{name} was approved and is being applied"
 
 
 def _finished(ledger: Ledger, args: argparse.Namespace) -> int:

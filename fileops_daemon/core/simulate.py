@@ -204,6 +204,9 @@ class _Simulator:
     def _check_expect(self, node: Node, op: Operation, raw: object) -> None:
         if op.expect is None:
             return
+        if op.expect.files is not None:
+            self._check_files(node, op, raw, op.expect.files)
+            return
         if node.kind is not Kind.FILE:
             raise PlanError(
                 ErrorCode.TYPE_CONFLICT,
@@ -222,6 +225,26 @@ class _Simulator:
             raise PlanError(
                 ErrorCode.PRECONDITION_FAILED,
                 f"{raw} has sha256 {node.sha256}, the plan expected {op.expect.sha256}",
+                operation=op.index,
+                path=str(raw),
+            )
+
+    def _check_files(self, node: Node, op: Operation, raw: object, expected: int) -> None:
+        """A folder holds exactly ``expected`` files (at any depth), as the plan expects."""
+        if node.kind is not Kind.DIR or op.expect is None or op.expect.size is not None:
+            raise PlanError(
+                ErrorCode.TYPE_CONFLICT,
+                f"{raw} is a file; expect files applies to folders",
+                operation=op.index,
+                path=str(raw),
+            )
+        walked = self.tree.walk(node, raw=raw, operation=op.index)
+        found = sum(1 for _, child in walked if child.kind is not Kind.DIR)
+        if found != expected:
+            raise PlanError(
+                ErrorCode.PRECONDITION_FAILED,
+                f"{raw} holds {found} file(s), the plan expected {expected}: something was "
+                "put there or taken away since",
                 operation=op.index,
                 path=str(raw),
             )
@@ -399,6 +422,8 @@ class _Simulator:
         name = nfc(dst.parts[-1])
         target = (*parent.parts, name)
         record.files = self._transfer(node, target, op, raw=src)
+        if node.kind is Kind.FILE:
+            record.bytes = node.size
         self.tree.detach(node)
         self.tree.attach(node, parent, name)
         record.moved, record.kind = (origin, target), node.kind

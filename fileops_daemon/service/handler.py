@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import re
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +23,10 @@ from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.approval import WakeUp, is_wakeup
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.contract.plan import Plan, decode_document
-from fileops_daemon.contract.results import bounded, encode_result, now, refusal_result
-from fileops_daemon.contract.signing import covers_attributes, verify
+from fileops_daemon.contract.results import now, refusal_result
+from fileops_daemon.contract.signing import verify
 from fileops_daemon.core.execute import (
+    ApplyOutcome,
     ApplyPaused,
     RetryPolicy,
     RunEnd,
@@ -42,9 +41,16 @@ from fileops_daemon.core.paths import nfc
 from fileops_daemon.core.store import PlanStore
 from fileops_daemon.core.undo import UndoRequest, build_undo_plan, parse_message
 from fileops_daemon.core.volume import LocalVolume, Volume
+from fileops_daemon.service.answering import Answerer, placeholder_plan_id, reply_attributes
 from fileops_daemon.service.approval import Answer, ApprovalDesk, DecisionStore
 from fileops_daemon.service.config import Config
-from fileops_daemon.service.delivery import Delivery
+from fileops_daemon.service.delivery import (
+    APPROVED_DIGEST,
+    DECISION,
+    PLAN_DOCUMENT,
+    REPLY_TO,
+    Delivery,
+)
 from fileops_daemon.service.lease import LeaseKeeper, release_quietly
 from fileops_daemon.service.ledger import (
     AWAITING_APPROVAL,
@@ -62,7 +68,7 @@ from fileops_daemon.service.metrics import Metrics
 from fileops_daemon.service.outputs import AuditSink, ResultSink
 from fileops_daemon.service.sequencer import CaseSequencer, Waiting, WaitReason
 
-__all__ = ["Disposition", "PlanHandler", "Reason", "Verdict"]
+__all__ = ["Disposition", "PlanHandler", "Reason", "Verdict", "placeholder_plan_id"]
 
 log = structlog.get_logger("fileops.handler")
 
@@ -159,11 +165,13 @@ class PlanHandler:
         # Set by hand_over(): applies pause between steps (ApplyPaused) and are handed over.
         self.pause = threading.Event()
         self.sequencer = CaseSequencer()
-        self._unaudited = UnauditedAnswers()
-        # Requests run here beside the plan worker's own (see _apply and _answer): at most
-        # two per plan worker at a time, so none waits for another's.
+        # Requests run here beside the plan worker's own (see _apply and answering.py): at
+        # most two per plan worker at a time, so none waits for another's.
         self._background = ThreadPoolExecutor(
             max_workers=2 * max(1, config.concurrency), thread_name_prefix="beside"
+        )
+        self.answerer = Answerer(
+            results, audit, self.metrics, config.signing_keys, self._background
         )
         # The daemon's wiring passes the real one (decisions audited in the audit bucket).
         self.approvals = approvals or ApprovalDesk(
@@ -326,15 +334,14 @@ class PlanHandler:
         except Exception:  # GCS, or a decision raced: look again on the redelivery
             bound.exception("approval.rule_failed")
             return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
-        routed = dataclasses.replace(
-            delivery, extra={**delivery.extra, _REPLY_TO: ruling.client_id}
-        )
+        # Answered to the plan's sender, and audited with the plan (not the wake-up) and the
+        # decision that settled it.
+        extra = {**delivery.extra, REPLY_TO: ruling.client_id, DECISION: ruling.decision}
         if isinstance(ruling, Answer):
-            return self._answer(ruling.result, routed)
-        approved = dataclasses.replace(
-            routed, extra={**routed.extra, _APPROVED: ruling.plan.digest}
-        )
-        return ruling.plan, approved
+            extra[PLAN_DOCUMENT] = ruling.plan
+            return self._answer(ruling.result, dataclasses.replace(delivery, extra=extra))
+        extra |= {PLAN_DOCUMENT: dict(ruling.plan.document), APPROVED_DIGEST: ruling.plan.digest}
+        return ruling.plan, dataclasses.replace(delivery, extra=extra)
 
     def _accept(self, delivery: Delivery) -> Plan | UndoRequest | WakeUp:
         """Authenticate, parse and cross-check one message; PlanError says why not."""
@@ -353,81 +360,12 @@ class PlanHandler:
     def _refuse(
         self, delivery: Delivery, error: PlanError, started: Any, bound: Any
     ) -> Disposition:
-        """Answer a message that was not accepted: under a name the daemon made up, unrouted,
-        so a sender cannot put words under another plan's id or in another agent's inbox."""
-        result = refusal_result(
-            {"plan_id": placeholder_plan_id(delivery.message_id)},
-            error,
-            started,
-            attempt=delivery.delivery_attempt,
-        )
-        bound.bind(plan_id=result["plan_id"], case_name=result["case_name"]).warning(
-            "plan.rejected",
-            code=error.code.value,
-            error=result["errors"][0]["message"],
-            claimed_plan_id=shorten(delivery.attributes.get(attr.PLAN_ID, ""), 200),
-        )
-        return self._answer(result, delivery, routed=False)
+        self.answerer.refuse(delivery, error, started, bound)
+        return Disposition.ack()
 
-    # -- outcomes -------------------------------------------------------------------------------
-
-    def _answer(
-        self, result: dict[str, Any], delivery: Delivery, *, routed: bool = True
-    ) -> Disposition:
-        """Audit and publish, log; only then is the message done (acked)."""
-        full = result  # a huge one is published shortened; the audit record keeps it whole
-        data = encode_result(full)
-        result = bounded(full, full_result=self.audit.location(full, delivery), size=len(data))
-        # An agent's client tags its plans; the tag routes the result to its subscription.
-        reply = _reply_attributes(delivery, self.config.signing_keys) if routed else {}
-        if routed and _REPLY_TO in delivery.extra:  # a decided plan: answer its submitter
-            client = delivery.extra[_REPLY_TO]
-            reply = {attr.CLIENT_ID: client} if client else {}
-        earlier = self._unaudited.take(delivery.message_id)
-        if earlier is not None:
-            # An earlier delivery of this message published this answer, then failed to audit
-            # it: audit that very answer now, and publish nothing more.
-            result, full = earlier, earlier
-            try:
-                self.audit.write(result, delivery, None)
-            except Exception:
-                self._unaudited.put(delivery.message_id, result)
-                raise
-        elif result is not full:
-            # The published result points at the audit record: that record exists first.
-            data = encode_result(result)
-            self.audit.write(result, delivery, full)
-            self.results.publish(result, reply, data)
-        else:
-            # The audit record is written while the result is published, not before it: the
-            # agent does not wait for it. It is never lost: the message is acked only once
-            # both are done. If the audit write fails, the exception nacks the message, and
-            # the answer is kept so that its redelivery here audits it without publishing it
-            # again (redelivered to another daemon, it is answered again from the ledger, the
-            # same recorded result, as after any crash between publish and ack).
-            audited = self._background.submit(self.audit.write, result, delivery, None)
-            published = False
-            try:
-                self.results.publish(result, reply, data)
-                published = True
-            finally:
-                try:
-                    audited.result()
-                except Exception:
-                    if published:
-                        self._unaudited.put(delivery.message_id, result)
-                    raise
-        self.metrics.plans.labels(result["status"], str(result["dry_run"]).lower()).inc()
-        log.info(
-            "plan.answered",
-            plan_id=result["plan_id"],
-            case_name=result["case_name"],
-            status=result["status"],
-            dry_run=result["dry_run"],
-            changes=len(full["changes"]),
-            errors=[error["code"] for error in result["errors"]],
-            message_id=delivery.message_id,
-        )
+    def _answer(self, result: dict[str, Any], delivery: Delivery) -> Disposition:
+        """Audit and publish; only then is the message done (acked)."""
+        self.answerer.answer(result, delivery)
         return Disposition.ack()
 
     def _dry_run(self, plan: Plan, started: Any, delivery: Delivery) -> dict[str, Any]:
@@ -472,11 +410,12 @@ class PlanHandler:
             return self._answer(result, delivery)
         if known is not None and known.state == "done" and known.result is not None:
             return self._answer_again(known, delivery, bound)
-        approved = delivery.extra.get(_APPROVED) == plan.digest
-        if not approved and plan.undo_of is None:
-            waiting = self._await_approval(plan, known, started, delivery)
-            if waiting is not None:
-                return self._answer(waiting, delivery)
+        # A verified decision approved this very plan (the gate checks it again before the
+        # first change); anything else that meets a waiting plan is answered that it waits.
+        approved = delivery.extra.get(APPROVED_DIGEST) == plan.digest
+        if not approved and known is not None and known.state == AWAITING_APPROVAL:
+            waiting = self.approvals.still_waiting(known, started, delivery.delivery_attempt)
+            return self._answer(waiting, self._to_submitter(known, delivery))
         case = self.ledger.acquire_case(case_name, plan.plan_id, _seen(case_seen))
         if isinstance(case, CaseHeld):
             return self._wait(
@@ -513,24 +452,23 @@ class PlanHandler:
                 after=self._recheck,
                 owner=outcome.record.owner,
             )
-        if approved and known is not None and known.state == AWAITING_APPROVAL:
-            changed = self.approvals.recheck(plan, known, started, delivery.delivery_attempt)
-            if changed is not None:
-                self.ledger.complete(outcome.record, changed)
-                return self._answer(changed, delivery)
         return self._run_claimed(plan, outcome, started, delivery, bound)
 
-    def _await_approval(
-        self, plan: Plan, known: Record | None, started: Any, delivery: Delivery
-    ) -> dict[str, Any] | None:
-        """The awaiting_approval answer if the plan waits for an operator; None to go on."""
-        attempt = delivery.delivery_attempt
-        if known is not None and known.state == AWAITING_APPROVAL:
-            return self.approvals.still_waiting(known, started, attempt)
-        if known is not None or not self.config.approval.enabled:
-            return None
-        client = _reply_attributes(delivery, self.config.signing_keys).get(attr.CLIENT_ID, "")
-        return self.approvals.gate(plan, client, started, attempt)
+    def _to_submitter(self, record: Record, delivery: Delivery) -> Delivery:
+        """A waiting plan's answers go to the client that submitted it, and its audit names
+        the stored plan."""
+        extra = {
+            **delivery.extra,
+            REPLY_TO: self.approvals.client_of(record),
+            PLAN_DOCUMENT: self.approvals.plan_of(record),
+        }
+        return dataclasses.replace(delivery, extra=extra)
+
+    def _client_of(self, delivery: Delivery) -> str:
+        """Whom this plan's answers go to if it has to wait for a decision."""
+        if REPLY_TO in delivery.extra:
+            return str(delivery.extra[REPLY_TO])
+        return reply_attributes(delivery, self.config.signing_keys).get(attr.CLIENT_ID, "")
 
     def _answer_again(self, record: Record, delivery: Delivery, bound: Any) -> Disposition:
         """A plan already finished: answer with its recorded result."""
@@ -567,6 +505,14 @@ class PlanHandler:
         begun = time.monotonic()
         bound.info("plan.applying", owner=self.config.worker_id)
         keeper = LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3)
+        client = self._client_of(delivery)
+        attempt = delivery.delivery_attempt
+
+        def admit(simulated: dict[str, Any], case_folder: str) -> ApplyOutcome | None:
+            return self.approvals.gate.admit(
+                plan, keeper, client, simulated, case_folder, started, attempt
+            )
+
         try:
             with keeper:  # gives the lease back if the apply is paused or fails
                 ended = apply_plan(
@@ -582,6 +528,7 @@ class PlanHandler:
                     pause=self.pause,
                     attempt=delivery.delivery_attempt,
                     volume=self.volume,
+                    admit=admit,
                 )
         except LeaseLostError:
             bound.warning("lease.lost")
@@ -592,6 +539,8 @@ class PlanHandler:
         except OSError as exc:  # transient (EIO...) before the first step: try again later
             bound.warning("plan.transient_fault", error=f"{type(exc).__name__}: {exc}")
             return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
+        if ended.end is RunEnd.HELD:  # recorded awaiting a decision: nothing was changed
+            return self._answer(ended.result, delivery)
         self.metrics.apply_seconds.observe(time.monotonic() - begun)
         if ended.end is RunEnd.APPLIED:
             self.metrics.steps_applied.inc(ended.steps_done)
@@ -632,55 +581,6 @@ class PlanHandler:
             return  # the previous owner died before its first step: start afresh
         store.ensure()
         Journal.seed(store.journal_path, header, record.progress)
-
-
-class UnauditedAnswers:
-    """Answers published whose audit write then failed, by message id, until the message's
-    redelivery audits them (the oldest are forgotten past a bound: such a message is answered
-    again, the same recorded result, as after a crash)."""
-
-    LIMIT = 1024
-
-    def __init__(self) -> None:
-        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, message_id: str, result: dict[str, Any]) -> None:
-        with self._lock:
-            self._answers[message_id] = result
-            while len(self._answers) > self.LIMIT:
-                self._answers.popitem(last=False)
-
-    def take(self, message_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._answers.pop(message_id, None)
-
-
-def placeholder_plan_id(message_id: str) -> str:
-    """The daemon's own name for a message it could not accept (it matches the plan_id
-    pattern, so it is safe in results, attributes and object names)."""
-    return "unidentified-" + (_UNSAFE_ID.sub("_", message_id)[:180] or "_")
-
-
-#: Delivery.extra keys the handler sets itself (never read from the wire): the client to
-#: answer instead of the message's own, and the digest of the plan an operator approved.
-_REPLY_TO = "fileops.reply_to"
-_APPROVED = "fileops.approved_digest"
-
-_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
-_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def _reply_attributes(delivery: Delivery, keys: tuple[bytes, ...]) -> dict[str, str]:
-    """Routing for an accepted (so, with signing on, verified) plan's result: its client_id,
-    when that may be trusted (no signing, or a v2 signature, which covers it) and is a plain
-    name. A v1 signature covers the data only: a replay may carry any client_id."""
-    client = delivery.attributes.get(attr.CLIENT_ID)
-    if client is None or not _CLIENT_ID.fullmatch(client):
-        return {}
-    if keys and not covers_attributes(delivery.attributes):
-        return {}
-    return {attr.CLIENT_ID: client}
 
 
 def _check_attributes(plan: Plan, attributes: dict[str, str]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 
 from fileops_daemon.core.journal import JournalPhase
-from fileops_daemon.service.ledger import LeaseLostError, Ledger, Record
+from fileops_daemon.service.ledger import LeaseLostError, Ledger, Record, RecordState
 
 __all__ = ["LeaseKeeper", "release_quietly"]
 
@@ -63,6 +63,14 @@ class LeaseKeeper:
             )
             return self.record
 
+    def hold(self, result: dict[str, Any], approval: dict[str, Any]) -> Record:
+        """Record the plan as awaiting a decision (the gate held it before its first step);
+        LeaseLostError if someone took over."""
+        with self._lock:
+            self.record = self.ledger.hold(self.record, result, approval)
+            self._stop.set()  # a held plan has no lease to keep
+            return self.record
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
@@ -79,6 +87,8 @@ class LeaseKeeper:
 
     def _renew(self, **progress: Any) -> None:
         with self._lock:
+            if self.record.state == RecordState.AWAITING_APPROVAL:
+                return  # held: nothing to renew (a beat that was already waiting)
             if self.lost.is_set():
                 raise LeaseLostError(f"plan {self.record.plan_id} was taken over")
             self._progress.update(progress)
