@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make run    - emulators + daemon on ./run/projects; the seed plan as a dry run, then applied"
+	@echo "             (state kept between runs; RESET=1 starts afresh, APPROVAL=1 holds plans for approval)"
 	@echo "make demo-local - the local CLI only: plan, apply, undo on ./run/projects"
 	@echo "make test   - lint + the whole test suite (installs what it needs)"
 	@echo "make lint   - ruff, mypy (strict on the package) and the import layers (import-linter)"
@@ -44,8 +45,13 @@ test: lint system-deps
 install:
 	bash scripts/install.sh
 
+# make run RESET=1: start from an empty ./run; make run APPROVAL=1: applied plans wait for an
+# operator's `fileops approve` (a key is made into ./run and exported in run/env.sh).
+TRUTHY := 1 yes true on
+RUN_ARGS = $(strip $(if $(filter $(TRUTHY),$(RESET)),--reset) \
+	$(if $(filter $(TRUTHY),$(APPROVAL)),--approval))
 run: $(STAMP) emulators
-	$(BIN)/python scripts/run_stack.py
+	$(BIN)/python scripts/run_stack.py $(RUN_ARGS)
 
 demo-local: $(STAMP)
 	bash scripts/demo-local.sh

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 import threading
 import time
@@ -47,7 +48,22 @@ def _show(result: dict[str, Any], as_json: bool) -> int:
     hint = None
     if result.get("status") == "applied" and isinstance(result.get("plan_id"), str):
         hint = undo_command_line(result["plan_id"])
-    return emit_result(result, as_json, undo_hint=hint)
+    code = emit_result(result, as_json, undo_hint=hint)
+    if result.get("status") == "awaiting_approval" and isinstance(result.get("plan_id"), str):
+        _approval_next_step(result["plan_id"])
+    return code
+
+
+def _approval_next_step(plan_id: str) -> None:
+    """What an operator does about a plan held for approval (on stderr: stdout holds the
+    result alone)."""
+    quoted = shlex.quote(plan_id)
+    print(
+        "fileops: nothing changed yet; an operator with the approval key decides:\n"
+        f"  fileops approve {quoted} --wait\n"
+        f"  fileops reject {quoted} --reason '...'",
+        file=sys.stderr,
+    )
 
 
 def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
