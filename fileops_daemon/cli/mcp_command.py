@@ -22,7 +22,11 @@ def mcp_command(args: argparse.Namespace) -> int:
     try:
         import mcp  # noqa: F401  (an extra: the daemon does not need it)
     except ImportError:
-        print("fileops: mcp needs the MCP SDK: pip install 'fileops-daemon[mcp]'", file=sys.stderr)
+        print(
+            "fileops: mcp needs the MCP SDK: install fileops-daemon with its mcp extra "
+            "(pip install 'fileops_daemon-VERSION-py3-none-any.whl[mcp]'; docs/agents.md)",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     from fileops_daemon.client import mcp_server
 
