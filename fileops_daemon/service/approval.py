@@ -205,9 +205,11 @@ class DecisionStore:
                 yield name
 
 
-def create_once(store: LedgerStore, name: str, document: Mapping[str, Any]) -> bool:
+def create_once(
+    store: LedgerStore, name: str, document: Mapping[str, Any], *, indent: int | None = 1
+) -> bool:
     """Write ``document`` as ``name`` unless it exists (True if this write created it)."""
-    data = json.dumps(document, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
+    data = json.dumps(document, ensure_ascii=False, sort_keys=True, indent=indent).encode("utf-8")
     try:
         store.write(name, data, content_type="application/json", if_generation_match=0)
     except GenerationMismatchError:
@@ -487,7 +489,7 @@ class ApprovalDesk:
             "plan_digest": decision.plan_digest,
             "changes_digest": decision.changes_digest,
         }
-        create_once(self.audit, name, document)
+        create_once(self.audit, name, document, indent=None)  # one line: a BigQuery NDJSON row
 
 
 def _rejected(record: Record, error: PlanError, started: datetime, attempt: int) -> dict[str, Any]:
