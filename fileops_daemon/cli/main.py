@@ -439,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command not in ("run", "bootstrap"):  # the daemon configures its own logging
         configure_logging(json_output=False, level="INFO" if args.verbose else "WARNING")
+        if not args.verbose:  # no credentials: the one line says it, not google-auth first
+            import logging
+
+            for name in ("google.auth._default", "google.auth.compute_engine._metadata"):
+                logging.getLogger(name).setLevel(logging.ERROR)
     from fileops_daemon.contract.envvars import ConfigError
 
     try:
