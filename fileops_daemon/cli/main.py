@@ -174,6 +174,8 @@ def _add_root(parser: argparse.ArgumentParser, *, required: bool, mode: str = ""
 def _root(args: argparse.Namespace) -> str:
     """The projects root as the user named it: a folder, or gs://BUCKET."""
     bucket: str | None = getattr(args, "gcs_bucket", None)
+    if not bucket and not os.path.isdir(args.root):  # not every case missing: the root is
+        raise UsageError(f"the root {args.root} does not exist or is not a folder (--root)")
     return f"gs://{bucket}" if bucket else str(args.root)
 
 
