@@ -38,17 +38,20 @@ def timestamp(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def create_once(store: LedgerStore, name: str, document: Mapping[str, Any]) -> bool:
+def create_once(
+    store: LedgerStore, name: str, document: Mapping[str, Any], *, indent: int | None = 1
+) -> bool:
     """Write ``document`` as ``name`` unless it exists (True if this write created it)."""
+    data = _encode(document, indent)
     try:
-        store.write(name, _encode(document), content_type="application/json", if_generation_match=0)
+        store.write(name, data, content_type="application/json", if_generation_match=0)
     except GenerationMismatchError:
         return False
     return True
 
 
-def _encode(document: Mapping[str, Any]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
+def _encode(document: Mapping[str, Any], indent: int | None = 1) -> bytes:
+    return json.dumps(document, ensure_ascii=False, sort_keys=True, indent=indent).encode("utf-8")
 
 
 class DecisionStore:
@@ -152,7 +155,7 @@ def audit_decision(audit: LedgerStore, decision: Decision, case_name: str) -> No
         "plan_digest": decision.plan_digest,
         "changes_digest": decision.changes_digest,
     }
-    create_once(audit, name, document)
+    create_once(audit, name, document, indent=None)  # one line: a BigQuery NDJSON row
 
 
 def _decode(data: bytes) -> Any:

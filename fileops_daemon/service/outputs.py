@@ -76,7 +76,8 @@ class ResultPublisher:
 
 
 class AuditLog:
-    """One object per plan message: ``<YYYY>/<MM>/<DD>/<plan_id>/<message_id>.json``."""
+    """One object per plan message: ``<YYYY>/<MM>/<DD>/<plan_id>/<message_id>.json``, one line
+    of JSON whose shape is ``schemas/audit.bigquery.json``."""
 
     def __init__(self, bucket: storage.Bucket, retry: CloudRetry) -> None:
         self.bucket = bucket
@@ -105,13 +106,14 @@ class AuditLog:
         record = audit_record(result, delivery, full)
         name = self.object_name(result, delivery)
         blob = self.bucket.blob(name)
-        # Indented for people, unless large: the pure-Python indenting encoder is slow.
-        indent = None if full is not None else 1
+        # One line: the object is one row of BigQuery's NEWLINE_DELIMITED_JSON
+        # (schemas/audit.bigquery.json; docs/audit.md). `jq .` indents it for people.
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         # if_generation_match=0: an earlier delivery of this message may have audited it.
         with contextlib.suppress(PreconditionFailed):
             self.retry.call(
                 blob.upload_from_string,
-                json.dumps(record, ensure_ascii=False, indent=indent).encode("utf-8"),
+                line.encode("utf-8"),
                 content_type="application/json",
                 if_generation_match=0,
                 retry=None,
