@@ -25,7 +25,14 @@ from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.approval import WakeUp, is_wakeup
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.contract.plan import Plan, decode_document
-from fileops_daemon.contract.results import bounded, encode_result, now, refusal_result
+from fileops_daemon.contract.results import (
+    answering,
+    bounded,
+    encode_result,
+    now,
+    refusal_result,
+    replayed,
+)
 from fileops_daemon.contract.signing import covers_attributes, verify
 from fileops_daemon.core.execute import (
     ApplyPaused,
@@ -60,6 +67,7 @@ from fileops_daemon.service.ledger import (
 )
 from fileops_daemon.service.metrics import Metrics
 from fileops_daemon.service.outputs import AuditSink, ResultSink
+from fileops_daemon.service.replies import answered_message, busy_answer, last_attempt
 from fileops_daemon.service.sequencer import CaseSequencer, Waiting, WaitReason
 
 __all__ = ["Disposition", "PlanHandler", "Reason", "Verdict"]
@@ -375,6 +383,7 @@ class PlanHandler:
         self, result: dict[str, Any], delivery: Delivery, *, routed: bool = True
     ) -> Disposition:
         """Audit and publish, log; only then is the message done (acked)."""
+        result = answering(result, answered_message(delivery))  # whose answer it is
         full = result  # a huge one is published shortened; the audit record keeps it whole
         data = encode_result(full)
         result = bounded(full, full_result=self.audit.location(full, delivery), size=len(data))
@@ -437,7 +446,7 @@ class PlanHandler:
                 plan, started, delivery.delivery_attempt, recorded=_recorded(record)
             )
         if record is not None and record.state == "done" and record.result is not None:
-            return record.result
+            return replayed(record.result, delivery.message_id)
         try:
             return dry_run(
                 plan,
@@ -478,6 +487,11 @@ class PlanHandler:
             if waiting is not None:
                 return self._answer(waiting, delivery)
         case = self.ledger.acquire_case(case_name, plan.plan_id, _seen(case_seen))
+        if isinstance(case, CaseHeld) and last_attempt(delivery, self.config.max_delivery_attempts):
+            busy = busy_answer(
+                plan, started, delivery.delivery_attempt, holder=case.plan_id, owner=case.owner
+            )
+            return self._answer(busy, delivery)
         if isinstance(case, CaseHeld):
             return self._wait(
                 Reason.CASE_HELD_ELSEWHERE,
@@ -504,6 +518,15 @@ class PlanHandler:
             return self._answer(result, delivery)
         if isinstance(outcome, Completed):
             return self._answer_again(outcome.record, delivery, bound)
+        if isinstance(outcome, Held) and last_attempt(delivery, self.config.max_delivery_attempts):
+            busy = busy_answer(
+                plan,
+                started,
+                delivery.delivery_attempt,
+                holder=plan.plan_id,
+                owner=outcome.record.owner,
+            )
+            return self._answer(busy, delivery)
         if isinstance(outcome, Held):
             # A duplicate delivery while another daemon applies it: its result will come.
             return self._wait(
@@ -538,7 +561,7 @@ class PlanHandler:
         bound.info("plan.redelivered", status=record.result.get("status"))
         if delivery.delivery_attempt <= 1:  # a second message for a finished plan
             self.metrics.redeliveries.inc()
-        return self._answer(record.result, delivery)
+        return self._answer(replayed(record.result, delivery.message_id), delivery)
 
     def _run_claimed(
         self, plan: Plan, outcome: Claimed, started: Any, delivery: Delivery, bound: Any
@@ -604,7 +627,7 @@ class PlanHandler:
             # Another process on this machine (a local `fileops apply`) holds the case.
             keeper.release()
             return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, bound, after=self._recheck)
-        result = ended.result
+        result = answering(ended.result, delivery.message_id)  # so a redelivery is no replay
         try:
             keeper.complete(result, ended.undo)
         except LeaseLostError:
