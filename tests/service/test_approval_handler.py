@@ -106,7 +106,7 @@ def test_an_approved_plan_is_applied_once_and_answered_to_its_agent(rig: Rig) ->
     assert b.results.answers[-1].extra == {"client_id": "agent-1"}
     assert (rig.root / CASE / "Medical Records" / "file1.pdf").exists()
     assert wake(a, "w-2") == ACK  # approved twice: the recorded result again
-    assert a.answers("p-1")[-1] == applied
+    assert a.answers("p-1")[-1] == applied | {"in_reply_to": "w-2"}  # answering that wake-up
     assert rig.record("p-1").attempts == 1  # type: ignore[union-attr]
 
 
