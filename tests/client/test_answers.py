@@ -233,7 +233,11 @@ class TestABusyCaseIsAnswered:
         long_id = client.publish(long)
         stack.daemons[0].wait_for("plan.applying", 20, plan_id="long-1")
         stack.start_daemon("b")
-        # Under another ordering key, so Pub/Sub hands it out while the long plan runs.
+        # Under another ordering key, so Pub/Sub hands it out while the long plan runs. Which
+        # daemon gets it is the emulator's choice (pstest has been seen to queue it behind the
+        # long plan on daemon a, which then applies it): either way it is answered, never
+        # dead-lettered. The held-elsewhere path itself, to its last delivery, is pinned in
+        # tests/service/test_replies.py.
         second = plan("second-1", dry_run=False, ops=[{"type": "mkdir", "path": f"{CASE}/x"}])
         stack.publish(second, ordering_key="elsewhere")
         [answer] = stack.results.wait_plan("second-1", 90)
