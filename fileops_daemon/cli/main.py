@@ -461,8 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"fileops: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("fileops: interrupted; run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A command that knows what an interruption left behind says it; else the local
+        # commands' rule: their journals make running the same command again resume.
+        said = str(exc) or "interrupted; run the same command again to resume"
+        print(f"fileops: {said}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _closed_pipe()

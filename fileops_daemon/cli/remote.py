@@ -25,7 +25,13 @@ from fileops_daemon.client.api import (
     result_of,
     self_expiring_subscription,
 )
-from fileops_daemon.client.render import change_count, printable, safe, summary_line
+from fileops_daemon.client.render import (
+    change_count,
+    printable,
+    replay_note,
+    safe,
+    summary_line,
+)
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.envvars import ConfigError, project_from_env
 from fileops_daemon.contract.exitcodes import (
@@ -67,6 +73,13 @@ def _approval_next_step(plan_id: str) -> None:
 
 
 def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
+    from fileops_daemon.client.answers import local_refusal
+
+    # What is certainly wrong is refused here, with the daemon's codes, as the agent client
+    # does: nothing is published (the daemon checks everything again anyway).
+    refusal = local_refusal(plan)
+    if refusal is not None:
+        return _show(refusal, args.json)
     with FileopsClient(ClientConfig.from_env()) as client:
         message_id = client.publish(plan)
         mode = "dry run" if plan.get("dry_run", True) else "apply"
@@ -77,7 +90,14 @@ def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
                 print(f"submitted {plan.get('plan_id')!r} ({mode}) as message {message_id}")
             return EXIT_OK
         with _progress_while_waiting(str(plan.get("plan_id")), applying=mode == "apply"):
-            result = client.wait(str(plan.get("plan_id")), args.timeout)
+            try:
+                result = client.wait_message(message_id, args.timeout)
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"interrupted; {plan.get('plan_id')!r} was sent (message {message_id}) and "
+                    "will be handled: `fileops watch` or `fileops status` shows its result "
+                    "(do not send it again under a new id)"
+                ) from None
     if result is None:
         return _fail(
             f"no result for {plan.get('plan_id')!r} within {args.timeout:g} s "
@@ -102,6 +122,10 @@ def _progress_while_waiting(
         log.info("progress.unavailable", plan_id=plan_id, error=repr(exc))
         return contextlib.nullcontext()
     return ProgressLines(ledger.read, plan_id, sys.stderr)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the one line that says what it left behind (``main`` prints it)."""
 
 
 def submit_command(args: argparse.Namespace) -> int:
@@ -199,6 +223,8 @@ def undo_command(args: argparse.Namespace) -> int:
     request = undo_request_document(
         args.plan_id, record.case_name, dry_run=not args.apply, requested_by="fileops undo (ops)"
     )
+    if not args.apply:
+        args.wait = True  # a preview is its answer: `fileops undo PLAN` shows it
     return _send(request, args)
 
 
@@ -207,6 +233,8 @@ def _line(result: dict[str, Any]) -> str:
     codes = ",".join(printable(e["code"]) for e in result.get("errors", []))
     detail = f"{change_count(result)} change(s)" + (f" [{codes}]" if codes else "")
     mode = "dry-run" if result.get("dry_run") else "apply"
+    if result.get("replay") is True:  # a stored answer given to another request
+        mode, detail = "replay", f"{detail}: {replay_note(result)}"
     return (
         f"{stamp} {printable(result['status']):<8} {mode:<7} {printable(result['plan_id'])} "
         f"case={printable(result['case_name'])} {detail}"
@@ -285,7 +313,7 @@ def watch_command(args: argparse.Namespace) -> int:
     try:
         enough.wait(args.timeout)
     except KeyboardInterrupt:
-        pass
+        raise Interrupted("interrupted; watching stopped") from None
     finally:
         future.cancel()
         with contextlib.suppress(Exception):  # a cancelled stream ends with an error

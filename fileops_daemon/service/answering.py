@@ -20,11 +20,12 @@ import structlog
 
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.errors import PlanError, shorten
-from fileops_daemon.contract.results import bounded, encode_result, refusal_result
+from fileops_daemon.contract.results import answering, bounded, encode_result, refusal_result
 from fileops_daemon.contract.signing import covers_attributes
 from fileops_daemon.service.delivery import REPLY_TO, Delivery
 from fileops_daemon.service.metrics import Metrics
 from fileops_daemon.service.outputs import AuditSink, ResultSink
+from fileops_daemon.service.replies import answered_message
 
 __all__ = ["Answerer", "UnauditedAnswers", "placeholder_plan_id", "reply_attributes"]
 
@@ -65,6 +66,7 @@ class Answerer:
 
     def answer(self, result: dict[str, Any], delivery: Delivery, *, routed: bool = True) -> None:
         """Audit and publish, log; an exception means the message is not done (nacked)."""
+        result = answering(result, answered_message(delivery))  # whose answer it is
         full = result  # a huge one is published shortened; the audit record keeps it whole
         data = encode_result(full)
         result = bounded(full, full_result=self.audit.location(full, delivery), size=len(data))

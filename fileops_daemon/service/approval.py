@@ -65,6 +65,7 @@ class Answer:
     client_id: str
     plan: dict[str, Any] | None = None
     decision: Decision | None = None
+    message_id: str = ""  # the plan message the answer names (in_reply_to)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Proceed:
     plan: Plan
     client_id: str
     decision: Decision
+    message_id: str = ""
 
 
 def source_listing(projects_root: str, changes: list[dict[str, Any]]) -> list[list[Any]]:
@@ -123,6 +125,11 @@ class ApprovalDesk:
         return str((record.approval or {}).get("client_id") or "")
 
     @staticmethod
+    def message_of(record: Record) -> str:
+        """The plan message the waiting plan's answers name (in_reply_to)."""
+        return str((record.approval or {}).get("message_id") or "")
+
+    @staticmethod
     def plan_of(record: Record) -> dict[str, Any] | None:
         stored = (record.approval or {}).get("plan")
         return stored if isinstance(stored, dict) else None
@@ -168,12 +175,17 @@ class ApprovalDesk:
                 ErrorCode.APPROVAL_MISSING, f"no plan {plan_id!r} is or was awaiting approval"
             )
         client, stored = self.client_of(record), self.plan_of(record)
+        message = self.message_of(record)
         if record.state == "done" and record.result is not None:
-            return Answer(record.result, client, stored)  # decided before: the same answer
+            return Answer(
+                record.result, client, stored, message_id=message
+            )  # decided before: the same answer
         document = self.decisions.read(plan_id)
         if document is None:
             if record.state == AWAITING_APPROVAL and self._expired(record):
-                return Answer(self._expire(record, started, attempt), client, stored)
+                return Answer(
+                    self._expire(record, started, attempt), client, stored, message_id=message
+                )
             raise PlanError(ErrorCode.APPROVAL_MISSING, f"no decision is recorded on {plan_id!r}")
         decision = verify_decision(self.policy.keys, document)
         approval = record.approval
@@ -188,7 +200,7 @@ class ApprovalDesk:
             )
         plan = self._stored_plan(record)
         if record.state != AWAITING_APPROVAL:
-            return Proceed(plan, client, decision)  # approved and begun: resume it
+            return Proceed(plan, client, decision, message)  # approved and begun: resume it
         audit_decision(self.audit, decision, record.case_name)
         if decision.decision == REJECT:
             error = PlanError(
@@ -196,10 +208,10 @@ class ApprovalDesk:
                 f"rejected by {decision.by}" + (f": {decision.reason}" if decision.reason else ""),
             )
             ended = self._finish(record, error, started, attempt)
-            return Answer(ended, client, stored, decision)
+            return Answer(ended, client, stored, decision, message)
         if decision.at > float(approval.get("expires_at", 0)):
-            return Answer(self._expire(record, started, attempt), client, stored, decision)
-        return Proceed(plan, client, decision)
+            return Answer(self._expire(record, started, attempt), client, stored, decision, message)
+        return Proceed(plan, client, decision, message)
 
     def _stored_plan(self, record: Record) -> Plan:
         stored = self.plan_of(record)

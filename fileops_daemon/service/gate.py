@@ -89,13 +89,14 @@ class ApprovalGate:
         self,
         plan: Plan,
         keeper: LeaseKeeper,
-        client_id: str,
+        sender: tuple[str, str],
         simulated: dict[str, Any],
         case_folder: str,
         started: datetime,
         attempt: int,
     ) -> ApplyOutcome | None:
-        """None: the plan may start. Else how it ends now: held for a person, or refused."""
+        """None: the plan may start. Else how it ends now: held for a person, or refused.
+        ``sender``: the client id and the message id its answers go to, should it wait."""
         record = keeper.record
         if record.approval is not None:
             return self._decided(plan, keeper, simulated, started, attempt)
@@ -105,7 +106,7 @@ class ApprovalGate:
         if self.policy.budgeted and steps <= self.policy.min_steps:  # else it waits anyway
             reasons += self.budget.reasons(plan.plan_id, plan.case_name, requested_by, steps)
         if reasons:
-            return self._hold(plan, keeper, client_id, simulated, reasons)
+            return self._hold(plan, keeper, sender, simulated, reasons)
         self.budget.spend(plan.plan_id, plan.case_name, requested_by, steps)
         return None
 
@@ -169,7 +170,7 @@ class ApprovalGate:
         self,
         plan: Plan,
         keeper: LeaseKeeper,
-        client_id: str,
+        sender: tuple[str, str],
         simulated: dict[str, Any],
         reasons: list[str],
     ) -> ApplyOutcome:
@@ -191,7 +192,8 @@ class ApprovalGate:
             "reasons": reasons,
             "requested_at": at,
             "expires_at": expires,
-            "client_id": client_id,
+            "client_id": sender[0],
+            "message_id": sender[1],  # the agent's message: every later answer names it
             # Which approval keys can decide: `fileops approve` refuses to write a decision
             # under any other key (it could never verify, and would only confuse people).
             "key_ids": [key_id(key) for key in self.policy.keys],

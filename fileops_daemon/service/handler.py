@@ -23,7 +23,7 @@ from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.approval import WakeUp, is_wakeup
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.contract.plan import Plan, decode_document
-from fileops_daemon.contract.results import now, refusal_result
+from fileops_daemon.contract.results import answering, now, refusal_result, replayed
 from fileops_daemon.contract.signing import verify
 from fileops_daemon.core.execute import (
     ApplyOutcome,
@@ -66,6 +66,12 @@ from fileops_daemon.service.ledger import (
 )
 from fileops_daemon.service.metrics import Metrics
 from fileops_daemon.service.outputs import AuditSink, ResultSink
+from fileops_daemon.service.replies import (
+    IN_REPLY_TO,
+    answered_message,
+    busy_answer,
+    last_attempt,
+)
 from fileops_daemon.service.sequencer import CaseSequencer, Waiting, WaitReason
 
 __all__ = ["Disposition", "PlanHandler", "Reason", "Verdict", "placeholder_plan_id"]
@@ -336,7 +342,12 @@ class PlanHandler:
             return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
         # Answered to the plan's sender, and audited with the plan (not the wake-up) and the
         # decision that settled it.
-        extra = {**delivery.extra, REPLY_TO: ruling.client_id, DECISION: ruling.decision}
+        extra = {
+            **delivery.extra,
+            REPLY_TO: ruling.client_id,
+            DECISION: ruling.decision,
+            IN_REPLY_TO: ruling.message_id,  # the agent's plan message, not the wake-up
+        }
         if isinstance(ruling, Answer):
             extra[PLAN_DOCUMENT] = ruling.plan
             return self._answer(ruling.result, dataclasses.replace(delivery, extra=extra))
@@ -375,7 +386,7 @@ class PlanHandler:
                 plan, started, delivery.delivery_attempt, recorded=_recorded(record)
             )
         if record is not None and record.state == "done" and record.result is not None:
-            return record.result
+            return replayed(record.result, delivery.message_id)
         try:
             return dry_run(
                 plan,
@@ -417,6 +428,11 @@ class PlanHandler:
             waiting = self.approvals.still_waiting(known, started, delivery.delivery_attempt)
             return self._answer(waiting, self._to_submitter(known, delivery))
         case = self.ledger.acquire_case(case_name, plan.plan_id, _seen(case_seen))
+        if isinstance(case, CaseHeld) and last_attempt(delivery, self.config.max_delivery_attempts):
+            busy = busy_answer(
+                plan, started, delivery.delivery_attempt, holder=case.plan_id, owner=case.owner
+            )
+            return self._answer(busy, delivery)
         if isinstance(case, CaseHeld):
             return self._wait(
                 Reason.CASE_HELD_ELSEWHERE,
@@ -443,6 +459,15 @@ class PlanHandler:
             return self._answer(result, delivery)
         if isinstance(outcome, Completed):
             return self._answer_again(outcome.record, delivery, bound)
+        if isinstance(outcome, Held) and last_attempt(delivery, self.config.max_delivery_attempts):
+            busy = busy_answer(
+                plan,
+                started,
+                delivery.delivery_attempt,
+                holder=plan.plan_id,
+                owner=outcome.record.owner,
+            )
+            return self._answer(busy, delivery)
         if isinstance(outcome, Held):
             # A duplicate delivery while another daemon applies it: its result will come.
             return self._wait(
@@ -476,7 +501,7 @@ class PlanHandler:
         bound.info("plan.redelivered", status=record.result.get("status"))
         if delivery.delivery_attempt <= 1:  # a second message for a finished plan
             self.metrics.redeliveries.inc()
-        return self._answer(record.result, delivery)
+        return self._answer(replayed(record.result, delivery.message_id), delivery)
 
     def _run_claimed(
         self, plan: Plan, outcome: Claimed, started: Any, delivery: Delivery, bound: Any
@@ -508,9 +533,11 @@ class PlanHandler:
         client = self._client_of(delivery)
         attempt = delivery.delivery_attempt
 
+        message = answered_message(delivery)
+
         def admit(simulated: dict[str, Any], case_folder: str) -> ApplyOutcome | None:
             return self.approvals.gate.admit(
-                plan, keeper, client, simulated, case_folder, started, attempt
+                plan, keeper, (client, message), simulated, case_folder, started, attempt
             )
 
         try:
@@ -553,7 +580,9 @@ class PlanHandler:
             # Another process on this machine (a local `fileops apply`) holds the case.
             keeper.release()
             return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, bound, after=self._recheck)
-        result = ended.result
+        # The message it answers (the plan's own, for an approved plan), so a redelivery of
+        # that message is no replay.
+        result = answering(ended.result, answered_message(delivery))
         try:
             keeper.complete(result, ended.undo)
         except LeaseLostError:

@@ -68,6 +68,8 @@ class ResultPublisher:
                 attr.STATUS: result["status"],
                 **(extra or {}),
             }
+            if isinstance(result.get("in_reply_to"), str):
+                attributes[attr.IN_REPLY_TO] = result["in_reply_to"]
             future = self.publisher.publish(self.topic_path, data, **attributes)
             message_id: str = future.result(timeout=60)
             return message_id
