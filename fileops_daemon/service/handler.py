@@ -9,22 +9,18 @@ WAIT, held unsettled, while an earlier plan of its case goes first.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from fileops_daemon.contract import attributes as attr
-from fileops_daemon.contract.approval import WakeUp, is_wakeup
+from fileops_daemon.contract.approval import WakeUp
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
-from fileops_daemon.contract.plan import Plan, decode_document
+from fileops_daemon.contract.plan import Plan
 from fileops_daemon.contract.results import answering, now, refusal_result, replayed
-from fileops_daemon.contract.signing import verify
 from fileops_daemon.core.execute import (
     ApplyOutcome,
     ApplyPaused,
@@ -34,24 +30,29 @@ from fileops_daemon.core.execute import (
     dry_run,
     idempotency_conflict,
 )
-from fileops_daemon.core.gcpause import paused_gc
-from fileops_daemon.core.journal import Journal
 from fileops_daemon.core.pacing import StepPacer
 from fileops_daemon.core.paths import nfc
 from fileops_daemon.core.store import PlanStore
-from fileops_daemon.core.undo import UndoRequest, build_undo_plan, parse_message
+from fileops_daemon.core.undo import UndoRequest
 from fileops_daemon.core.volume import LocalVolume, Volume
 from fileops_daemon.service.answering import Answerer, placeholder_plan_id, reply_attributes
 from fileops_daemon.service.approval import Answer, ApprovalDesk, DecisionStore
 from fileops_daemon.service.config import Config
+from fileops_daemon.service.decided import ruled_delivery, to_submitter
 from fileops_daemon.service.delivery import (
     APPROVED_DIGEST,
-    DECISION,
-    PLAN_DOCUMENT,
     REPLY_TO,
     Delivery,
 )
-from fileops_daemon.service.lease import LeaseKeeper, release_quietly
+from fileops_daemon.service.disposition import (
+    BLOCKING,
+    MAKE_WAY_SECONDS,
+    Disposition,
+    Reason,
+    Verdict,
+)
+from fileops_daemon.service.intake import accept, check_attributes, undo_plan
+from fileops_daemon.service.lease import LeaseKeeper, release_quietly, seed_local_journal
 from fileops_daemon.service.ledger import (
     AWAITING_APPROVAL,
     CaseHeld,
@@ -67,80 +68,22 @@ from fileops_daemon.service.ledger import (
 from fileops_daemon.service.metrics import Metrics
 from fileops_daemon.service.outputs import AuditSink, ResultSink
 from fileops_daemon.service.replies import (
-    IN_REPLY_TO,
     answered_message,
     busy_answer,
     last_attempt,
 )
 from fileops_daemon.service.sequencer import CaseSequencer, Waiting, WaitReason
 
-__all__ = ["Disposition", "PlanHandler", "Reason", "Verdict", "placeholder_plan_id"]
+__all__ = [
+    "MAKE_WAY_SECONDS",
+    "Disposition",
+    "PlanHandler",
+    "Reason",
+    "Verdict",
+    "placeholder_plan_id",
+]
 
 log = structlog.get_logger("fileops.handler")
-
-
-class Verdict(enum.StrEnum):
-    ACK = "ack"  # answered: result published and audited
-    NACK = "nack"  # not decided; Pub/Sub redelivers it
-    WAIT = "wait"  # held, unsettled, until an earlier plan of its case is settled
-
-
-class Reason(enum.StrEnum):
-    """Why a message was not acked (a label of fileops_nacks / fileops_plan_waits)."""
-
-    ANSWERED = "answered"
-    TRANSIENT_FAULT = "transient_fault"  # GCS, Pub/Sub or the mount kept failing
-    LEASE_LOST = "lease_lost"  # another daemon took the plan over
-    HANDED_OVER = "handed_over"  # shutting down: paused, lease released
-    ROLLBACK_INCOMPLETE = "rollback_incomplete"  # a failed apply could not be rolled back yet
-    CASE_BUSY = "case_busy"  # another plan of the case is being handled here
-    CASE_BLOCKED = "case_blocked"  # an earlier plan of the case was nacked and comes back
-    CASE_HELD_ELSEWHERE = "case_held_elsewhere"  # another daemon has an unfinished plan of it
-    PLAN_HELD_ELSEWHERE = "plan_held_elsewhere"  # another daemon is applying this very plan
-    PLAN_BUSY_LOCALLY = "plan_busy_locally"  # a local `fileops apply` holds the case's lock
-    SHUTTING_DOWN = "shutting_down"  # a held message is released on stop
-    WAITED_TOO_LONG = "waited_too_long"  # held past the bound: back to Pub/Sub
-
-
-@dataclass(frozen=True)
-class Disposition:
-    """How the consumer settles one message, and why. It settles it in one place."""
-
-    verdict: Verdict
-    reason: Reason
-    #: WAIT: wake the message when this case's plan in this daemon is settled.
-    case: str = ""
-    #: WAIT: otherwise look again after this many seconds. NACK: nack after this delay (a
-    #: plan that must make way is not bounced straight back: pstest redelivers at once).
-    after: float = 0.0
-
-    @classmethod
-    def ack(cls) -> Disposition:
-        return cls(Verdict.ACK, Reason.ANSWERED)
-
-    @classmethod
-    def nack(cls, reason: Reason, after: float = 0.0) -> Disposition:
-        return cls(Verdict.NACK, reason, after=after)
-
-    @classmethod
-    def wait(cls, reason: Reason, *, case: str = "", after: float = 0.0) -> Disposition:
-        return cls(Verdict.WAIT, reason, case=case, after=after)
-
-
-#: Nacks after which the plan may have changed the tree, or recorded its result unanswered:
-#: the case then waits for this plan's redelivery.
-_BLOCKING = frozenset(
-    {
-        Reason.TRANSIENT_FAULT,
-        Reason.LEASE_LOST,
-        Reason.HANDED_OVER,
-        Reason.ROLLBACK_INCOMPLETE,
-    }
-)
-
-#: How long a message is kept before it is nacked: a plan that must make way for a nacked one,
-#: or one that met a transient fault.
-MAKE_WAY_SECONDS = 1.0
 
 
 class PlanHandler:
@@ -209,7 +152,7 @@ class PlanHandler:
             attempt=delivery.delivery_attempt,
         )
         try:
-            message = self._accept(delivery)
+            message = accept(delivery, self.config)
         except PlanError as exc:
             return self._refuse(delivery, exc, started, bound)
         except Exception as exc:  # a bug while checking the message: answer, never five nacks
@@ -223,8 +166,8 @@ class PlanHandler:
         if isinstance(message, UndoRequest):
             # Built from the ledger: a GCS fault here is transient (nacked), not a refusal.
             try:
-                plan = self._undo_plan(message)
-                _check_attributes(plan, attrs)
+                plan = undo_plan(message, self.ledger, self.config.limits)
+                check_attributes(plan, attrs)
             except PlanError as exc:
                 return self._refuse(delivery, exc, started, bound)
         elif isinstance(message, WakeUp):
@@ -253,7 +196,7 @@ class PlanHandler:
             # Only a plan that may have begun blocks its case; one that merely waited did not.
             blocks = (
                 disposition.verdict is Verdict.NACK
-                and disposition.reason in _BLOCKING
+                and disposition.reason in BLOCKING
                 and delivery.delivery_attempt < self.config.max_delivery_attempts
             )
             wake = self.sequencer.leave(turn, blocks=blocks)
@@ -305,28 +248,6 @@ class PlanHandler:
         """How often a plan waiting on another daemon looks again."""
         return max(1.0, min(10.0, self.config.lease_seconds / 10))
 
-    def _undo_plan(self, request: UndoRequest) -> Plan:
-        """The undo plan of ``request.undo_of``, built from the inverse this daemon stored."""
-        record = self.ledger.read(request.undo_of)
-        if record is None or record.state != "done" or record.undo is None:
-            raise PlanError(
-                ErrorCode.UNDO_UNAVAILABLE,
-                f"no inverse plan is recorded for {request.undo_of!r} (not applied, or unknown)",
-            )
-        if request.case_name is not None and request.case_name != record.case_name:
-            raise PlanError(
-                ErrorCode.SCHEMA_VIOLATION,
-                f"plan {request.undo_of!r} was applied to {record.case_name!r}, "
-                f"not {request.case_name!r}",
-            )
-        return build_undo_plan(
-            request.undo_of,
-            record.undo,
-            record.case_name,
-            dry_run=request.dry_run,
-            limits=self.config.limits,
-        )
-
     def _rule(
         self, wakeup: WakeUp, delivery: Delivery, started: Any, bound: Any
     ) -> Disposition | tuple[Plan, Delivery]:
@@ -340,33 +261,10 @@ class PlanHandler:
         except Exception:  # GCS, or a decision raced: look again on the redelivery
             bound.exception("approval.rule_failed")
             return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
-        # Answered to the plan's sender, and audited with the plan (not the wake-up) and the
-        # decision that settled it.
-        extra = {
-            **delivery.extra,
-            REPLY_TO: ruling.client_id,
-            DECISION: ruling.decision,
-            IN_REPLY_TO: ruling.message_id,  # the agent's plan message, not the wake-up
-        }
+        routed = ruled_delivery(ruling, delivery)
         if isinstance(ruling, Answer):
-            extra[PLAN_DOCUMENT] = ruling.plan
-            return self._answer(ruling.result, dataclasses.replace(delivery, extra=extra))
-        extra |= {PLAN_DOCUMENT: dict(ruling.plan.document), APPROVED_DIGEST: ruling.plan.digest}
-        return ruling.plan, dataclasses.replace(delivery, extra=extra)
-
-    def _accept(self, delivery: Delivery) -> Plan | UndoRequest | WakeUp:
-        """Authenticate, parse and cross-check one message; PlanError says why not."""
-        if self.config.signing_keys:  # before parsing: forged plans get no further
-            verify(self.config.signing_keys, delivery.data, delivery.attributes)
-        if b'"approval_of"' in delivery.data:
-            document = decode_document(delivery.data, self.config.limits)
-            if is_wakeup(document):
-                return WakeUp.from_document(document)
-        with paused_gc():  # the plan's objects all stay alive: nothing for a collection
-            message = parse_message(delivery.data, self.config.limits)
-        if isinstance(message, Plan):
-            _check_attributes(message, delivery.attributes)
-        return message
+            return self._answer(ruling.result, routed)
+        return ruling.plan, routed
 
     def _refuse(
         self, delivery: Delivery, error: PlanError, started: Any, bound: Any
@@ -426,7 +324,7 @@ class PlanHandler:
         approved = delivery.extra.get(APPROVED_DIGEST) == plan.digest
         if not approved and known is not None and known.state == AWAITING_APPROVAL:
             waiting = self.approvals.still_waiting(known, started, delivery.delivery_attempt)
-            return self._answer(waiting, self._to_submitter(known, delivery))
+            return self._answer(waiting, to_submitter(known, delivery))
         case = self.ledger.acquire_case(case_name, plan.plan_id, _seen(case_seen))
         if isinstance(case, CaseHeld) and last_attempt(delivery, self.config.max_delivery_attempts):
             busy = busy_answer(
@@ -479,16 +377,6 @@ class PlanHandler:
             )
         return self._run_claimed(plan, outcome, started, delivery, bound)
 
-    def _to_submitter(self, record: Record, delivery: Delivery) -> Delivery:
-        """A waiting plan's answers go to the client that submitted it, and its audit names
-        the stored plan."""
-        extra = {
-            **delivery.extra,
-            REPLY_TO: self.approvals.client_of(record),
-            PLAN_DOCUMENT: self.approvals.plan_of(record),
-        }
-        return dataclasses.replace(delivery, extra=extra)
-
     def _client_of(self, delivery: Delivery) -> str:
         """Whom this plan's answers go to if it has to wait for a decision."""
         if REPLY_TO in delivery.extra:
@@ -517,7 +405,7 @@ class PlanHandler:
                     progress=outcome.record.progress,
                 )
                 self.metrics.lease_takeovers.inc()
-                self._seed_local_journal(store, outcome.record, bound)
+                seed_local_journal(self.ledger, store, outcome.record, bound)
             store.write_epoch(outcome.record.attempts)
         except PlanError as exc:  # a crafted checkpoint: refused, nothing touched
             bound.error("plan.state_invalid", error=exc.message)
@@ -594,39 +482,6 @@ class PlanHandler:
             keeper.release()  # not recorded (GCS is down): the redelivery records it
             raise
         return self._answer(result, delivery)
-
-    def _seed_local_journal(self, store: PlanStore, record: Record, bound: Any) -> None:
-        """A takeover: rebuild the journal from the ledger unless this machine has it, or
-        the ledger's checkpoint is newer (written by a later claim than our journal's: the
-        plan went on elsewhere after we handed it over). The journal is checked when the
-        apply resumes it (StateInvalidError here for malformed progress)."""
-        if store.has_journal():
-            theirs, ours = record.progress.get("epoch"), store.read_epoch()
-            if type(theirs) is not int or (ours is not None and theirs <= ours):
-                return
-            bound.warning("journal.superseded", local_epoch=ours, checkpoint_epoch=theirs)
-        header = self.ledger.load_journal(record.plan_id)
-        if header is None:
-            return  # the previous owner died before its first step: start afresh
-        store.ensure()
-        Journal.seed(store.journal_path, header, record.progress)
-
-
-def _check_attributes(plan: Plan, attributes: dict[str, str]) -> None:
-    """Attributes route and filter messages; they must not disagree with the plan."""
-    expected = {
-        attr.PLAN_ID: plan.plan_id,
-        attr.CASE_NAME: plan.case_name,
-        attr.DRY_RUN: "true" if plan.dry_run else "false",
-    }
-    for name, value in expected.items():
-        given = attributes.get(name)
-        if given is not None and given != value:
-            raise PlanError(
-                ErrorCode.SCHEMA_VIOLATION,
-                f"message attribute {name}={shorten(repr(given), 200)} disagrees with the "
-                f"plan's {value!r}",
-            )
 
 
 def _seen(read: Future[CaseSnapshot]) -> CaseSnapshot | None:

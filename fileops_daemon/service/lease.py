@@ -8,10 +8,11 @@ from typing import Any
 
 import structlog
 
-from fileops_daemon.core.journal import JournalPhase
+from fileops_daemon.core.journal import Journal, JournalPhase
+from fileops_daemon.core.store import PlanStore
 from fileops_daemon.service.ledger import LeaseLostError, Ledger, Record, RecordState
 
-__all__ = ["LeaseKeeper", "release_quietly"]
+__all__ = ["LeaseKeeper", "release_quietly", "seed_local_journal"]
 
 log = structlog.get_logger("fileops.lease")
 
@@ -140,3 +141,20 @@ def release_quietly(ledger: Ledger, record: Record) -> None:
             case_name=record.case_name,
             error=f"{type(exc).__name__}: {exc}",
         )
+
+
+def seed_local_journal(ledger: Ledger, store: PlanStore, record: Record, bound: Any) -> None:
+    """A takeover: rebuild the journal from the ledger unless this machine has it, or
+    the ledger's checkpoint is newer (written by a later claim than our journal's: the
+    plan went on elsewhere after we handed it over). The journal is checked when the
+    apply resumes it (StateInvalidError here for malformed progress)."""
+    if store.has_journal():
+        theirs, ours = record.progress.get("epoch"), store.read_epoch()
+        if type(theirs) is not int or (ours is not None and theirs <= ours):
+            return
+        bound.warning("journal.superseded", local_epoch=ours, checkpoint_epoch=theirs)
+    header = ledger.load_journal(record.plan_id)
+    if header is None:
+        return  # the previous owner died before its first step: start afresh
+    store.ensure()
+    Journal.seed(store.journal_path, header, record.progress)

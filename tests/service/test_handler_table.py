@@ -20,6 +20,7 @@ from fileops_daemon.contract.signing import sign_message
 from fileops_daemon.core.store import case_lock
 from fileops_daemon.core.undo import undo_plan_id
 from fileops_daemon.service import handler as handler_module
+from fileops_daemon.service import intake as intake_module
 from fileops_daemon.service.config import Config
 from fileops_daemon.service.delivery import Delivery
 from fileops_daemon.service.handler import (
@@ -274,7 +275,7 @@ class TestRefused:
         def broken(data: bytes, limits: object = None) -> None:
             raise RuntimeError("a bug")
 
-        monkeypatch.setattr(handler_module, "parse_message", broken)
+        monkeypatch.setattr(intake_module, "parse_message", broken)
         assert a.handle(SEED) == ACK
         assert codes(a.answer("unidentified-m-1")) == ["internal_error"]
         assert rig.store.names() == []
