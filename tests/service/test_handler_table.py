@@ -19,7 +19,6 @@ from fileops_daemon.contract.plan import parse_plan
 from fileops_daemon.contract.signing import sign_message
 from fileops_daemon.core.store import case_lock
 from fileops_daemon.core.undo import undo_plan_id
-from fileops_daemon.service import handler as handler_module
 from fileops_daemon.service import intake as intake_module
 from fileops_daemon.service.config import Config
 from fileops_daemon.service.delivery import Delivery
