@@ -176,28 +176,17 @@ class ApprovalDesk:
             )
         client, stored = self.client_of(record), self.plan_of(record)
         message = self.message_of(record)
-        if record.state == "done" and record.result is not None:
-            return Answer(
-                record.result, client, stored, message_id=message
-            )  # decided before: the same answer
-        document = self.decisions.read(plan_id)
-        if document is None:
+        if record.state == "done" and record.result is not None:  # decided: the same answer
+            return Answer(record.result, client, stored, message_id=message)
+        try:
+            decision = self._decision(record)
+        except PlanError:
+            # No valid decision: a plan past its expiry ends (whatever was stored, a forgery
+            # included); one still waiting keeps waiting and the wake-up is refused.
             if record.state == AWAITING_APPROVAL and self._expired(record):
-                return Answer(
-                    self._expire(record, started, attempt), client, stored, message_id=message
-                )
-            raise PlanError(ErrorCode.APPROVAL_MISSING, f"no decision is recorded on {plan_id!r}")
-        decision = verify_decision(self.policy.keys, document)
-        approval = record.approval
-        if (
-            decision.plan_id != plan_id
-            or decision.plan_digest != record.digest
-            or decision.changes_digest != approval.get("changes_digest")
-        ):
-            raise PlanError(
-                ErrorCode.APPROVAL_FORGED,
-                f"the decision on {plan_id!r} is for another plan or other changes",
-            )
+                ended = self._expire(record, started, attempt)
+                return Answer(ended, client, stored, message_id=message)
+            raise
         plan = self._stored_plan(record)
         if record.state != AWAITING_APPROVAL:
             return Proceed(plan, client, decision, message)  # approved and begun: resume it
@@ -209,9 +198,29 @@ class ApprovalDesk:
             )
             ended = self._finish(record, error, started, attempt)
             return Answer(ended, client, stored, decision, message)
-        if decision.at > float(approval.get("expires_at", 0)):
+        if decision.at > float(record.approval.get("expires_at", 0)):
             return Answer(self._expire(record, started, attempt), client, stored, decision, message)
         return Proceed(plan, client, decision, message)
+
+    def _decision(self, record: Record) -> Decision:
+        """The stored decision on the plan, verified and about its digest and changes;
+        PlanError (approval_missing or approval_forged) otherwise."""
+        document = self.decisions.read(record.plan_id)
+        if document is None:
+            raise PlanError(
+                ErrorCode.APPROVAL_MISSING, f"no decision is recorded on {record.plan_id!r}"
+            )
+        decision = verify_decision(self.policy.keys, document)
+        if (
+            decision.plan_id != record.plan_id
+            or decision.plan_digest != record.digest
+            or decision.changes_digest != (record.approval or {}).get("changes_digest")
+        ):
+            raise PlanError(
+                ErrorCode.APPROVAL_FORGED,
+                f"the decision on {record.plan_id!r} is for another plan or other changes",
+            )
+        return decision
 
     def _stored_plan(self, record: Record) -> Plan:
         stored = self.plan_of(record)

@@ -299,6 +299,16 @@ class TestDecisions:
         assert rig.record("p-1").state is RecordState.AWAITING_APPROVAL  # type: ignore[union-attr]
         assert (rig.root / CASE / "inbox" / "f0.pdf").exists()
 
+    def test_a_forged_decision_does_not_keep_an_expired_plan_waiting(self, rig: Rig) -> None:
+        a = daemon(rig, min_steps=2)
+        assert a.handle(plan_doc(moves(3))) == ACK
+        approve(rig, "p-1", key=b"someone-elses-key-00000000000000")
+        rig.clock.advance(3601)
+        assert wake(a, "p-1", "w-1") == ACK  # the daemon's expiry sweep sends this
+        assert code(a, "p-1") == "approval_expired"
+        assert a.answers("p-1")[-1]["in_reply_to"] == "m-1"  # the agent's own message
+        assert (rig.root / CASE / "inbox" / "f0.pdf").exists()
+
     def test_the_waiting_record_names_the_keys_that_can_decide(self, rig: Rig) -> None:
         a = daemon(rig, min_steps=2)
         assert a.handle(plan_doc(moves(3))) == ACK
