@@ -216,9 +216,7 @@ class TestNoRouteAround:
         record = rig.record("p-1")
         assert record is not None and record.state is RecordState.AWAITING_APPROVAL
         assert rig.files() == before
-        assert {r["status"] for r in a.answers("p-1") + b.answers("p-1")} == {
-            "awaiting_approval"
-        }
+        assert {r["status"] for r in a.answers("p-1") + b.answers("p-1")} == {"awaiting_approval"}
 
 
 class TestUndo:
