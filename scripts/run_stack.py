@@ -144,6 +144,12 @@ def main() -> int:
         # Its own session: Ctrl-C reaches this script, which stops the daemon before the
         # emulators it talks to.
         daemon = subprocess.Popen([*fileops, "run"], env=env, start_new_session=True)
+        # The approval console beside it (loopback; it prints its URL); Ctrl-C reaches it too.
+        key = Path(env.get("FILEOPS_APPROVAL_KEY_FILE") or RUN / "console-approval.key")
+        if not key.exists():
+            key.write_text(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
+        console_env = dict(env, FILEOPS_APPROVAL_KEY_FILE=str(key), FILEOPS_LOG_FORMAT="console")
+        web = subprocess.Popen([*fileops, "console"], env=console_env)
         try:
             publisher = pubsub_v1.PublisherClient(
                 publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
@@ -165,7 +171,9 @@ def main() -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            web.terminate()
             stop_daemon(daemon)
+            web.wait(timeout=15)
             with contextlib.suppress(Exception):  # one quick try: the emulator is local
                 subscriber.delete_subscription(subscription=watch, retry=None, timeout=5)
             subscriber.close()
