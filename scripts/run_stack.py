@@ -298,6 +298,23 @@ def run(args: argparse.Namespace) -> int:
         output = relay(daemon.stdout, RUN.daemon_log)
         subscriber = pubsub_v1.SubscriberClient()
         watch = f"projects/{PROJECT}/subscriptions/make-run-{uuid.uuid4().hex[:8]}"
+        # The approval console beside it (loopback; it prints its URL), with the approval key
+        # (one is made for it when approval is off, so pages can be looked at).
+        key = Path(env.get("FILEOPS_APPROVAL_KEY_FILE") or RUN.path / "console-approval.key")
+        if not key.exists():
+            key.write_text(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
+            key.chmod(0o600)
+        web = subprocess.Popen(
+            [*fileops, "console"],
+            env=dict(env, FILEOPS_APPROVAL_KEY_FILE=str(key), FILEOPS_LOG_FORMAT="console"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
+        assert web.stdout is not None
+        web_output = relay(web.stdout, RUN.path / "console.log")
         code = 0
         try:
             subscriber.create_subscription(
@@ -316,8 +333,12 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            web.terminate()
             stop_daemon(daemon)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                web.wait(timeout=15)
             output.join(timeout=2)
+            web_output.join(timeout=2)
             with contextlib.suppress(Exception):  # one quick try: the emulator is local
                 subscriber.delete_subscription(subscription=watch, retry=None, timeout=5)
             subscriber.close()

@@ -17,16 +17,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from fileops_daemon.contract.approval import (
-    APPROVE,
-    REJECT,
-    Decision,
-    key_id,
-    verify_decision,
-    wakeup_document,
-)
+from fileops_daemon.contract.approval import APPROVE, REJECT, wakeup_document
 from fileops_daemon.contract.envvars import ConfigError, project_from_env
-from fileops_daemon.contract.errors import PlanError
 from fileops_daemon.contract.exitcodes import (
     EXIT_BY_STATUS,
     EXIT_CONFIG,
@@ -39,11 +31,16 @@ from fileops_daemon.contract.signing import load_key
 
 if TYPE_CHECKING:  # the cloud libraries load only when a command runs: not for --help, nor
     # for the local commands, whose parser registers these
-    from fileops_daemon.service.decisions import DecisionStore
     from fileops_daemon.service.ledger import Ledger, Record
 
 
-__all__ = ["add_commands", "approve_command", "pending_command", "reject_command"]
+__all__ = [
+    "add_commands",
+    "approve_command",
+    "console_command",
+    "pending_command",
+    "reject_command",
+]
 
 
 def add_commands(command: Any) -> None:
@@ -62,6 +59,20 @@ def add_commands(command: Any) -> None:
     reject.add_argument("--wait", action="store_true", help="wait for the plan's result")
     reject.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
     reject.set_defaults(handler=reject_command)
+    console = command(
+        "console", "the approval web console: waiting plans as trees, decisions, results"
+    )
+    console.add_argument(
+        "--port", type=int, default=None, help="default $FILEOPS_CONSOLE_PORT or 8470; 0: any free"
+    )
+    console.set_defaults(handler=console_command)
+
+
+def console_command(args: argparse.Namespace) -> int:
+    """``fileops console`` (fileops_daemon/console; docs/console.md)."""
+    from fileops_daemon.console.serve import serve
+
+    return serve(args.port)
 
 
 def _fail(message: str, code: int) -> int:
@@ -115,8 +126,9 @@ def reject_command(args: argparse.Namespace) -> int:
 
 def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
     from fileops_daemon.service.cloud import CloudRetry
+    from fileops_daemon.service.deciding import DecisionRefusedError, Refusal, decide
     from fileops_daemon.service.decisions import DecisionStore
-    from fileops_daemon.service.ledger import Ledger, RecordState
+    from fileops_daemon.service.ledger import Ledger
     from fileops_daemon.service.ledger_store import GcsLedgerStore
 
     key = _approval_key()
@@ -124,92 +136,40 @@ def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
     retry = CloudRetry(3)
     store = GcsLedgerStore(bucket, retry)
     ledger = Ledger(store, "fileops-cli", 0)
-    record = ledger.read(args.plan_id)
-    if record is None:
-        return _fail(f"approval_missing: no plan {args.plan_id!r} is known", EXIT_REJECTED)
-    if record.approval is None or record.state != RecordState.AWAITING_APPROVAL:
-        return _fail(f"{_not_waiting(record)}; nothing was decided", EXIT_REJECTED)
-    held = record.approval.get("key_ids")
-    if isinstance(held, list) and held and key_id(key) not in held:
-        return _fail(
-            f"the approval key in FILEOPS_APPROVAL_KEY_FILE (id {key_id(key)}) is not one the "
-            f"daemon checks decisions with ({', '.join(map(str, held))}); nothing was written",
-            EXIT_CONFIG,
+    try:
+        decided = decide(
+            ledger,
+            DecisionStore(store, bucket, retry),
+            key,
+            args.plan_id,
+            verdict,
+            by=_operator(),
+            reason=reason,
+            digest=getattr(args, "digest", None),
+            wake=_wake,
         )
-    shown = str(record.approval.get("changes_digest", ""))
-    if getattr(args, "digest", None) and not shown.startswith(args.digest):
-        return _fail(
-            f"the waiting plan's changes_digest is {shown}, not {args.digest}...; "
-            "look at `fileops pending` again",
-            EXIT_REJECTED,
+    except DecisionRefusedError as refused:
+        code = EXIT_CONFIG if refused.refusal is Refusal.WRONG_KEY else EXIT_REJECTED
+        return _fail(refused.message, code)
+    if decided.replaced is not None:
+        print(
+            f"fileops: replaced a decision that is not validly signed (by {decided.replaced})",
+            file=sys.stderr,
         )
-    if _expired(record):
-        _wake(record.plan_id, record.case_name)  # the daemon answers it approval_expired
-        return _fail(f"approval_expired: {args.plan_id!r} can no longer be approved", EXIT_REJECTED)
-    decision = Decision(
-        plan_id=record.plan_id,
-        decision=verdict,
-        plan_digest=record.digest,
-        changes_digest=shown,
-        by=_operator(),
-        at=time.time(),
-        reason=reason,
-    )
-    winner = _store_decision(DecisionStore(store, bucket, retry), decision, key)
-    if winner is not decision:
-        print(f"fileops: already decided: {winner.decision} by {winner.by}", file=sys.stderr)
-        if winner.decision != verdict:
+    if not decided.ours:
+        standing = decided.standing
+        print(f"fileops: already decided: {standing.decision} by {standing.by}", file=sys.stderr)
+        if not decided.agrees:
             return EXIT_REJECTED
-    _wake(record.plan_id, record.case_name)
+    shown = decided.standing.changes_digest
     verb = "approved" if verdict == APPROVE else "rejected"
     if not args.wait:
         if args.json:
-            print(json.dumps({"plan_id": record.plan_id, "decision": verdict, "digest": shown}))
+            print(json.dumps({"plan_id": args.plan_id, "decision": verdict, "digest": shown}))
         else:
-            print(f"{verb} {record.plan_id!r} (changes_digest {shown[:16]}...)")
+            print(f"{verb} {args.plan_id!r} (changes_digest {shown[:16]}...)")
         return EXIT_OK
     return _finished(ledger, args)
-
-
-def _store_decision(decisions: DecisionStore, decision: Decision, key: bytes) -> Decision:
-    """Store ``decision`` unless a valid one is there: the decision that stands. A stored
-    decision that does not verify under our key (a wrong key, a forgery) never locks the plan
-    out: ours replaces it, named by the generation we read."""
-    document = decision.signed(key)
-    for _ in range(5):
-        if decisions.create(decision.plan_id, document):
-            return decision
-        found = decisions.read_with_generation(decision.plan_id)
-        if found is None:
-            continue  # removed meanwhile: create it again
-        existing, generation = found
-        try:
-            return verify_decision((key,), existing)
-        except PlanError:
-            pass
-        if decisions.replace_unverified(decision.plan_id, document, generation):
-            by = existing.get("by") if isinstance(existing, dict) else None
-            print(
-                f"fileops: replaced a decision that is not validly signed (by {by})",
-                file=sys.stderr,
-            )
-            return decision
-    raise RuntimeError(f"the decision on {decision.plan_id!r} kept changing; try again")
-
-
-def _not_waiting(record: Record) -> str:
-    """One line on what a plan that awaits no decision is."""
-    name = repr(record.plan_id)
-    if record.state == "done" and record.result is not None:
-        result = record.result
-        errors = result.get("errors") or []
-        why = ""
-        if errors and isinstance(errors[0], dict):
-            why = f" ({errors[0].get('code')}: {errors[0].get('message')})"
-        return f"{name} is already {result.get('status')}{why}"
-    if record.approval is None:
-        return f"{name} never waited for approval (it is {record.state})"
-    return f"{name} was approved and is being applied"
 
 
 def _finished(ledger: Ledger, args: argparse.Namespace) -> int:
@@ -248,19 +208,15 @@ def pending_command(args: argparse.Namespace) -> int:
     from fileops_daemon.client.render import printable, safe
     from fileops_daemon.service.approval import DecisionStore, timestamp
     from fileops_daemon.service.cloud import CloudRetry
-    from fileops_daemon.service.ledger import Ledger, RecordState
+    from fileops_daemon.service.deciding import waiting_records
+    from fileops_daemon.service.ledger import Ledger
     from fileops_daemon.service.ledger_store import GcsLedgerStore
 
     bucket = _bucket()
     retry = CloudRetry(3)
     store = GcsLedgerStore(bucket, retry)
     ledger = Ledger(store, "fileops-cli", 0)
-    waiting: list[Record] = []
-    for plan_id in DecisionStore(store, bucket, retry).indexed():
-        record = ledger.read(plan_id)
-        if record is not None and record.state == RecordState.AWAITING_APPROVAL and record.approval:
-            waiting.append(record)
-    waiting.sort(key=lambda r: float((r.approval or {}).get("requested_at", 0)))
+    waiting = waiting_records(ledger, DecisionStore(store, bucket, retry))
     rows = []
     for record in waiting:
         approval = record.approval or {}

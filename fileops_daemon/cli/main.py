@@ -358,7 +358,7 @@ def _run(args: argparse.Namespace) -> int:
         from fileops_daemon.cli.mcp_command import mcp_command
 
         return mcp_command(args)
-    if args.command in ("pending", "approve", "reject"):  # cli/approvals.py
+    if args.command in ("pending", "approve", "reject", "console"):  # cli/approvals.py
         return int(args.handler(args))
     if args.command in ("submit", "watch", "status") or (
         args.command == "undo" and args.root is None and args.gcs_bucket is None

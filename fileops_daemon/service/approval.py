@@ -50,6 +50,7 @@ __all__ = [
     "create_once",
     "parse_duration",
     "source_listing",
+    "stored_plan",
     "timestamp",
 ]
 
@@ -82,6 +83,20 @@ def source_listing(projects_root: str, changes: list[dict[str, Any]]) -> list[li
     """What the changes take away or take from below a local projects root: each moved, copied
     or trashed item and everything below it, as (path, kind, size, mtime_ns)."""
     return LocalVolume(projects_root).source_listing(change_sources(changes))
+
+
+def stored_plan(record: Record, limits: Limits) -> Plan:
+    """The plan a waiting record stores, parsed as it was sent (PlanError(state_invalid) if
+    it is missing or does not match the record)."""
+    stored = ApprovalDesk.plan_of(record)
+    if stored is None:
+        raise PlanError(ErrorCode.STATE_INVALID, "no plan document is stored for the plan")
+    # An undo plan is the daemon's own (its id form is reserved): it parses as one.
+    undo_of = stored.get("undo_of")
+    plan = parse_plan(stored, limits, undo_of=undo_of if isinstance(undo_of, str) else None)
+    if plan.digest != record.digest or plan.dry_run:
+        raise PlanError(ErrorCode.STATE_INVALID, "the stored plan does not match its record")
+    return plan
 
 
 class ApprovalDesk:
@@ -223,17 +238,7 @@ class ApprovalDesk:
         return decision
 
     def _stored_plan(self, record: Record) -> Plan:
-        stored = self.plan_of(record)
-        if stored is None:
-            raise PlanError(ErrorCode.STATE_INVALID, "no plan document is stored for the plan")
-        # An undo plan is the daemon's own (its id form is reserved): it parses as one.
-        undo_of = stored.get("undo_of")
-        plan = parse_plan(
-            stored, self.limits, undo_of=undo_of if isinstance(undo_of, str) else None
-        )
-        if plan.digest != record.digest or plan.dry_run:
-            raise PlanError(ErrorCode.STATE_INVALID, "the stored plan does not match its record")
-        return plan
+        return stored_plan(record, self.limits)
 
     # -- endings ------------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from fileops_daemon.service.lease import LeaseKeeper
 from fileops_daemon.service.ledger import AWAITING_APPROVAL, Record
 from fileops_daemon.service.ledger_store import LedgerStore
 
-__all__ = ["ApprovalGate", "change_sources", "rejection"]
+__all__ = ["ApprovalGate", "change_sources", "rejection", "simulated_digest"]
 
 log = structlog.get_logger("fileops.gate")
 
@@ -47,6 +47,13 @@ def change_sources(changes: list[dict[str, Any]]) -> list[str]:
         if isinstance(source, str):
             sources[source] = None
     return list(sources)
+
+
+def simulated_digest(volume: Volume, simulated: dict[str, Any]) -> str:
+    """The changes digest of a simulation, with a listing of what it takes from on
+    ``volume``: what a person is shown and what the gate compares before the first step."""
+    sources = volume.source_listing(change_sources(simulated.get("changes") or []))
+    return changes_digest(simulated, sources)
 
 
 def rejection(record: Record, error: PlanError, started: datetime, attempt: int) -> dict[str, Any]:
@@ -82,8 +89,7 @@ class ApprovalGate:
 
     def digest(self, simulated: dict[str, Any]) -> str:
         """The changes digest of a simulation, with a listing of what it takes from."""
-        sources = self.volume.source_listing(change_sources(simulated.get("changes") or []))
-        return changes_digest(simulated, sources)
+        return simulated_digest(self.volume, simulated)
 
     def admit(
         self,
