@@ -307,7 +307,7 @@ class TestHostileMessages:
         """The last-resort guard, in process on the emulators: an unexpected exception while
         deciding whether a message is valid is answered (acked) once; a fault of the cloud
         (here: an audit bucket that does not exist) still escapes, so the consumer nacks."""
-        from fileops_daemon.service import handler as handler_module
+        from fileops_daemon.service import intake as intake_module
         from fileops_daemon.service.config import Config
         from fileops_daemon.service.delivery import Delivery
         from fileops_daemon.service.handler import Verdict
@@ -320,7 +320,7 @@ class TestHostileMessages:
         def broken(data: bytes, limits: object = None) -> None:
             raise RuntimeError("a bug")
 
-        monkeypatch.setattr(handler_module, "parse_message", broken)
+        monkeypatch.setattr(intake_module, "parse_message", broken)
         env = stack.env(FILEOPS_STATE_DIR=str(stack.tmp / "state-inproc"))
         handler = build_consumer(Config.from_env(env), Metrics()).handler
         delivery = Delivery(data=json.dumps(SEED).encode(), attributes={}, message_id="m-1")
@@ -425,7 +425,9 @@ def test_same_plan_twice_is_applied_once_and_answered_twice(stack: Stack) -> Non
     assert first["status"] == "applied", first
     assert second["status"] == "applied", second
     assert second["started_at"] == first["started_at"], "the second answer is not the stored one"
-    assert second == first
+    # The stored answer, named for the message that asked again and marked a replay.
+    assert second == replay_of(first, second["in_reply_to"])
+    assert {first["in_reply_to"], second["in_reply_to"]} == {first_message, second_message}
     assert stack.tree() == expected
     assert applied_counts(stack)["twice-1"] == 1, stack.logs_tail()
     assert_audited(stack, [(first_message, first), (second_message, second)])
@@ -459,7 +461,9 @@ def test_a_retry_with_a_reworded_reason_is_answered_as_the_same_plan(stack: Stac
     assert first["status"] == "applied", first
     stack.publish(dict(plan, reason="put the loose files in order", requested_by="retry"))
     second = stack.results.wait_plan("reworded-1", timeout=20, count=2)[1]
-    assert second == first, "a reworded retry was not answered with the recorded result"
+    assert second == replay_of(first, second["in_reply_to"]), (
+        "a reworded retry was not answered with the recorded result"
+    )
 
     # A record written by an earlier version holds the digest of the whole document: the
     # same plan delivered again is still recognised.
@@ -469,7 +473,7 @@ def test_a_retry_with_a_reworded_reason_is_answered_as_the_same_plan(stack: Stac
     blob.upload_from_string(json.dumps(record))
     stack.publish(plan)
     third = stack.results.wait_plan("reworded-1", timeout=20, count=3)[2]
-    assert third == first, third["errors"]
+    assert third == replay_of(first, third["in_reply_to"]), third["errors"]
     assert applied_counts(stack)["reworded-1"] == 1, stack.logs_tail()
 
 
@@ -848,3 +852,8 @@ def test_the_collector_refuses_a_result_that_violates_the_schema() -> None:
     assert schema_errors(dict(good, status="done"))
     assert schema_errors(dict(good, surprise=1))
     assert schema_errors({k: v for k, v in good.items() if k != "worker"})
+
+
+def replay_of(first: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """The stored result ``first`` as given again to message ``message_id``."""
+    return {**first, "in_reply_to": message_id, "replay": True, "replay_of": first["in_reply_to"]}
