@@ -174,8 +174,7 @@ def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
 
 def _finished(ledger: Ledger, args: argparse.Namespace) -> int:
     """Wait for the plan's recorded result (it goes to the agent; we read the ledger)."""
-    from rich.console import Console
-
+    from fileops_daemon.cli.output import console
     from fileops_daemon.client.render import print_result, summary_line
 
     if not getattr(args, "wait", False):
@@ -192,7 +191,7 @@ def _finished(ledger: Ledger, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
     else:
-        print_result(result, Console(highlight=False))
+        print_result(result, console())
     code = EXIT_BY_STATUS.get(result["status"], EXIT_FAILED)
     if code != EXIT_OK:
         print(f"fileops: {summary_line(result)}", file=sys.stderr)
@@ -202,9 +201,9 @@ def _finished(ledger: Ledger, args: argparse.Namespace) -> int:
 def pending_command(args: argparse.Namespace) -> int:
     """List waiting plans, oldest first; expired ones are marked and the daemon is told to
     end them (answered rejected, approval_expired)."""
-    from rich.console import Console
     from rich.markup import escape
 
+    from fileops_daemon.cli.output import console
     from fileops_daemon.client.render import printable, safe
     from fileops_daemon.service.approval import DecisionStore, timestamp
     from fileops_daemon.service.cloud import CloudRetry
@@ -241,12 +240,12 @@ def pending_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return EXIT_OK
-    console = Console(highlight=False)
+    view = console()
     if not rows:
-        console.print("no plans await approval")
+        view.print("no plans await approval")
     for row in rows:
         mark = " [red]EXPIRED[/]" if row["expired"] else ""
-        console.print(
+        view.print(
             f"[bold]{safe(row['plan_id'])}[/] case {safe(row['case_name'])}: "
             f"{row['changes']} change(s), {row['steps']} step(s){mark}\n"
             f"  since {row['requested_at']}, expires {row['expires_at']}; "

@@ -17,10 +17,22 @@ if TYPE_CHECKING:  # rich loads only for a human view: ``--json`` does not pay f
 __all__ = ["console", "emit_result", "stderr_repeats_stdout", "undo_command_line"]
 
 
+#: The width of a view written to a file or a pipe: wide enough that no line is wrapped.
+UNWRAPPED_WIDTH = 1_000_000
+
+
 def console(*, stderr: bool = False) -> Console:
     """A rich console that lets a closed pipe be seen: rich's own answer to one is to exit
-    with status 1 on the spot; ``main`` ends such a run quietly, the way ``git`` does."""
-    return _pipe_console_class()(highlight=False, stderr=stderr)
+    with status 1 on the spot; ``main`` ends such a run quietly, the way ``git`` does.
+
+    Written to a file or a pipe, lines are not wrapped (rich would break them at the
+    terminal's width, or at 80 columns with no terminal, paths included): a path stays
+    whole on its line for ``grep`` and for copying. ``COLUMNS`` set to a number still
+    wraps at that width."""
+    view = _pipe_console_class()(highlight=False, stderr=stderr)
+    if not view.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        view.width = UNWRAPPED_WIDTH
+    return view
 
 
 @cache

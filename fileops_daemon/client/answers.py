@@ -9,8 +9,9 @@ from typing import Any
 import structlog
 
 from fileops_daemon.client.infra import classify
+from fileops_daemon.client.toolargs import ARGUMENT_MEANING, missing_arguments
 from fileops_daemon.contract.errors import PlanError, shorten
-from fileops_daemon.contract.exitcodes import EXIT_ERROR
+from fileops_daemon.contract.exitcodes import EXIT_ERROR, EXIT_USAGE
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import parse_plan
 from fileops_daemon.contract.results import now, refusal_result
@@ -20,6 +21,7 @@ from fileops_daemon.core.undo import UndoRequest
 __all__ = [
     "error_result",
     "local_refusal",
+    "missing_answer",
     "pending_result",
     "summarize",
 ]
@@ -62,6 +64,29 @@ def _known_limits() -> Limits:
         return Limits.from_env()
     except ValueError:
         return Limits()
+
+
+def missing_answer(
+    arguments: Mapping[str, Any], schema: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The answer to a tool call that leaves out (or sends as null) an argument ``schema``
+    does not let be null, e.g. ``operations is required: a list of file operations``; None
+    when every such argument is there. Nothing is sent."""
+    missing = missing_arguments(arguments, schema)
+    if not missing:
+        return None
+    every = ", ".join(schema["properties"])
+    return {
+        "plan_id": arguments.get("plan_id"),
+        "case_name": arguments.get("case_name"),
+        "status": "error",
+        "sent": False,
+        "problem": "missing_argument",
+        "message": "; ".join(f"{name} is required: {ARGUMENT_MEANING[name]}" for name in missing),
+        "advice": f"Call the tool again with every argument ({every}); null only where "
+        "its schema allows it.",
+        "exit_code": EXIT_USAGE,
+    }
 
 
 def pending_result(
@@ -132,8 +157,9 @@ def summarize(result: Mapping[str, Any], next_step: str = LEGACY_NEXT_STEP) -> s
             if result.get("sent")
             else "The plan was not sent; nothing changed."
         )
+        which = f"Plan {plan_id}" if plan_id is not None else "This call"
         return (
-            f"Plan {plan_id}: error ({result.get('problem')}): {result.get('message')}. "
+            f"{which}: error ({result.get('problem')}): {result.get('message')}. "
             f"{effect} {result.get('advice')}"
         )
     lines = [f"Plan {plan_id} on case {result.get('case_name')}: {status}."]

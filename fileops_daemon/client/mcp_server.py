@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fileops_daemon import __version__
+from fileops_daemon.client.answers import missing_answer
 from fileops_daemon.client.toolargs import PLAN_ARGS, STATUS_ARGS, UNDO_ARGS
 from fileops_daemon.client.toolbox import FileOpsTools
 from fileops_daemon.client.toolkit import (
@@ -87,7 +88,8 @@ def build_server(tools: FileOpsTools | None = None) -> Any:
         # Strict clients send every field (null when unused); others may leave nulls out.
         for name in expected - set(arguments):
             arguments[name] = None
-        result = await action(**arguments)
+        missing = missing_answer(arguments, schema)  # named, not "None is not of type ..."
+        result = missing if missing is not None else await action(**arguments)
         text, document = model_answer(result)
         return types.CallToolResult(
             content=[types.TextContent(text=text)],

@@ -8,8 +8,14 @@ type takes, path patterns, lengths): the daemon checks every plan against the fu
 plan.schema.json and answers with the code and message a model can fix its plan by.
 
 Left out on purpose: ``undo_of`` (reserved for the undo plans fileops builds itself),
-``requested_by`` (the tool sets it from its own configuration), ``dry_run`` on plans (which
-tool is called decides), and the rarely useful ``encoding`` and ``expect``.
+``requested_by`` (the tool sets it from its own configuration) and ``dry_run`` on plans (which
+tool is called decides). An operation's ``encoding`` and ``expect`` are offered, nullable like
+every field: null (or ``encoding`` "text", an ``expect`` of nulls) is the same as leaving
+them out.
+
+A call that leaves out, or sends as null, an argument the schema does not let be null is
+answered before anything is sent, naming it (:func:`missing_arguments`, ``ARGUMENT_MEANING``):
+not with the plan schema's ``None is not of type 'array'``.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 __all__ = [
+    "ARGUMENT_MEANING",
     "PLAN_ARGS",
     "STATUS_ARGS",
     "UNDO_ARGS",
+    "missing_arguments",
     "plan_document",
 ]
 
@@ -38,6 +46,15 @@ def _strict_object(properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: An operation's ``expect``: plan.schema.json's, every field nullable, the whole nullable.
+_EXPECT: Final = _strict_object(
+    {
+        "size": _nullable("integer"),
+        "sha256": _nullable("string"),
+        "files": _nullable("integer"),
+    }
+) | {"type": ["object", "null"]}
+
 # Which operation takes which field is said once, in the preview tool's description: every
 # word here is sent with every model call, for each tool.
 _OPERATION: Final = _strict_object(
@@ -47,7 +64,9 @@ _OPERATION: Final = _strict_object(
         "from": _nullable("string"),
         "to": _nullable("string"),
         "content": _nullable("string"),
+        "encoding": {"type": ["string", "null"], "enum": ["text", "base64", None]},
         "overwrite": _nullable("boolean"),
+        "expect": _EXPECT,
     }
 )
 
@@ -74,11 +93,45 @@ UNDO_ARGS: Final = _strict_object(
 )
 
 
+#: What each argument no tool call may leave out (or send as null) is, for the answer to a
+#: call that does.
+ARGUMENT_MEANING: Final = {
+    "plan_id": "the plan's id (letters, digits, . _ : -)",
+    "case_name": "the case folder the plan works in",
+    "operations": "a list of file operations",
+    "dry_run": "true to list the changes, false to make them",
+}
+
+
+def missing_arguments(arguments: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """The arguments ``schema`` does not let be null that ``arguments`` leaves out or sets to
+    null, in the schema's order."""
+    return [
+        name
+        for name, spec in schema["properties"].items()
+        if "null" not in _types(spec) and arguments.get(name) is None
+    ]
+
+
+def _types(spec: Mapping[str, Any]) -> list[str]:
+    kind = spec.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
 def _operation(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """An operation without the nulls a strict model fills unused fields with."""
     operation = {key: value for key, value in arguments.items() if value is not None}
     if operation.get("overwrite") is False:
         del operation["overwrite"]  # the default; mkdir and delete do not even take it
+    if operation.get("encoding") == "text":
+        del operation["encoding"]  # the default; only write takes it
+    expect = operation.get("expect")
+    if isinstance(expect, Mapping):
+        expect = {key: value for key, value in expect.items() if value is not None}
+        if expect:
+            operation["expect"] = expect
+        else:  # nothing expected: the plan schema wants at least one field, or none
+            del operation["expect"]
     return operation
 
 

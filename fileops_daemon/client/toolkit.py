@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fileops_daemon.client.answers import summarize
+from fileops_daemon.client.answers import missing_answer, summarize
 from fileops_daemon.client.api import FileopsClient
 from fileops_daemon.client.toolargs import PLAN_ARGS, STATUS_ARGS, UNDO_ARGS
 from fileops_daemon.client.toolbox import DEFAULT_TIMEOUT, STATUS_WAIT, FileOpsTools
@@ -33,8 +33,10 @@ PREVIEW_DESCRIPTION = """\
 Dry run of a plan of file operations in ONE case folder: lists what would change, changes \
 nothing. Paths start with case_name and stay inside it. Operations: mkdir {path}; move \
 {from,to} (files, folders, renames); copy {from,to} (a file); delete {path} (to a trash); \
-write {path,content}; unused fields null. overwrite true replaces an existing destination. \
-Move only into folders that exist or an earlier mkdir makes. reason: why, for the audit log."""
+write {path,content,encoding} (encoding text or base64); unused fields null. overwrite true \
+replaces an existing destination. expect (move, copy, delete): the source's size, sha256 or \
+file count as you saw it; if it changed, the plan is refused. Move only into folders that \
+exist or an earlier mkdir makes. reason: why, for the audit log."""
 
 APPLY_DESCRIPTION = """\
 Apply a plan previewed with preview_file_ops: the SAME plan_id, case_name and operations."""
@@ -72,17 +74,23 @@ def file_ops_tools(
         client, timeout=timeout, status_wait=status_wait, requested_by=requested_by
     )
 
-    def answered(action: Callable[..., dict[str, Any]]) -> Callable[..., Answer]:
+    # LangChain does not check arguments against a JSON schema given as a dict: a call that
+    # leaves out a required one is answered here, naming it.
+    def answered(
+        action: Callable[..., dict[str, Any]], schema: dict[str, Any]
+    ) -> Callable[..., Answer]:
         def run(**arguments: Any) -> Answer:
-            return model_answer(action(**arguments))
+            missing = missing_answer(arguments, schema)
+            return model_answer(missing if missing is not None else action(**arguments))
 
         return run
 
     def answered_async(
-        action: Callable[..., Awaitable[dict[str, Any]]],
+        action: Callable[..., Awaitable[dict[str, Any]]], schema: dict[str, Any]
     ) -> Callable[..., Awaitable[Answer]]:
         async def run(**arguments: Any) -> Answer:
-            return model_answer(await action(**arguments))
+            missing = missing_answer(arguments, schema)
+            return model_answer(missing if missing is not None else await action(**arguments))
 
         return run
 
@@ -94,8 +102,8 @@ def file_ops_tools(
         async_action: Callable[..., Awaitable[dict[str, Any]]],
     ) -> Any:
         return StructuredTool.from_function(
-            func=answered(action),
-            coroutine=answered_async(async_action),
+            func=answered(action, schema),
+            coroutine=answered_async(async_action, schema),
             name=name,
             description=description,
             args_schema=schema,

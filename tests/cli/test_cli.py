@@ -127,6 +127,46 @@ class TestPlan:
         assert run.returncode == 3
         assert run.stdout.count("rejected: plan") == 1, run.stdout
 
+    def test_a_piped_view_keeps_long_paths_whole_on_one_line(
+        self, world: World, tmp_path: Path
+    ) -> None:
+        """rich wraps at 80 columns (or the terminal's width) even into a pipe, breaking a
+        path where the line ends; piped, no line is wrapped unless COLUMNS asks for it."""
+        folder = f"{CASE}/{'a-folder-named-long-enough-to-overflow-eighty-columns-' * 2}end"
+        moved = f"{folder}/file1.pdf"
+        missing = f"{folder}/missing.pdf"
+        good = [
+            {"type": "mkdir", "path": folder},
+            {"type": "move", "from": f"{CASE}/uncategorized/file1.pdf", "to": moved},
+            {"type": "move", "from": moved, "to": f"{CASE}/file1.pdf"},
+        ]
+        bad = [{"type": "delete", "path": missing}]
+        no_columns = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+
+        def view(ops: list[dict[str, str]], env: dict[str, str], code: int = 0) -> list[str]:
+            path = write_json(tmp_path / "p.json", plan_doc(ops))
+            command = [sys.executable, "-m", "fileops_daemon.cli", "plan", str(path)]
+            run = subprocess.run(
+                [*command, "--root", str(world.root)],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert run.returncode == code, run.stderr
+            return run.stdout.splitlines()
+
+        assert len(moved) > 80
+        lines = view(good, no_columns)
+        assert any(line.endswith(f"<- moved from {moved}") for line in lines), lines
+        lines = view(bad, no_columns, 3)
+        assert lines[0].endswith(f"source_missing: {missing} does not exist"), lines
+        wrapped = view(good, {**no_columns, "COLUMNS": "60"})  # asked for: wrapped at 60
+        assert all(len(line) <= 60 for line in wrapped), wrapped
+        assert not any(moved in line for line in wrapped), wrapped
+
     @pytest.mark.parametrize("as_json", [False, True], ids=["human", "json"])
     def test_a_closed_pipe_ends_quietly_with_141(
         self, world: World, tmp_path: Path, as_json: bool

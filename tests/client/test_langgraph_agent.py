@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.prebuilt import create_react_agent
 
 from fileops_daemon.client import ClientConfig, FileopsClient, file_ops_tools
 from tests.daemon_support import Stack
@@ -58,10 +58,20 @@ def artifacts(messages: list[BaseMessage]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def agent(script: list[AIMessage], tools: list[Any], checkpointer: Any = None) -> Any:
+    """The graph docs/agents.md builds: ``langchain.agents.create_agent``, which LangGraph
+    1.0 points to in place of its deprecated ``create_react_agent``."""
     model = ScriptedModel(messages=iter(script))
-    with warnings.catch_warnings():  # LangGraph 1.0 points to langchain.agents; still works
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return create_react_agent(model, tools, checkpointer=checkpointer)
+    return create_agent(model, tools, checkpointer=checkpointer)
+
+
+def test_building_the_agent_warns_of_nothing_deprecated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FILEOPS_PROJECT", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        agent([AIMessage("hi")], file_ops_tools())
+    old = (DeprecationWarning, PendingDeprecationWarning)  # LangGraph's and LangChain's too
+    deprecated = [w for w in caught if issubclass(w.category, old)]
+    assert deprecated == [], [str(w.message) for w in deprecated]
 
 
 @pytest.fixture

@@ -132,8 +132,10 @@ def test_http_serves_the_same_tools(seeded: Stack, http_server: str) -> None:
 
 
 def test_bad_calls_and_missing_setup_are_answered_as_tool_errors(seeded: Stack) -> None:
-    """No exception reaches the MCP client: an unknown tool or argument, and a process with
-    no project configured, each come back as a result with is_error set."""
+    """No exception reaches the MCP client: an unknown tool or argument, a required argument
+    left out or null, and a process with no project configured, each come back as a result
+    with is_error set."""
+    no_operations = {k: v for k, v in plan_args("mcp-noops").items() if k != "operations"}
 
     async def session() -> list[Any]:
         async with Client(stdio(seeded, FILEOPS_PROJECT="", GOOGLE_CLOUD_PROJECT="")) as client:
@@ -141,9 +143,19 @@ def test_bad_calls_and_missing_setup_are_answered_as_tool_errors(seeded: Stack) 
                 await call(client, "rm_rf", {}),
                 await call(client, "file_ops_status", {"plan_id": "x", "force": True}),
                 await call(client, "preview_file_ops", plan_args("mcp-noproject")),
+                await call(client, "preview_file_ops", no_operations),
+                await call(client, "apply_file_ops", {**no_operations, "operations": None}),
+                await call(client, "undo_file_ops", {"plan_id": "x", "case_name": CASE}),
             ]
 
-    unknown_tool, unknown_arg, no_project = anyio.run(session)
+    unknown_tool, unknown_arg, no_project, *missing = anyio.run(session)
+    left_out, null, no_dry_run = missing
+    for answer in (left_out, null):
+        assert answer.is_error
+        assert answer.structured_content["problem"] == "missing_argument"
+        assert "operations is required: a list of file operations" in answer.content[0].text
+        assert "not of type" not in answer.content[0].text
+    assert no_dry_run.is_error and "dry_run is required" in no_dry_run.content[0].text
     assert unknown_tool.is_error and "preview_file_ops" in unknown_tool.content[0].text
     assert unknown_arg.is_error and "force" in unknown_arg.content[0].text
     assert no_project.is_error

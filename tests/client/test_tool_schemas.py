@@ -3,17 +3,19 @@ strict model writes (every field present, unused ones null) is a valid plan."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from langchain_core.messages import ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from fileops_daemon.client import file_ops_tools, langchain_tool
 from fileops_daemon.client.answers import local_refusal
-from fileops_daemon.client.toolargs import plan_document
-from fileops_daemon.contract.plan import parse_plan
+from fileops_daemon.client.toolargs import PLAN_ARGS, plan_document
+from fileops_daemon.contract.plan import Expect, load_schema, parse_plan
 from tests.support import CASE
 
 NAMES = ["preview_file_ops", "apply_file_ops", "file_ops_status", "undo_file_ops"]
@@ -72,7 +74,16 @@ def strict_problems(parameters: dict[str, Any]) -> list[str]:
 
 def strict_plan_arguments() -> dict[str, Any]:
     """What a strict model writes: every field of every operation, unused ones null."""
-    none = {"path": None, "from": None, "to": None, "content": None, "overwrite": None}
+    none = {
+        "path": None,
+        "from": None,
+        "to": None,
+        "content": None,
+        "encoding": None,
+        "overwrite": None,
+        "expect": None,
+    }
+    nothing_expected = {"size": None, "sha256": None, "files": None}
     return {
         "plan_id": "strict-1",
         "case_name": CASE,
@@ -95,8 +106,34 @@ def strict_plan_arguments() -> dict[str, Any]:
             },
             {**none, "type": "delete", "path": f"{CASE}/old.txt", "overwrite": False},
             {**none, "type": "write", "path": f"{CASE}/n.txt", "content": "hi"},
+            {
+                **none,
+                "type": "move",
+                "from": f"{CASE}/c.pdf",
+                "to": f"{CASE}/d.pdf",
+                "expect": {**nothing_expected, "size": 3, "sha256": "ab" * 32},
+            },
+            {
+                **none,
+                "type": "delete",
+                "path": f"{CASE}/Medical Records",
+                "expect": {**nothing_expected, "files": 0},
+            },
+            {**none, "type": "delete", "path": f"{CASE}/e.pdf", "expect": nothing_expected},
+            {
+                **none,
+                "type": "write",
+                "path": f"{CASE}/b.bin",
+                "content": "AAE=",
+                "encoding": "base64",
+            },
+            {**none, "type": "write", "path": f"{CASE}/t.txt", "content": "x", "encoding": "text"},
         ],
     }
+
+
+def tool_call(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "args": args, "id": "call-1", "type": "tool_call"}
 
 
 class TestStrictSchemas:
@@ -142,6 +179,19 @@ class TestStrictSchemas:
         assert schema["type"] == "object" and isinstance(schema["properties"], dict)
         json.dumps(schema)  # plain JSON
 
+    def test_an_operation_offers_every_field_of_the_plan_schema_expect_and_encoding_too(
+        self,
+    ) -> None:
+        plan_schema = load_schema("plan")["$defs"]
+        offered = PLAN_ARGS["properties"]["operations"]["items"]["properties"]
+        assert set(offered) == set(plan_schema["operation"]["properties"])
+        assert set(offered["expect"]["properties"]) == set(plan_schema["expect"]["properties"])
+        assert "null" in offered["expect"]["type"]
+        assert offered["encoding"]["enum"] == [
+            *plan_schema["operation"]["properties"]["encoding"]["enum"],
+            None,
+        ]
+
     def test_the_four_tools_cost_less_than_the_first_one(self) -> None:
         def size(tool: Any) -> int:
             return len(json.dumps(convert_to_openai_tool(tool)))
@@ -153,8 +203,25 @@ class TestPlanFromArguments:
     def test_a_strict_models_plan_is_a_valid_plan(self) -> None:
         document = plan_document(strict_plan_arguments(), dry_run=True, requested_by="agent x")
         plan = parse_plan(document)  # the full plan.schema.json
-        assert [op.type for op in plan.operations] == ["mkdir", "move", "copy", "delete", "write"]
+        assert [op.type for op in plan.operations] == [
+            "mkdir",
+            "move",
+            "copy",
+            "delete",
+            "write",
+            "move",
+            "delete",
+            "delete",
+            "write",
+            "write",
+        ]
         assert plan.operations[2].overwrite and not plan.operations[1].overwrite
+        # expect and encoding reach the plan; an expect of nulls and encoding text are unsaid.
+        assert plan.operations[5].expect == Expect(size=3, sha256="ab" * 32)
+        assert plan.operations[6].expect == Expect(files=0)
+        assert plan.operations[7].expect is None and "expect" not in document["operations"][7]
+        assert plan.operations[8].content == b"\x00\x01"
+        assert "encoding" not in document["operations"][9]
         assert local_refusal(document) is None
         assert document["requested_by"] == "agent x" and "reason" not in document
 
@@ -187,3 +254,53 @@ class TestPlanFromArguments:
         refusal = local_refusal(plan_document(arguments, dry_run=True, requested_by="a"))
         assert refusal is not None and refusal["status"] == "rejected"
         assert refusal["errors"][0]["code"] == "schema_violation"
+
+
+class TestMissingArguments:
+    """A call that leaves out (or nulls) an argument it needs is told which, before anything
+    is sent; not the plan schema's ``None is not of type 'array'``, not an exception."""
+
+    @pytest.fixture(autouse=True)
+    def _no_project(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("FILEOPS_PROJECT", raising=False)  # nothing could be sent anyway
+        monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+
+    @pytest.mark.parametrize("operations", ["left out", None])
+    def test_operations(self, operations: Any) -> None:
+        preview = file_ops_tools()[0]
+        args: dict[str, Any] = {"plan_id": "m-1", "case_name": CASE, "reason": None}
+        if operations is None:
+            args["operations"] = None
+        answer = preview.invoke(tool_call(preview.name, args))
+        assert isinstance(answer, ToolMessage)
+        document = answer.artifact
+        assert (document["status"], document["problem"]) == ("error", "missing_argument")
+        assert document["message"] == "operations is required: a list of file operations"
+        assert document["sent"] is False and document["exit_code"] == 2
+        assert "operations is required: a list of file operations" in answer.content
+        assert "None is not of type" not in answer.content
+
+    def test_each_missing_one_is_named_in_the_async_tools_too(self) -> None:
+        tools = {tool.name: tool for tool in file_ops_tools()}
+        calls = {
+            "apply_file_ops": {"operations": [], "reason": None},
+            "file_ops_status": {},
+            "undo_file_ops": {"plan_id": "m-2", "case_name": CASE},
+        }
+
+        async def answers() -> dict[str, ToolMessage]:
+            return {
+                name: await tools[name].ainvoke(tool_call(name, args))
+                for name, args in calls.items()
+            }
+
+        documents = {name: answer.artifact for name, answer in asyncio.run(answers()).items()}
+        assert documents["apply_file_ops"]["message"] == (
+            "plan_id is required: the plan's id (letters, digits, . _ : -); "
+            "case_name is required: the case folder the plan works in"
+        )
+        assert documents["file_ops_status"]["message"].startswith("plan_id is required")
+        assert documents["undo_file_ops"]["message"] == (
+            "dry_run is required: true to list the changes, false to make them"
+        )
+        assert all(d["problem"] == "missing_argument" for d in documents.values())
