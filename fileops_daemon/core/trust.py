@@ -110,6 +110,8 @@ class _Gate:
         rule = KINDS[step.kind]
         if (step.src is None) == rule.takes_source:
             raise StateInvalidError(f"step {number} ({step.kind}) has a wrong source")
+        if step.version is not None and not rule.takes_source:
+            raise StateInvalidError(f"step {number} ({step.kind}) pins a source it has not")
         writes = step.kind is StepKind.WRITE
         expected = self.plan.operations[operation].content if writes else None
         if step.content != expected:
