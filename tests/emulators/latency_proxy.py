@@ -93,8 +93,8 @@ class LatencyProxy:
         self.enforce_preconditions = False
         #: Answer ``objects.move`` as GCS does (fake-gcs-server has no such route).
         self.serve_move = False
-        #: Moves hold it alone; every other forwarded request shares it: a move is atomic.
-        self.move_lock = _SharedLock()
+        #: Moves hold it apart from every other forwarded request: a move is atomic.
+        self.move_lock = _TurnLock()
         #: Called with (method, path) before a request is forwarded.
         self.before_forward: Callable[[str, str], None] | None = None
         #: Called with (method, path); a status code makes the proxy answer that instead.
@@ -150,7 +150,7 @@ class LatencyProxy:
         return int(json.loads(body)["generation"])
 
     def move(self, path: str) -> tuple[int, bytes]:
-        """``objects.move`` as GCS answers it (call under ``move_lock.alone()``): 404 without
+        """``objects.move`` as GCS answers it (call under ``move_lock``): 404 without
         the source, 412 when a generation precondition does not hold, else the source's
         bytes under the new name (a new generation) and the source gone, in one step for
         every other proxied request."""
@@ -201,36 +201,43 @@ class LatencyProxy:
         return False
 
 
-class _SharedLock:
-    """Held by many at once (``shared``) or by one alone (``alone``)."""
+class _TurnLock:
+    """Taken by requests of one kind at a time: many moves at once (each also holding its
+    two names), or many other requests at once, never both. A kind that waits gets its turn
+    once the running requests end (the running kind lets no new request in meanwhile)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._sharing = 0
-        self._alone = False
+        self._kind: str | None = None
+        self._holding = 0
+        self._waiting: Counter[str] = Counter()
+        self._names: dict[str, threading.Lock] = {}
+
+    def _may_enter(self, kind: str) -> bool:
+        if self._kind is None:
+            return True
+        others_wait = any(n for k, n in self._waiting.items() if k != kind)
+        return self._kind == kind and not others_wait
 
     @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
+    def hold(self, kind: str, names: tuple[str, ...] = ()) -> Iterator[None]:
         with self._cond:
-            self._cond.wait_for(lambda: not self._alone)
-            self._sharing += 1
+            self._waiting[kind] += 1
+            self._cond.wait_for(lambda: self._may_enter(kind))
+            self._waiting[kind] -= 1
+            self._kind = kind
+            self._holding += 1
+            locks = [self._names.setdefault(name, threading.Lock()) for name in sorted(names)]
         try:
-            yield
+            with contextlib.ExitStack() as stack:
+                for lock in locks:
+                    stack.enter_context(lock)
+                yield
         finally:
             with self._cond:
-                self._sharing -= 1
-                self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def alone(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._alone and not self._sharing)
-            self._alone = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._alone = False
+                self._holding -= 1
+                if not self._holding:
+                    self._kind = None
                 self._cond.notify_all()
 
 
@@ -304,13 +311,15 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
             if status is not None:
                 self.send_error(status, "answered by the test proxy")
                 return
-            if proxy.serve_move and "/moveTo/" in self.path and self.command == "POST":
-                with proxy.move_lock.alone():
+            route = _MOVE_ROUTE.match(urllib.parse.urlsplit(self.path).path)
+            if proxy.serve_move and route is not None and self.command == "POST":
+                names = (route["so"], route["to"])
+                with proxy.move_lock.hold("move", names):
                     code, payload = proxy.move(self.path)
                 proxy.record(Request(self.command, self.path, self.arrived, time.time()))
                 self._reply(code, payload.replace(proxy.upstream_url, proxy.endpoint.encode()))
                 return
-            with proxy.move_lock.shared():
+            with proxy.move_lock.hold("other"):
                 if proxy.enforce_preconditions and "Generation" in self.path:
                     with proxy.precondition_lock:
                         if proxy.precondition_fails(self.command, self.path):
