@@ -3,7 +3,8 @@
 Measures fileops and its baseline side by side in one run (the machine is noisy and has 2
 cores, so the figures that matter are the ratios), prints a table and writes the same to
 bench-results/latest.json. Sections (``--only`` picks some): core, local, profile, gcsfuse,
-latency, e2e, memory (the daemon's), e2e_gcs (e2e at 20 ms a GCS request). See each module's
+latency, e2e, memory (the daemon's), e2e_gcs (e2e at 20 ms a GCS request), console (the
+approval console's pages). See each module's
 docstring for the method.
 """
 
@@ -41,7 +42,18 @@ from bench.common import (  # noqa: E402
 )
 from bench.fixtures import build_move_fixture  # noqa: E402
 
-SECTIONS = ("core", "local", "profile", "gcsfuse", "latency", "api", "e2e", "memory", "e2e_gcs")
+SECTIONS = (
+    "core",
+    "local",
+    "profile",
+    "gcsfuse",
+    "latency",
+    "api",
+    "e2e",
+    "memory",
+    "e2e_gcs",
+    "console",
+)
 CPU_BOUND = 0.9  # machine-wide CPU use above which a run is called CPU-bound
 NEAR_CPU_BOUND = 0.75  # ... and above which the table says how busy the cores were
 UNEVEN_SPLIT = 0.6  # share of plans one of two daemons got above which the split is uneven
@@ -365,6 +377,10 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     memory = res.get("memory")
     if memory:
         _memory_rows(memory, rows, notes)
+    if res.get("console"):
+        from bench.console import console_rows
+
+        rows.extend(console_rows(res["console"]))
     return rows, notes
 
 
@@ -620,6 +636,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     from bench.memory import bench_memory
 
                     res["memory"] = bench_memory(work / "memory", fixture)
+                elif name == "console":
+                    from bench.console import bench_console
+
+                    res["console"] = bench_console(work / "console")
                 elif name == "e2e_gcs":
                     from bench.e2e_gcs import bench_e2e_gcs
 

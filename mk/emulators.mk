@@ -57,20 +57,28 @@ EMU_VERSION_gcsfuse = $(GCSFUSE_VERSION)
 
 FORCE:
 
+# A first build downloads and compiles a few hundred Go modules: say so once, keep go's own
+# output (hundreds of `go: downloading` lines) in a log, and show its end only if it fails.
+EMU_LOGS := $(EMU_CACHE)/build-logs
+define emu_build
+	@mkdir -p $(EMU_BIN) $(EMU_LOGS)
+	@echo "building $(notdir $@) from pinned Go modules into .cache/bin (once; a few minutes" \
+		"the first time; log: .cache/build-logs/$(notdir $@).log)"
+	@( $(1) ) > $(EMU_LOGS)/$(notdir $@).log 2>&1 || \
+		{ tail -n 40 $(EMU_LOGS)/$(notdir $@).log; echo "building $(notdir $@) failed"; exit 1; }
+endef
+
 $(PSTEST_SERVER): $(EMU_PSTEST_SRC)/main.go $(EMU_PSTEST_SRC)/go.mod $(EMU_PSTEST_SRC)/go.sum
-	@mkdir -p $(EMU_BIN)
-	cd $(EMU_PSTEST_SRC) && $(EMU_GOENV) $(GO) build -mod=readonly -trimpath -o $@ .
+	$(call emu_build,cd $(EMU_PSTEST_SRC) && $(EMU_GOENV) $(GO) build -mod=readonly -trimpath -o $@ .)
 
 $(FAKE_GCS_SERVER): $(EMU_STAMPS)/fake-gcs-server.version
-	@mkdir -p $(EMU_BIN)
-	$(EMU_GOENV) $(GO) install -trimpath github.com/fsouza/fake-gcs-server@$(FAKE_GCS_SERVER_VERSION)
+	$(call emu_build,$(EMU_GOENV) $(GO) install -trimpath github.com/fsouza/fake-gcs-server@$(FAKE_GCS_SERVER_VERSION))
 	@touch $@
 
 $(GCSFUSE): $(EMU_STAMPS)/gcsfuse.version
-	@mkdir -p $(EMU_BIN)
-	$(EMU_GOENV) $(GO) install -trimpath \
+	$(call emu_build,$(EMU_GOENV) $(GO) install -trimpath \
 		-ldflags "-X github.com/googlecloudplatform/gcsfuse/v3/common.gcsfuseVersion=$(GCSFUSE_VERSION:v%=%)" \
-		github.com/googlecloudplatform/gcsfuse/v3@$(GCSFUSE_VERSION)
+		github.com/googlecloudplatform/gcsfuse/v3@$(GCSFUSE_VERSION))
 	@touch $@
 
 emulators-clean:

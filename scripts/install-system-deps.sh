@@ -3,6 +3,8 @@
 #   fuse3    - fusermount3 and the FUSE userspace pieces gcsfuse needs (tests/emulators)
 #   systemd  - systemd-analyze, to verify the units in systemd/ (only if missing)
 #   rclone   - baseline for the benchmarks (only if missing)
+#   chromium, chromium-driver - headless browser for the console's browser tests (Selenium uses
+#              these; nothing is downloaded at test time)
 # Runs `apt-get update` only when something actually has to be installed.
 # Needs root (or sudo) and apt-get; prints what it does and exits 0 when all is present.
 set -euo pipefail
@@ -20,8 +22,15 @@ if ! command -v rclone >/dev/null 2>&1; then
     want+=(rclone)
 fi
 
+if ! command -v chromium >/dev/null 2>&1; then
+    want+=(chromium)
+fi
+if ! command -v chromedriver >/dev/null 2>&1; then
+    want+=(chromium-driver)
+fi
+
 if [ "${#want[@]}" -eq 0 ]; then
-    echo "system-deps: fuse3, systemd-analyze and rclone already present"
+    echo "system-deps: fuse3, systemd-analyze, rclone and chromium already present"
     exit 0
 fi
 

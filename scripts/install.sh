@@ -5,6 +5,7 @@
 #   /usr/lib/tmpfiles.d/fileops.conf       /etc/fileops 0750 root:fileops (then systemd-tmpfiles)
 #   /etc/fileops/fileops.env               from systemd/fileops.env.example, only if absent
 #   /etc/systemd/system/fileops-daemon.service
+#   /etc/systemd/system/fileops-console.service   (not enabled; docs/deploy-gce.md)
 #   /etc/systemd/system/projects.mount     rendered: bucket, uid and gid of fileops
 #   /etc/systemd/system/fileops-daemon.service.d/signing-key.conf   with --with-signing-key
 # then `systemctl daemon-reload` when systemd runs this machine. Nothing is enabled or started.
@@ -126,6 +127,7 @@ if grep -q '@[A-Z_]*@' "$rendered"; then
 fi
 put "$rendered" "$MOUNT_UNIT" 0644
 put "$REPO/systemd/fileops-daemon.service" "$UNIT_DIR/fileops-daemon.service" 0644
+put "$REPO/systemd/fileops-console.service" "$UNIT_DIR/fileops-console.service" 0644
 if [ "$WITH_SIGNING_KEY" -eq 1 ]; then
     put "$REPO/systemd/signing-key.conf" "$UNIT_DIR/fileops-daemon.service.d/signing-key.conf" 0644
     [ -f "$DESTDIR/etc/fileops/signing.key" ] \
@@ -146,7 +148,8 @@ if [ "$WITH_VENV" -eq 1 ]; then
     # --force-reinstall --no-deps: the repo's code replaces the installed one even when the
     # version number did not change; the second call installs or upgrades the dependencies.
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$REPO"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$REPO"
+    # [console]: `fileops console`, the approval web console (starlette, jinja2, pyjwt).
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$REPO[console]"
     "$VENV/bin/fileops" --help >/dev/null
     say "installed fileops-daemon into $VENV"
 fi

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.bigquery_schema import audit_problems
 from tests.daemon_support import Emulators, Stack
 from tests.emulators import harness
 from tests.emulators.capabilities import CAPABILITIES, probe_all
@@ -51,6 +52,9 @@ def emulators(
         gcs = stack.enter_context(harness.gcs_emulator(log_path=logs / "fake-gcs.log"))
         yield Emulators(pubsub_host, gcs, kind == "external", kind, capabilities)
 
+
+#: Projects of stacks whose audit records could not be read back to check (their own GCS).
+AUDIT_NOT_CHECKED: list[str] = []
 
 #: (emulator, why) -> test ids that did not run there; printed in the run's summary.
 NOT_RUN: dict[tuple[str, str], list[str]] = {}
@@ -110,6 +114,31 @@ def make_stack(
             stack.close()
             if stack.daemons:  # shown by pytest only when the test failed
                 print(f"daemon logs in {stack.logs}:\n{stack.logs_tail(40)}")
+    # Every audit record a test made the daemons write is a row BigQuery takes.
+    problems = [problem for stack in stacks for problem in _audit_rows(stack, emulators)]
+    assert not problems, "audit records BigQuery would refuse:\n" + "\n".join(problems)
+
+
+def _audit_rows(stack: Stack, emulators: Emulators) -> list[str]:
+    """Problems of the stack's audit objects against schemas/*.bigquery.json. Read through
+    the suite's fake-gcs-server: a proxy in front of it is gone by now. A stack on a GCS
+    emulator of its own (stopped by its test) is listed in the run's summary, unchecked."""
+    from google.api_core.exceptions import NotFound
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project=stack.project,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": emulators.gcs_endpoint},
+    )
+    try:
+        return audit_problems(client, stack.audit_bucket)
+    except NotFound:
+        if stack.gcs_endpoint == emulators.gcs_endpoint:
+            return []  # never bootstrapped: no audit bucket, no records
+        AUDIT_NOT_CHECKED.append(stack.project)
+        return []
 
 
 @pytest.fixture
@@ -119,6 +148,12 @@ def stack(make_stack: Callable[..., Stack]) -> Stack:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say loudly which integration tests did not run on which Pub/Sub emulator, and why."""
+    if AUDIT_NOT_CHECKED:
+        terminalreporter.section("audit records not checked against BigQuery", sep="!")
+        terminalreporter.write_line(
+            f"{len(AUDIT_NOT_CHECKED)} stack(s) on a GCS emulator of their own, stopped before "
+            f"teardown: {', '.join(AUDIT_NOT_CHECKED)}"
+        )
     if not NOT_RUN:
         return
     terminalreporter.section("not run on every Pub/Sub emulator", sep="!", bold=True)

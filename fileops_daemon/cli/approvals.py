@@ -17,10 +17,11 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from fileops_daemon.contract.approval import APPROVE, REJECT, Decision, wakeup_document
+from fileops_daemon.contract.approval import APPROVE, REJECT, wakeup_document
 from fileops_daemon.contract.envvars import ConfigError, project_from_env
 from fileops_daemon.contract.exitcodes import (
     EXIT_BY_STATUS,
+    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REJECTED,
@@ -33,7 +34,13 @@ if TYPE_CHECKING:  # the cloud libraries load only when a command runs: not for 
     from fileops_daemon.service.ledger import Ledger, Record
 
 
-__all__ = ["add_commands", "approve_command", "pending_command", "reject_command"]
+__all__ = [
+    "add_commands",
+    "approve_command",
+    "console_command",
+    "pending_command",
+    "reject_command",
+]
 
 
 def add_commands(command: Any) -> None:
@@ -52,6 +59,20 @@ def add_commands(command: Any) -> None:
     reject.add_argument("--wait", action="store_true", help="wait for the plan's result")
     reject.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
     reject.set_defaults(handler=reject_command)
+    console = command(
+        "console", "the approval web console: waiting plans as trees, decisions, results"
+    )
+    console.add_argument(
+        "--port", type=int, default=None, help="default $FILEOPS_CONSOLE_PORT or 8470; 0: any free"
+    )
+    console.set_defaults(handler=console_command)
+
+
+def console_command(args: argparse.Namespace) -> int:
+    """``fileops console`` (fileops_daemon/console; docs/console.md)."""
+    from fileops_daemon.console.serve import serve
+
+    return serve(args.port)
 
 
 def _fail(message: str, code: int) -> int:
@@ -104,9 +125,10 @@ def reject_command(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
-    from fileops_daemon.service.approval import DecisionStore
     from fileops_daemon.service.cloud import CloudRetry
-    from fileops_daemon.service.ledger import Ledger, RecordState
+    from fileops_daemon.service.deciding import DecisionRefusedError, Refusal, decide
+    from fileops_daemon.service.decisions import DecisionStore
+    from fileops_daemon.service.ledger import Ledger
     from fileops_daemon.service.ledger_store import GcsLedgerStore
 
     key = _approval_key()
@@ -114,46 +136,38 @@ def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
     retry = CloudRetry(3)
     store = GcsLedgerStore(bucket, retry)
     ledger = Ledger(store, "fileops-cli", 0)
-    record = ledger.read(args.plan_id)
-    if record is None or record.approval is None:
-        return _fail(f"approval_missing: no plan {args.plan_id!r} awaits approval", EXIT_REJECTED)
-    if record.state != RecordState.AWAITING_APPROVAL:
-        print(f"fileops: {args.plan_id!r} was already decided ({record.state})", file=sys.stderr)
-        return _finished(ledger, args) if record.state == RecordState.DONE else EXIT_OK
-    shown = str(record.approval.get("changes_digest", ""))
-    if getattr(args, "digest", None) and not shown.startswith(args.digest):
-        return _fail(
-            f"the waiting plan's changes_digest is {shown}, not {args.digest}...; "
-            "look at `fileops pending` again",
-            EXIT_REJECTED,
+    try:
+        decided = decide(
+            ledger,
+            DecisionStore(store, bucket, retry),
+            key,
+            args.plan_id,
+            verdict,
+            by=_operator(),
+            reason=reason,
+            digest=getattr(args, "digest", None),
+            wake=_wake,
         )
-    if _expired(record):
-        _wake(record.plan_id, record.case_name)  # the daemon answers it approval_expired
-        return _fail(f"approval_expired: {args.plan_id!r} can no longer be approved", EXIT_REJECTED)
-    decision = Decision(
-        plan_id=record.plan_id,
-        decision=verdict,
-        plan_digest=record.digest,
-        changes_digest=shown,
-        by=_operator(),
-        at=time.time(),
-        reason=reason,
-    )
-    decisions = DecisionStore(store, bucket, retry)
-    if not decisions.create(record.plan_id, decision.signed(key)):
-        existing = decisions.read(record.plan_id)
-        theirs = existing.get("decision") if isinstance(existing, dict) else None
-        by = existing.get("by") if isinstance(existing, dict) else None
-        print(f"fileops: already decided: {theirs} by {by}", file=sys.stderr)
-        if theirs != verdict:
+    except DecisionRefusedError as refused:
+        code = EXIT_CONFIG if refused.refusal is Refusal.WRONG_KEY else EXIT_REJECTED
+        return _fail(refused.message, code)
+    if decided.replaced is not None:
+        print(
+            f"fileops: replaced a decision that is not validly signed (by {decided.replaced})",
+            file=sys.stderr,
+        )
+    if not decided.ours:
+        standing = decided.standing
+        print(f"fileops: already decided: {standing.decision} by {standing.by}", file=sys.stderr)
+        if not decided.agrees:
             return EXIT_REJECTED
-    _wake(record.plan_id, record.case_name)
+    shown = decided.standing.changes_digest
     verb = "approved" if verdict == APPROVE else "rejected"
     if not args.wait:
         if args.json:
-            print(json.dumps({"plan_id": record.plan_id, "decision": verdict, "digest": shown}))
+            print(json.dumps({"plan_id": args.plan_id, "decision": verdict, "digest": shown}))
         else:
-            print(f"{verb} {record.plan_id!r} (changes_digest {shown[:16]}...)")
+            print(f"{verb} {args.plan_id!r} (changes_digest {shown[:16]}...)")
         return EXIT_OK
     return _finished(ledger, args)
 
@@ -194,19 +208,15 @@ def pending_command(args: argparse.Namespace) -> int:
     from fileops_daemon.client.render import printable, safe
     from fileops_daemon.service.approval import DecisionStore, timestamp
     from fileops_daemon.service.cloud import CloudRetry
-    from fileops_daemon.service.ledger import Ledger, RecordState
+    from fileops_daemon.service.deciding import waiting_records
+    from fileops_daemon.service.ledger import Ledger
     from fileops_daemon.service.ledger_store import GcsLedgerStore
 
     bucket = _bucket()
     retry = CloudRetry(3)
     store = GcsLedgerStore(bucket, retry)
     ledger = Ledger(store, "fileops-cli", 0)
-    waiting: list[Record] = []
-    for plan_id in DecisionStore(store, bucket, retry).indexed():
-        record = ledger.read(plan_id)
-        if record is not None and record.state == RecordState.AWAITING_APPROVAL and record.approval:
-            waiting.append(record)
-    waiting.sort(key=lambda r: float((r.approval or {}).get("requested_at", 0)))
+    waiting = waiting_records(ledger, DecisionStore(store, bucket, retry))
     rows = []
     for record in waiting:
         approval = record.approval or {}

@@ -140,11 +140,9 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=None, help="with --follow: give up after this many s"
     )
 
-    mcp_help = "serve the agent tools over MCP (stdio; --http: streamable HTTP on loopback)"
-    mcp = commands.add_parser("mcp", help=mcp_help, description=mcp_help)
-    mcp.add_argument("--http", action="store_true", help="serve http://HOST:PORT/mcp, not stdio")
-    mcp.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
-    mcp.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    from fileops_daemon.cli.mcp_command import add_command as add_mcp_command
+
+    add_mcp_command(commands)
     from fileops_daemon.cli.approvals import add_commands as add_approval_commands
 
     add_approval_commands(command)
@@ -176,6 +174,8 @@ def _add_root(parser: argparse.ArgumentParser, *, required: bool, mode: str = ""
 def _root(args: argparse.Namespace) -> str:
     """The projects root as the user named it: a folder, or gs://BUCKET."""
     bucket: str | None = getattr(args, "gcs_bucket", None)
+    if not bucket and not os.path.isdir(args.root):  # not every case missing: the root is
+        raise UsageError(f"the root {args.root} does not exist or is not a folder (--root)")
     return f"gs://{bucket}" if bucket else str(args.root)
 
 
@@ -347,28 +347,6 @@ def _apply(plan: Any, args: argparse.Namespace) -> ApplyOutcome:
             progress.stop()
 
 
-def _mcp(args: argparse.Namespace) -> int:
-    try:
-        import mcp  # noqa: F401  (an extra: the daemon does not need it)
-    except ImportError:
-        print("fileops: mcp needs the MCP SDK: pip install 'fileops-daemon[mcp]'", file=sys.stderr)
-        return EXIT_CONFIG
-    from fileops_daemon.client import mcp_server
-
-    server = mcp_server.build_server()
-    if not args.http:
-        import anyio
-
-        anyio.run(mcp_server.serve_stdio, server)
-        return EXIT_OK
-    try:
-        mcp_server.check_loopback(args.host)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    mcp_server.serve_http(server, args.host, args.port)
-    return EXIT_OK
-
-
 def _run(args: argparse.Namespace) -> int:
     if args.command in ("run", "bootstrap"):
         from fileops_daemon.service.daemon import bootstrap_command, run_daemon
@@ -377,8 +355,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "validate":
         return _validate(args)
     if args.command == "mcp":
-        return _mcp(args)
-    if args.command in ("pending", "approve", "reject"):  # cli/approvals.py
+        from fileops_daemon.cli.mcp_command import mcp_command
+
+        return mcp_command(args)
+    if args.command in ("pending", "approve", "reject", "console"):  # cli/approvals.py
         return int(args.handler(args))
     if args.command in ("submit", "watch", "status") or (
         args.command == "undo" and args.root is None and args.gcs_bucket is None
@@ -461,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command not in ("run", "bootstrap"):  # the daemon configures its own logging
         configure_logging(json_output=False, level="INFO" if args.verbose else "WARNING")
+        if not args.verbose:  # no credentials: the one line says it, not google-auth first
+            import logging
+
+            for name in ("google.auth._default", "google.auth.compute_engine._metadata"):
+                logging.getLogger(name).setLevel(logging.ERROR)
     from fileops_daemon.contract.envvars import ConfigError
 
     try:
@@ -476,8 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"fileops: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("fileops: interrupted; run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A command that knows what an interruption left behind says it; else the local
+        # commands' rule: their journals make running the same command again resume.
+        said = str(exc) or "interrupted; run the same command again to resume"
+        print(f"fileops: {said}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _closed_pipe()

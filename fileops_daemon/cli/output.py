@@ -83,7 +83,8 @@ def emit_result(
         view = console()
         print_result(result, view)
         if result["status"] == "applied" and not result.get("dry_run"):
-            view.print(escape(count_line(result)))
+            if result.get("replay") is not True:  # a replay's summary says it changed nothing
+                view.print(escape(count_line(result)))
             if undo_hint is not None:
                 # Not wrapped: a command is copied whole.
                 view.print(f"undo with: {escape(printable(undo_hint))}", soft_wrap=True)

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 import threading
 import time
@@ -24,7 +25,13 @@ from fileops_daemon.client.api import (
     result_of,
     self_expiring_subscription,
 )
-from fileops_daemon.client.render import change_count, printable, safe, summary_line
+from fileops_daemon.client.render import (
+    change_count,
+    printable,
+    replay_note,
+    safe,
+    summary_line,
+)
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.envvars import ConfigError, project_from_env
 from fileops_daemon.contract.exitcodes import (
@@ -47,10 +54,32 @@ def _show(result: dict[str, Any], as_json: bool) -> int:
     hint = None
     if result.get("status") == "applied" and isinstance(result.get("plan_id"), str):
         hint = undo_command_line(result["plan_id"])
-    return emit_result(result, as_json, undo_hint=hint)
+    code = emit_result(result, as_json, undo_hint=hint)
+    if result.get("status") == "awaiting_approval" and isinstance(result.get("plan_id"), str):
+        _approval_next_step(result["plan_id"])
+    return code
+
+
+def _approval_next_step(plan_id: str) -> None:
+    """What an operator does about a plan held for approval (on stderr: stdout holds the
+    result alone)."""
+    quoted = shlex.quote(plan_id)
+    print(
+        "fileops: nothing changed yet; an operator with the approval key decides:\n"
+        f"  fileops approve {quoted} --wait\n"
+        f"  fileops reject {quoted} --reason '...'",
+        file=sys.stderr,
+    )
 
 
 def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
+    from fileops_daemon.client.answers import local_refusal
+
+    # What is certainly wrong is refused here, with the daemon's codes, as the agent client
+    # does: nothing is published (the daemon checks everything again anyway).
+    refusal = local_refusal(plan)
+    if refusal is not None:
+        return _show(refusal, args.json)
     with FileopsClient(ClientConfig.from_env()) as client:
         message_id = client.publish(plan)
         mode = "dry run" if plan.get("dry_run", True) else "apply"
@@ -61,7 +90,14 @@ def _send(plan: dict[str, Any], args: argparse.Namespace) -> int:
                 print(f"submitted {plan.get('plan_id')!r} ({mode}) as message {message_id}")
             return EXIT_OK
         with _progress_while_waiting(str(plan.get("plan_id")), applying=mode == "apply"):
-            result = client.wait(str(plan.get("plan_id")), args.timeout)
+            try:
+                result = client.wait_message(message_id, args.timeout)
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"interrupted; {plan.get('plan_id')!r} was sent (message {message_id}) and "
+                    "will be handled: `fileops watch` or `fileops status` shows its result "
+                    "(do not send it again under a new id)"
+                ) from None
     if result is None:
         return _fail(
             f"no result for {plan.get('plan_id')!r} within {args.timeout:g} s "
@@ -86,6 +122,10 @@ def _progress_while_waiting(
         log.info("progress.unavailable", plan_id=plan_id, error=repr(exc))
         return contextlib.nullcontext()
     return ProgressLines(ledger.read, plan_id, sys.stderr)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the one line that says what it left behind (``main`` prints it)."""
 
 
 def submit_command(args: argparse.Namespace) -> int:
@@ -183,6 +223,8 @@ def undo_command(args: argparse.Namespace) -> int:
     request = undo_request_document(
         args.plan_id, record.case_name, dry_run=not args.apply, requested_by="fileops undo (ops)"
     )
+    if not args.apply:
+        args.wait = True  # a preview is its answer: `fileops undo PLAN` shows it
     return _send(request, args)
 
 
@@ -191,6 +233,8 @@ def _line(result: dict[str, Any]) -> str:
     codes = ",".join(printable(e["code"]) for e in result.get("errors", []))
     detail = f"{change_count(result)} change(s)" + (f" [{codes}]" if codes else "")
     mode = "dry-run" if result.get("dry_run") else "apply"
+    if result.get("replay") is True:  # a stored answer given to another request
+        mode, detail = "replay", f"{detail}: {replay_note(result)}"
     return (
         f"{stamp} {printable(result['status']):<8} {mode:<7} {printable(result['plan_id'])} "
         f"case={printable(result['case_name'])} {detail}"
@@ -269,7 +313,7 @@ def watch_command(args: argparse.Namespace) -> int:
     try:
         enough.wait(args.timeout)
     except KeyboardInterrupt:
-        pass
+        raise Interrupted("interrupted; watching stopped") from None
     finally:
         future.cancel()
         with contextlib.suppress(Exception):  # a cancelled stream ends with an error

@@ -11,6 +11,7 @@ import structlog
 from fileops_daemon.client.infra import classify
 from fileops_daemon.contract.errors import PlanError, shorten
 from fileops_daemon.contract.exitcodes import EXIT_ERROR
+from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import parse_plan
 from fileops_daemon.contract.results import now, refusal_result
 from fileops_daemon.core.simulate import confine_plan
@@ -32,13 +33,18 @@ LEGACY_NEXT_STEP = (
 )
 
 
-def local_refusal(document: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Refuse what is certainly wrong without a round trip (the daemon checks again)."""
+def local_refusal(
+    document: Mapping[str, Any], limits: Limits | None = None
+) -> dict[str, Any] | None:
+    """Refuse what is certainly wrong without a round trip (the daemon checks again), with
+    the daemon's codes: schema, ``plan_id`` syntax, confinement, and the limits known here
+    (``limits``; default: FILEOPS_MAX_* of this process, else the daemon's defaults). What
+    only the daemon can refuse (a lower limit of its own, the tree) comes back by message id."""
     try:
         if "undo_of" in document and "operations" not in document:
             UndoRequest.from_document(document)
             return None
-        parsed = parse_plan(document)
+        parsed = parse_plan(document, limits if limits is not None else _known_limits())
     except PlanError as exc:
         return refusal_result(document, exc, now())
     errors = confine_plan(parsed)[1]
@@ -47,6 +53,15 @@ def local_refusal(document: Mapping[str, Any]) -> dict[str, Any] | None:
             "errors": [e.to_dict() for e in errors]
         }
     return None
+
+
+def _known_limits() -> Limits:
+    """The limits set in this process's environment; the defaults if they are unset or wrong
+    (the daemon's own settings decide anyway)."""
+    try:
+        return Limits.from_env()
+    except ValueError:
+        return Limits()
 
 
 def pending_result(

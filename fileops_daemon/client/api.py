@@ -1,10 +1,17 @@
 """The agent side: publish a plan, and wait for its result.
 
-Waiting: each client owns one results subscription filtered on its own ``client_id``
-attribute (the daemon copies that attribute from the plan message onto the result). So a
-client receives only its own results, however many agents share the topic. The subscription
-is created before the first publish (no result can be missed), deleted by ``close()``, and
-expires by itself after a day unused if a client dies without closing.
+Waiting: a result names the Pub/Sub message id it answers (``in_reply_to``); Pub/Sub assigns
+that id when the plan is published, so no other publisher can choose it. A client takes as its
+answer only a result for a message id it published itself (and, for a plan, carrying the digest
+of the plan it sent): whatever ``plan_id``, ``client_id`` or other attributes another sender
+uses, it cannot make this client report anything but the true outcome of its own message.
+
+Delivery: each client owns one results subscription that receives the results routed to its
+``client_id`` (the daemon copies that attribute from an accepted plan message onto the result)
+and the unrouted ones (refusals of messages the daemon could not accept: their attributes are
+not trusted, yet their sender must hear them). Routing saves traffic; it proves nothing. The
+subscription is created before the first publish (no result can be missed), deleted by
+``close()``, and expires by itself after a day unused if a client dies without closing.
 
 Failing fast: creating that subscription is the client's first call, and it is bounded by
 ``connect_timeout`` (a few seconds) instead of the library's 60 s of retries, so a host that
@@ -23,6 +30,7 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -41,6 +49,7 @@ from google.protobuf import duration_pb2
 
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.envvars import project_from_env
+from fileops_daemon.contract.identity import legacy_plan_digest, plan_digest
 from fileops_daemon.contract.signing import SIGNATURE_ATTRIBUTE, load_key, sign_message
 
 __all__ = [
@@ -50,6 +59,7 @@ __all__ = [
     "connect_retry",
     "default_client",
     "result_of",
+    "results_filter",
     "self_expiring_subscription",
 ]
 
@@ -59,6 +69,9 @@ _EXPIRY_SECONDS = 24 * 3600
 _RETENTION_SECONDS = 600
 #: Answers kept for ``answer()``: results can be large, and an agent may live for months.
 _KEPT_ANSWERS = 256
+#: Results held whose message id is not (yet) known as ours: one may answer a publish whose
+#: id has not come back yet; the rest are other senders' refusals, dropped oldest first.
+_KEPT_UNKNOWN = 256
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,12 @@ class ClientConfig:
     connect_timeout: float = 5.0
     #: Seconds one publish may take, retries included.
     publish_timeout: float = 30.0
+    #: This agent's fixed ``client_id`` (default: a new random one per client).
+    client_id: str | None = None
+    #: A results subscription made for this agent beforehand (its name, in the subscription
+    #: project), which only this agent's identity may consume: the client neither creates
+    #: nor deletes it. Default: a subscription of its own per client, made and deleted here.
+    subscription: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientConfig:
@@ -87,6 +106,8 @@ class ClientConfig:
             results_topic=env.get("FILEOPS_RESULTS_TOPIC") or cls.results_topic,
             signing_key=load_key(key_file) if key_file else None,
             subscription_project=env.get("FILEOPS_CLIENT_SUBSCRIPTION_PROJECT") or None,
+            client_id=env.get("FILEOPS_CLIENT_ID") or None,
+            subscription=env.get("FILEOPS_CLIENT_SUBSCRIPTION") or None,
         )
 
     def topic_path(self, topic: str) -> str:
@@ -101,17 +122,24 @@ class FileopsClient:
 
     def __init__(self, config: ClientConfig, client_id: str | None = None) -> None:
         self.config = config
-        self.client_id = client_id or f"c{uuid.uuid4().hex[:16]}"
+        self.client_id = client_id or config.client_id or f"c{uuid.uuid4().hex[:16]}"
+        # A subscription made beforehand is the agent's own: used, never made or deleted here.
+        self._owned = config.subscription is None
         self._publisher = pubsub_v1.PublisherClient(
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
         )
         self._subscriber: pubsub_v1.SubscriberClient | None = None
-        self._subscription = config.subscription_path(f"fileops-results-{self.client_id}")
+        self._subscription = config.subscription_path(
+            config.subscription or f"fileops-results-{self.client_id}"
+        )
         self._lock = threading.Lock()
-        self._waiting: dict[str, dict[str, Any]] = {}  # results that arrived for other plans
-        self._sent: set[str] = set()  # plan ids this client published: the only answers taken
-        self._answers: dict[str, dict[str, Any]] = {}  # the answer to each plan's last publish
-        self._modes: dict[str, bool] = {}  # whether each plan's last publish was a dry run
+        self._sent: set[str] = set()  # plan ids this client published
+        self._latest: dict[str, Future[str]] = {}  # each plan id's latest publish
+        #: Message ids this client published, each with the plan digests its answer may name
+        #: (empty: any, as for an undo request, whose plan the daemon builds).
+        self._mine: dict[str, frozenset[str]] = {}
+        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()  # by message id
+        self._unknown: OrderedDict[str, dict[str, Any]] = OrderedDict()  # by in_reply_to
         self._closed = False
 
     def __enter__(self) -> FileopsClient:
@@ -134,13 +162,14 @@ class FileopsClient:
             self._closed = True
             subscriber, self._subscriber = self._subscriber, None
         if subscriber is not None:
-            # Gone, unreachable or forbidden: nothing more to do; it expires by itself.
-            with contextlib.suppress(GoogleAPIError):
-                subscriber.delete_subscription(
-                    subscription=self._subscription,
-                    retry=self._short_retry(),
-                    timeout=self.config.connect_timeout,
-                )
+            if self._owned:
+                # Gone, unreachable or forbidden: nothing more to do; it expires by itself.
+                with contextlib.suppress(GoogleAPIError):
+                    subscriber.delete_subscription(
+                        subscription=self._subscription,
+                        retry=self._short_retry(),
+                        timeout=self.config.connect_timeout,
+                    )
             subscriber.close()
         self._publisher.stop()
 
@@ -154,23 +183,33 @@ class FileopsClient:
             if self._subscriber is None:
                 subscriber = pubsub_v1.SubscriberClient()
                 try:
-                    with contextlib.suppress(AlreadyExists):
-                        subscriber.create_subscription(
-                            request={
-                                "name": self._subscription,
-                                "topic": self.config.topic_path(self.config.results_topic),
-                                "filter": f'attributes.{attr.CLIENT_ID} = "{self.client_id}"',
-                                "ack_deadline_seconds": 10,
-                                **self_expiring_subscription(),
-                            },
+                    if not self._owned:  # made beforehand: that it exists is checked here
+                        subscriber.get_subscription(
+                            subscription=self._subscription,
                             retry=self._short_retry(),
                             timeout=self.config.connect_timeout,
                         )
+                    else:
+                        self._create_subscription(subscriber)
                 except BaseException:
                     subscriber.close()
                     raise
                 self._subscriber = subscriber
             return self._subscriber
+
+    def _create_subscription(self, subscriber: pubsub_v1.SubscriberClient) -> None:
+        with contextlib.suppress(AlreadyExists):
+            subscriber.create_subscription(
+                request={
+                    "name": self._subscription,
+                    "topic": self.config.topic_path(self.config.results_topic),
+                    "filter": results_filter(self.client_id),
+                    "ack_deadline_seconds": 10,
+                    **self_expiring_subscription(),
+                },
+                retry=self._short_retry(),
+                timeout=self.config.connect_timeout,
+            )
 
     def start_publish(self, plan: Mapping[str, Any]) -> Future[str]:
         """Publish one plan without waiting: the future gives the Pub/Sub message id.
@@ -191,11 +230,11 @@ class FileopsClient:
                 self.config.signing_key, data, attributes
             )
         plan_id, topic = attributes[attr.PLAN_ID], self.config.topic_path(self.config.plans_topic)
-        # Before the message leaves: its answer may come back before publish() returns.
-        self._sent.add(plan_id)
-        self._modes[plan_id] = plan.get("dry_run") is not False
-        self._answers.pop(plan_id, None)  # an answer to an earlier send is not this one's
-        self._waiting.pop(plan_id, None)
+        digests = (
+            frozenset({plan_digest(plan), legacy_plan_digest(plan)})
+            if "operations" in plan
+            else frozenset()
+        )
         timeout = self.config.publish_timeout
         future: Future[str] = self._publisher.publish(
             topic,
@@ -206,13 +245,26 @@ class FileopsClient:
             **attributes,
         )
 
-        def unpause(done: Future[str]) -> None:
-            # A failed publish pauses its ordering key; the next plan of the case may go.
-            if done.exception() is not None:
-                self._publisher.resume_publish(topic, attributes[attr.CASE_NAME])
+        self._sent.add(plan_id)
+        self._latest[plan_id] = future  # an answer to an earlier send is not this one's
 
-        future.add_done_callback(unpause)
+        def settled(done: Future[str]) -> None:
+            if done.exception() is not None:
+                # A failed publish pauses its ordering key; the next plan of the case may go.
+                self._publisher.resume_publish(topic, attributes[attr.CASE_NAME])
+                return
+            self._own(done.result(), digests)
+
+        future.add_done_callback(settled)
         return future
+
+    def _own(self, message_id: str, digests: frozenset[str]) -> None:
+        """``message_id`` is ours; its answer may have come already (before the id did)."""
+        with self._lock:
+            self._mine[message_id] = digests
+            early = self._unknown.pop(message_id, None)
+        if early is not None:
+            self._take(early)
 
     def publish(self, plan: Mapping[str, Any]) -> str:
         """Publish one plan; returns the Pub/Sub message id."""
@@ -220,11 +272,26 @@ class FileopsClient:
         return future.result(timeout=self.config.publish_timeout + 5)
 
     def wait(self, plan_id: str, timeout: float) -> dict[str, Any] | None:
-        """The result for ``plan_id``, or None if none arrived within ``timeout`` seconds."""
+        """The answer to this client's latest publish of ``plan_id``, or None if none arrived
+        within ``timeout`` seconds (or this client never published it)."""
+        deadline = time.monotonic() + timeout
+        future = self._latest.get(plan_id)
+        if future is None:
+            return None
+        try:
+            message_id = future.result(timeout=max(0.0, timeout))
+        except Exception:
+            return None  # never published: no answer will come (publish() said why)
+        return self.wait_message(message_id, deadline - time.monotonic())
+
+    def wait_message(self, message_id: str, timeout: float) -> dict[str, Any] | None:
+        """The result that answers the message ``message_id`` this client published, or None
+        if none arrived within ``timeout`` seconds."""
         subscriber = self._ensure_subscription()
         deadline = time.monotonic() + timeout
         while True:
-            result = self._waiting.pop(plan_id, None)
+            with self._lock:
+                result = self._answers.get(message_id)
             if result is not None:
                 return result
             remaining = deadline - time.monotonic()
@@ -250,26 +317,28 @@ class FileopsClient:
             )
             for received in response.received_messages:
                 result = result_of(received.message.data)
-                # Only an answer to a plan we sent counts, and only to its latest send: a
-                # dry run's answer that comes late is not the answer to its apply.
-                if result is not None and self._answers_latest(result):
-                    self._waiting[result["plan_id"]] = result
-                    self._keep_answer(result)
+                if result is not None and isinstance(result.get("in_reply_to"), str):
+                    self._take(result)
 
-    def _keep_answer(self, result: dict[str, Any]) -> None:
-        """Remember the answer for ``answer()``; the oldest go first beyond _KEPT_ANSWERS."""
-        self._answers.pop(result["plan_id"], None)
-        self._answers[result["plan_id"]] = result
-        while len(self._answers) > _KEPT_ANSWERS:
-            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # raced by a thread
-                del self._answers[next(iter(self._answers))]
-
-    def _answers_latest(self, result: Mapping[str, Any]) -> bool:
-        plan_id = result["plan_id"]
-        if plan_id not in self._sent:
-            return False
-        dry_run = result.get("dry_run")
-        return not isinstance(dry_run, bool) or dry_run == self._modes.get(plan_id, dry_run)
+    def _take(self, result: dict[str, Any]) -> None:
+        """Keep a received result: as an answer if it answers a message of ours (and names
+        the plan we sent), else for a while in case the publish it answers is still settling."""
+        message_id = result["in_reply_to"]
+        with self._lock:
+            digests = self._mine.get(message_id)
+            if digests is None:
+                self._unknown.pop(message_id, None)
+                self._unknown[message_id] = result
+                while len(self._unknown) > _KEPT_UNKNOWN:
+                    self._unknown.popitem(last=False)
+                return
+            named = result.get("plan_digest")
+            if digests and named is not None and named not in digests:
+                return  # not an answer about the plan we sent: never ours
+            self._answers.pop(message_id, None)
+            self._answers[message_id] = result  # a later one (after an approval) replaces it
+            while len(self._answers) > _KEPT_ANSWERS:
+                self._answers.popitem(last=False)
 
     def sent(self, plan_id: str) -> bool:
         """Whether this client published ``plan_id``."""
@@ -277,7 +346,11 @@ class FileopsClient:
 
     def answer(self, plan_id: str) -> dict[str, Any] | None:
         """The result that answered ``plan_id``'s latest publish, if one came (whoever waited)."""
-        return self._answers.get(plan_id)
+        future = self._latest.get(plan_id)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        with self._lock:
+            return self._answers.get(future.result())
 
     def submit(self, plan: Mapping[str, Any], timeout: float = 60.0) -> dict[str, Any] | None:
         """Publish and wait; None when the daemon did not answer in time."""
@@ -323,6 +396,13 @@ def connect_retry(timeout: float) -> Retry:
         multiplier=2.0,
         timeout=timeout,
     )
+
+
+def results_filter(client_id: str) -> str:
+    """A client's results subscription filter: the results routed to ``client_id`` and the
+    unrouted ones (one may answer a message of ours the daemon refused before it knew whose it
+    was). Routing only: the client keeps just the answers to its own message ids."""
+    return f'attributes.{attr.CLIENT_ID} = "{client_id}" OR NOT attributes:{attr.CLIENT_ID}'
 
 
 def self_expiring_subscription() -> dict[str, Any]:

@@ -27,7 +27,15 @@ from fileops_daemon.client.toolkit import (
     model_answer,
 )
 
-__all__ = ["INSTRUCTIONS", "build_server", "check_loopback", "serve_http", "serve_stdio"]
+__all__ = [
+    "INSTRUCTIONS",
+    "build_server",
+    "check_loopback",
+    "http_url",
+    "serve_http",
+    "serve_stdio",
+    "transport_security",
+]
 
 INSTRUCTIONS = (
     "Reorganise a case folder: preview_file_ops first, show the user what would change, then "
@@ -122,10 +130,48 @@ async def serve_stdio(server: Any) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-def serve_http(server: Any, host: str, port: int) -> None:
-    """Streamable HTTP at ``http://HOST:PORT/mcp`` until interrupted."""
+def transport_security(host: str, port: int) -> Any:
+    """The Host/Origin check (DNS-rebinding protection) for a server bound to ``host``.
+
+    The SDK turns it on by itself only for exactly ``127.0.0.1``, ``localhost`` and ``::1``;
+    :func:`check_loopback` accepts every loopback spelling (``127.0.0.2``,
+    ``0:0:0:0:0:0:0:1``), so it is always passed. Allowed: the address as given and in its
+    canonical spelling (``localhost`` also as 127.0.0.1 and ::1), on this port only (any port
+    when ``port`` is 0 and the system picks it).
+    """
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    names = {host}
+    if host == "localhost":
+        names |= {"127.0.0.1", "::1"}
+    else:
+        names.add(ipaddress.ip_address(host).compressed)
+    suffix = str(port) if port else "*"
+    hosts = sorted(f"[{name}]" if ":" in name else name for name in names)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{name}:{suffix}" for name in hosts],
+        allowed_origins=[f"http://{name}:{suffix}" for name in hosts],
+    )
+
+
+def http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/mcp" if ":" in host else f"http://{host}:{port}/mcp"
+
+
+def serve_http(server: Any, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Streamable HTTP at ``http://HOST:PORT/mcp`` until interrupted; ``announce`` is called
+    with that URL once the socket listens (port 0: the port the system picked)."""
     import uvicorn
 
     check_loopback(host)
-    app = server.streamable_http_app(host=host)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app = server.streamable_http_app(host=host, transport_security=transport_security(host, port))
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                bound = port or int(self.servers[0].sockets[0].getsockname()[1])
+                announce(http_url(host, bound))
+
+    _Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()

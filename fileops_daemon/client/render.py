@@ -16,6 +16,7 @@ __all__ = [
     "error_text",
     "print_result",
     "printable",
+    "replay_note",
     "safe",
     "summary_line",
 ]
@@ -48,6 +49,14 @@ def change_count(result: dict[str, Any]) -> int:
     return int(truncated.get("changes", len(result.get("changes") or [])))
 
 
+def replay_note(result: dict[str, Any]) -> str:
+    """What a replayed result means to its reader: when the plan was settled, and that the
+    request it answers changed nothing."""
+    status = printable(result.get("status", ""))
+    when = printable(result.get("finished_at", "before"))
+    return f"already {status} at {when} (this request changed nothing)"
+
+
 def summary_line(result: dict[str, Any]) -> str:
     status = printable(result["status"])
     verb = "would change" if status == "planned" else "changed"
@@ -55,6 +64,8 @@ def summary_line(result: dict[str, Any]) -> str:
         f"{status}: plan '{printable(result['plan_id'])}' "
         f"on case '{printable(result['case_name'])}'"
     )
+    if result.get("replay") is True:  # a stored answer given again: this request did nothing
+        line += f": {replay_note(result)}"
     if status in ("planned", "applied"):
         return f"{line}, {verb} {change_count(result)} item(s)"
     errors = result.get("errors") or []

@@ -28,6 +28,7 @@ __all__ = [
     "WakeUp",
     "changes_digest",
     "is_wakeup",
+    "key_id",
     "sign_decision",
     "verify_decision",
     "wakeup_document",
@@ -37,6 +38,7 @@ APPROVE, REJECT = "approve", "reject"
 _DOMAIN = b"fileops-approval-v1\n"
 _PREFIX = "a1="
 _MAX_TEXT = 1000
+_WAKEUP_FIELDS = frozenset({"approval_of", "plan_id", "case_name", "dry_run", "requested_by"})
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,12 @@ def verify_decision(keys: Sequence[bytes], document: Any) -> Decision:
     return decision
 
 
+def key_id(key: bytes) -> str:
+    """A short public name of an approval key: which key a daemon holds can be told without
+    showing it (an HMAC of a fixed text, so it says nothing about the key itself)."""
+    return hmac.new(key, b"fileops-approval-key-id", hashlib.sha256).hexdigest()[:16]
+
+
 def changes_digest(result: Mapping[str, Any], sources: Sequence[Sequence[Any]] = ()) -> str:
     """sha256 of what a simulation says the plan would do: every change, each operation's
     outcome and ``sources``, a listing of what the plan moves, copies or sends to the trash
@@ -128,11 +136,26 @@ class WakeUp:
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> WakeUp:
+        """Read a wake-up strictly: its fields and nothing else (it is never audited or kept
+        as a plan, so nothing a sender adds to it could matter; extra keys are refused)."""
+        extra = sorted(set(document) - _WAKEUP_FIELDS)
+        if extra:
+            raise PlanError(
+                ErrorCode.SCHEMA_VIOLATION,
+                f"a wake-up has only {', '.join(sorted(_WAKEUP_FIELDS))}; "
+                f"not {shorten(', '.join(map(str, extra)), 200)}",
+            )
         plan_id = document.get("approval_of")
         if not isinstance(plan_id, str) or not 0 < len(plan_id) <= 255:
             raise PlanError(ErrorCode.SCHEMA_VIOLATION, "approval_of must name a plan_id")
         if document.get("plan_id", plan_id) != plan_id:
             raise PlanError(ErrorCode.SCHEMA_VIOLATION, "a wake-up's plan_id is its approval_of")
+        if document.get("dry_run", False) is not False:
+            raise PlanError(ErrorCode.SCHEMA_VIOLATION, "a wake-up's dry_run is false")
+        for name in ("case_name", "requested_by"):
+            value = document.get(name, "")
+            if not isinstance(value, str) or len(value) > _MAX_TEXT:
+                raise PlanError(ErrorCode.SCHEMA_VIOLATION, f"a wake-up's {name} is a short text")
         return cls(approval_of=plan_id)
 
 

@@ -10,6 +10,7 @@ __all__ = [
     "CASE_NAME",
     "CLIENT_ID",
     "DRY_RUN",
+    "IN_REPLY_TO",
     "PLAN_ATTRIBUTES",
     "PLAN_ID",
     "SIGNATURE",
@@ -24,6 +25,9 @@ DRY_RUN = "dry_run"  # "true" or "false", as the plan says
 CLIENT_ID = "client_id"
 SIGNATURE = "signature"  # "v1=<hex>" (body) or "v2=<hex>" (body and PLAN_ATTRIBUTES)
 STATUS = "status"  # results only: the result's status
+#: Results only: the Pub/Sub message id of the plan message answered (as the result's
+#: ``in_reply_to``). Pub/Sub assigned it, so it, not client_id, says whose answer it is.
+IN_REPLY_TO = "in_reply_to"
 
 #: The attributes of a plan message the daemon reads; a v2 signature covers them all.
 PLAN_ATTRIBUTES = (PLAN_ID, CASE_NAME, DRY_RUN, CLIENT_ID)

@@ -100,6 +100,9 @@ class Expect:
 
     size: int | None = None
     sha256: str | None = None
+    #: A folder: how many files it holds at any depth (an undo's delete of a folder the plan
+    #: made says 0: whatever someone put there since is never trashed by the undo).
+    files: int | None = None
 
 
 @dataclass(frozen=True)
@@ -397,7 +400,11 @@ def _operation(item: Mapping[str, Any], index: int, limits: Limits) -> Operation
         dst=item.get("to"),
         overwrite=bool(item.get("overwrite", False)),
         content=_content(item, index, limits) if item["type"] == "write" else None,
-        expect=Expect(size=expect.get("size"), sha256=expect.get("sha256")) if expect else None,
+        expect=Expect(
+            size=expect.get("size"), sha256=expect.get("sha256"), files=expect.get("files")
+        )
+        if expect
+        else None,
     )
 
 

@@ -18,11 +18,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "OperationOutcome",
     "ResultStatus",
+    "answering",
     "bounded",
     "build_result",
     "encode_result",
     "now",
     "refusal_result",
+    "replayed",
     "worker_identity",
 ]
 
@@ -99,6 +101,29 @@ def build_result(
     if extra:
         result.update(extra)
     return result
+
+
+def answering(result: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """``result`` as the answer to the plan message ``message_id`` (``in_reply_to``): Pub/Sub
+    assigned that id, so no other publisher can make a client take this answer as its own.
+    A copy when the field must change; the caller's dict (a ledger's copy) is never touched."""
+    if result.get("in_reply_to") == message_id:
+        return result
+    return {**result, "in_reply_to": message_id}
+
+
+def replayed(stored: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """A stored result given to message ``message_id`` that asked again for a finished plan:
+    a copy marked ``replay`` (this request changed nothing; ``replay_of`` names the message
+    it first answered). The redelivery of the message it answered gets it unmarked."""
+    if stored.get("in_reply_to") == message_id:
+        return stored
+    copy = {key: value for key, value in stored.items() if key not in ("replay", "replay_of")}
+    copy.update(in_reply_to=message_id, replay=True)
+    first = stored.get("replay_of", stored.get("in_reply_to"))
+    if isinstance(first, str):
+        copy["replay_of"] = first
+    return copy
 
 
 def refusal_result(

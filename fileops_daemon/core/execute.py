@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ from fileops_daemon.core.volume import LocalVolume, Volume
 
 __all__ = [
     "TRANSIENT_ERRNOS",
+    "Admit",
     "ApplyOutcome",
     "ApplyPaused",
     "Checkpoint",
@@ -58,6 +60,13 @@ class Checkpoint(Protocol):
 
     def journal_synced(self, summary: dict[str, Any]) -> None:
         """Durable progress; raising here stops the apply (e.g. the lease was lost)."""
+
+
+#: The admission hook: called once a new run's simulation passed, before its journal exists and
+#: so before its first change, with the simulation's ``planned`` result and the case folder's
+#: name on the volume. None lets the run go on; an outcome ends it there instead (nothing is
+#: changed). An exception stops the apply as any fault does (nothing changed, try again later).
+Admit = Callable[[dict[str, Any], str], ApplyOutcome | None]
 
 
 def _operation_docs(sim: Simulation) -> list[dict[str, Any]]:
@@ -153,6 +162,7 @@ def apply_plan(
     pause: threading.Event | None = None,
     attempt: int = 1,
     volume: Volume | None = None,
+    admit: Admit | None = None,
 ) -> ApplyOutcome:
     """Apply (or, for a dry-run plan, simulate) ``plan``: its result document, and how the
     run ended (``RunEnd``), with the inverse plan once applied.
@@ -166,6 +176,9 @@ def apply_plan(
 
     ``volume`` holds the case folders (default: the folder ``projects_root`` on this
     machine, e.g. a gcsfuse mount); the journal and results stay in ``state_dir``.
+
+    ``admit`` (see :data:`Admit`) decides on the very simulation this run applies, under the
+    plan's and the case's locks, whether it may start; a resumed run was admitted before.
     """
     started = now()
     volume = volume or LocalVolume(projects_root)
@@ -183,7 +196,9 @@ def apply_plan(
             stored = store.read_result()  # finished while we waited for the lock?
             if stored is not None:
                 return _stored_outcome(plan, store, stored, started, attempt)
-            run = _open_run(plan, volume, store, limits, started, attempt, checkpoint, retry)
+            run = _open_run(plan, volume, store, limits, started, attempt, checkpoint, retry, admit)
+            if isinstance(run, ApplyOutcome):  # held by the admission hook
+                return run
             if isinstance(run, dict):  # refused: nothing to run
                 return ApplyOutcome(RunEnd.REJECTED, run)
             journal, progress, case_dir, resumed = run
@@ -245,11 +260,12 @@ def _open_run(
     attempt: int,
     checkpoint: Checkpoint | None,
     retry: RetryPolicy,
-) -> tuple[Journal, JournalState, str, bool] | dict[str, Any]:
+    admit: Admit | None = None,
+) -> tuple[Journal, JournalState, str, bool] | dict[str, Any] | ApplyOutcome:
     """Reopen this plan's journal (resumed: True), or simulate and start a new one.
 
     Returns the journal, its state, the case folder and whether it resumes; or the result
-    when there is nothing to run (a refusal).
+    when there is nothing to run (a refusal), or the outcome ``admit`` ended it with.
     """
     on_sync: SyncHook | None = checkpoint.journal_synced if checkpoint else None
     if store.has_journal():
@@ -286,7 +302,7 @@ def _open_run(
         case_dir = os.path.join(volume.root, state.header["case_folder"])
         return journal, state, case_dir, True
     with paused_gc():  # what the simulation and the journal's header make all stays alive
-        return _start_run(plan, volume, store, limits, started, attempt, checkpoint, retry)
+        return _start_run(plan, volume, store, limits, started, attempt, checkpoint, retry, admit)
 
 
 def _start_run(
@@ -298,9 +314,10 @@ def _start_run(
     attempt: int,
     checkpoint: Checkpoint | None,
     retry: RetryPolicy,
-) -> tuple[Journal, JournalState, str, bool] | dict[str, Any]:
-    """Simulate the plan and write its journal's header: the run (not resumed), or the
-    refusal when there is nothing to run."""
+    admit: Admit | None = None,
+) -> tuple[Journal, JournalState, str, bool] | dict[str, Any] | ApplyOutcome:
+    """Simulate the plan, let ``admit`` decide on that simulation, and write its journal's
+    header: the run (not resumed), or the refusal or hold when there is nothing to run."""
     on_sync: SyncHook | None = checkpoint.journal_synced if checkpoint else None
     try:
         sim = _simulate_retrying(plan, volume, limits, retry)
@@ -313,6 +330,13 @@ def _start_run(
     if not sim.ok:
         return simulation_result(sim, started, attempt=attempt)
     assert sim.case_dir is not None
+    if admit is not None:
+        # The decision is made on this simulation, the one the steps below come from.
+        ended = admit(
+            simulation_result(sim, started, attempt=attempt), os.path.basename(sim.case_dir)
+        )
+        if ended is not None:
+            return ended
     header = {
         "v": 1,
         "plan_id": plan.plan_id,

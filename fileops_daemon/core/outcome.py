@@ -30,6 +30,8 @@ class RunEnd(StrEnum):
     #: A step failed and the rollback met a passing fault (or the case folder could not be
     #: opened): nothing is stored, and the same call carries on from the journal.
     ROLLBACK_INCOMPLETE = "rollback_incomplete"
+    #: The admission hook held the plan before its first change (it waits for a person).
+    HELD = "held"
 
     @property
     def status(self) -> ResultStatus:
@@ -44,6 +46,7 @@ _STATUS = {
     RunEnd.BUSY: ResultStatus.REJECTED,
     RunEnd.ROLLED_BACK: ResultStatus.FAILED,
     RunEnd.ROLLBACK_INCOMPLETE: ResultStatus.FAILED,
+    RunEnd.HELD: ResultStatus.AWAITING_APPROVAL,
 }
 
 

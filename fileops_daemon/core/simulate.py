@@ -128,6 +128,9 @@ class _Simulator:
     def _check_expect(self, node: Node, op: Operation, raw: object) -> None:
         if op.expect is None:
             return
+        if op.expect.files is not None:
+            self._check_files(node, op, raw, op.expect.files)
+            return
         if node.kind is not Kind.FILE:
             raise PlanError(
                 ErrorCode.TYPE_CONFLICT,
@@ -151,6 +154,26 @@ class _Simulator:
             )
         # The step acts only on the file checked here (contract.md: precondition_failed).
         self.tree.stamp(node, op.expect.sha256)
+
+    def _check_files(self, node: Node, op: Operation, raw: object, expected: int) -> None:
+        """A folder holds exactly ``expected`` files (at any depth), as the plan expects."""
+        if node.kind is not Kind.DIR or op.expect is None or op.expect.size is not None:
+            raise PlanError(
+                ErrorCode.TYPE_CONFLICT,
+                f"{raw} is a file; expect files applies to folders",
+                operation=op.index,
+                path=str(raw),
+            )
+        walked = self._walk(node, op, raw)
+        found = sum(1 for _, child in walked if child.kind is not Kind.DIR)
+        if found != expected:
+            raise PlanError(
+                ErrorCode.PRECONDITION_FAILED,
+                f"{raw} holds {found} file(s), the plan expected {expected}: something was "
+                "put there or taken away since",
+                operation=op.index,
+                path=str(raw),
+            )
 
     def _clear_destination(
         self,
@@ -213,29 +236,17 @@ class _Simulator:
     def _transfer(self, node: Node, target: Parts, op: Operation, *, raw: object) -> int:
         """Steps that move ``node`` to ``target``; folders go file by file. Returns files moved."""
         if node.kind is Kind.FILE:
-            self._add(Step(StepKind.RENAME, target, op.index, src=node.parts, version=_pin(node)))
+            self._add(Step(StepKind.RENAME, target, op.index, src=node.parts, version=node.pin()))
             return 1
         source = node.parts
-        # The walk stops as soon as the folder's steps would pass the plan's budget (the
-        # target's and the source's own two steps besides): a folder of millions of objects
-        # costs a refusal no more listing than the budget's worth.
-        budget = self.limits.max_steps - len(self.steps) - 2
-        try:
-            items = list(self.tree.walk(node, raw=raw, operation=op.index, budget=budget))
-        except OverBudgetError:
-            raise PlanError(
-                ErrorCode.LIMIT_EXCEEDED,
-                f"the plan expands to more than {self.limits.max_steps} file steps",
-                operation=op.index,
-                path=str(raw),
-            ) from None
+        items = self._walk(node, op, raw)
         folders = [rel for rel, child in items if child.kind is Kind.DIR]
         files = [(rel, child) for rel, child in items if child.kind is Kind.FILE]
         self._add(Step(StepKind.MKDIR, target, op.index))
         for rel in folders:
             self._add(Step(StepKind.MKDIR, target + rel, op.index))
         for rel, child in files:
-            version = _pin(child)
+            version = child.pin()
             self._add(
                 Step(StepKind.RENAME, target + rel, op.index, src=source + rel, version=version)
             )
@@ -243,6 +254,21 @@ class _Simulator:
             self._add(Step(StepKind.RMDIR, source + rel, op.index))
         self._add(Step(StepKind.RMDIR, source, op.index))
         return len(files)
+
+    def _walk(self, node: Node, op: Operation, raw: object) -> list[tuple[Parts, Node]]:
+        """Every item below the folder ``node``. The walk stops as soon as their steps would
+        pass the plan's budget (the folder's own two steps besides): a folder of millions of
+        objects costs a refusal no more listing than the budget's worth."""
+        budget = self.limits.max_steps - len(self.steps) - 2
+        try:
+            return list(self.tree.walk(node, raw=raw, operation=op.index, budget=budget))
+        except OverBudgetError:
+            raise PlanError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"the plan expands to more than {self.limits.max_steps} file steps",
+                operation=op.index,
+                path=str(raw),
+            ) from None
 
     def _count_bytes(self, size: int, op: Operation, path: CasePath) -> None:
         self.bytes_created += size
@@ -340,6 +366,8 @@ class _Simulator:
         name = nfc(dst.parts[-1])
         target = (*parent.parts, name)
         record.files = self._transfer(node, target, op, raw=src)
+        if node.kind is Kind.FILE:
+            record.bytes = node.size
         self.tree.detach(node)
         self.tree.attach(node, parent, name)
         record.moved, record.kind = (origin, target), node.kind
@@ -412,13 +440,6 @@ class _Simulator:
         self._add(Step(StepKind.WRITE, (*parent.parts, name), op.index, content=content))
         self.tree.attach(node, parent, name)
         record.written, record.bytes = node.parts, len(content)
-
-
-def _pin(node: Node) -> str | None:
-    """The version a step moving ``node`` acts on; the node's place holds another one after."""
-    version = node.version or None
-    node.version = ""
-    return version
 
 
 def simulate(

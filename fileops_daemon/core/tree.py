@@ -121,6 +121,12 @@ class Node:
                 self._sha256 = file_sha256(self.origin)
         return self._sha256
 
+    def pin(self) -> str | None:
+        """The version a step moving this item acts on; its place holds another one after."""
+        version = self.version or None
+        self.version = ""
+        return version
+
     def is_within(self, other: Node) -> bool:
         """True when this node is ``other`` or lies below it."""
         node: Node | None = self

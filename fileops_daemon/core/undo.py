@@ -9,6 +9,7 @@ refused (``undo_forged``), so an undo can be neither forged nor blocked.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -27,6 +28,7 @@ from fileops_daemon.contract.results import OperationOutcome
 from fileops_daemon.core.paths import WORK_DIR_NAME
 from fileops_daemon.core.simulate import OpRecord
 from fileops_daemon.core.steps import Parts
+from fileops_daemon.core.tree import Kind
 
 __all__ = [
     "UndoRequest",
@@ -144,16 +146,24 @@ def inverse_plan(plan: Plan, records: list[OpRecord]) -> dict[str, Any]:
     for record in reversed(records):
         if record.outcome not in (OperationOutcome.OK, OperationOutcome.APPLIED):
             continue
+        # Every delete names what the plan left there: the undo refuses (precondition_failed)
+        # rather than trash what someone put or changed there since.
         if record.created:
-            operations.append({"type": "delete", "path": show(record.created[0])})
+            folder = {"files": 0}
+            operations.append({"type": "delete", "path": show(record.created[0]), "expect": folder})
         if record.moved is not None:
             origin, target = record.moved
             if record.operation.type == "move" and origin[0] != WORK_DIR_NAME:
                 operations.append({"type": "move", "from": show(target), "to": show(origin)})
             else:
-                operations.append({"type": "delete", "path": show(target)})
+                placed = (
+                    {"files": record.files} if record.kind is Kind.DIR else {"size": record.bytes}
+                )
+                operations.append({"type": "delete", "path": show(target), "expect": placed})
         if record.written is not None:
-            operations.append({"type": "delete", "path": show(record.written)})
+            content = record.operation.content or b""
+            written = {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+            operations.append({"type": "delete", "path": show(record.written), "expect": written})
         for original, trash in record.trashed:
             operations.append({"type": "move", "from": show(trash), "to": show(original)})
     return {

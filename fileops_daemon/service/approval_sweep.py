@@ -1,5 +1,5 @@
-"""Decisions whose wake-up a starting daemon may never receive, and the wake-ups it makes
-for them.
+"""Wake-ups the daemon makes itself: for decisions whose wake-up it may never receive, and for
+plans whose approval expired while nobody decided.
 
 ``fileops approve`` stores the decision, then publishes a wake-up. A wake-up published while
 no daemon runs should reach the next one, but it may not: its publish can fail after the
@@ -9,6 +9,10 @@ previous daemon leaves the subscription's later streaming pulls without any mess
 plans for decisions stored before it started and handles one wake-up of its own for each,
 through the normal path (the case's turn, the decision's signature, the ledger). A wake-up
 that does arrive as well is answered as a duplicate.
+
+Expiry: every ``FILEOPS_APPROVAL_SWEEP`` (a minute), one daemon at a time (whoever writes
+``sweeps/expiry.json`` first, generation-matched) makes a wake-up for each waiting plan past
+its expiry, so its agent hears ``approval_expired`` without anyone running ``fileops pending``.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.approval import wakeup_document
 from fileops_daemon.contract.signing import SIGNATURE_ATTRIBUTE, sign_message
+from fileops_daemon.service.ledger_store import GenerationMismatchError, LedgerStore
 
-__all__ = ["SWEEP_AFTER_SECONDS", "LocalWakeUp", "local_wakeup"]
+__all__ = ["SWEEP_AFTER_SECONDS", "LocalWakeUp", "SweepTurn", "local_wakeup"]
 
 #: How long after its start a daemon looks for decisions without a wake-up: long enough for a
 #: wake-up in the subscription's backlog to arrive first (then the plan no longer waits).
@@ -69,3 +75,47 @@ def local_wakeup(
     if signing_key is not None:
         attributes[SIGNATURE_ATTRIBUTE] = sign_message(signing_key, data, attributes)
     return LocalWakeUp(data, attributes, f"sweep-{plan_id}", 1, settled)
+
+
+class SweepTurn:
+    """Whose turn it is to sweep: at most one daemon per period, whoever writes the turn object
+    first once the last turn is a period old (a lost race is simply not our turn)."""
+
+    NAME = "sweeps/expiry.json"
+
+    def __init__(
+        self, store: LedgerStore, worker_id: str, period: float, clock: Callable[[], float]
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.period = period
+        self.clock = clock
+
+    def take(self) -> bool:
+        found = self.store.read(self.NAME)
+        generation = 0
+        if found is not None:
+            generation = found.generation
+            last = _last_turn(found.data)
+            if last is not None and self.clock() - last < self.period * 0.9:
+                return False
+        document = {"owner": self.worker_id, "at": self.clock()}
+        try:
+            self.store.write(
+                self.NAME,
+                json.dumps(document).encode(),
+                content_type="application/json",
+                if_generation_match=generation,
+            )
+        except GenerationMismatchError:
+            return False
+        return True
+
+
+def _last_turn(data: bytes) -> float | None:
+    try:
+        document: Any = json.loads(data)
+        at = document.get("at")
+    except (ValueError, AttributeError):
+        return None
+    return float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None

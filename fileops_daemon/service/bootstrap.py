@@ -18,17 +18,19 @@ log = structlog.get_logger("fileops.bootstrap")
 
 
 def bootstrap(config: Config) -> dict[str, Any]:
-    """Make sure everything the daemon talks to exists; returns what was created."""
+    """Make sure everything the daemon talks to exists; returns what was created. The log line
+    also names what was already there (an empty ``created`` list is not "nothing made")."""
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     created: dict[str, Any] = {"topics": [], "subscriptions": [], "buckets": []}
+    existing: dict[str, list[str]] = {"topics": [], "subscriptions": [], "buckets": []}
     try:
         for topic in (config.plans_topic, config.results_topic, config.dead_letter_topic):
             try:
                 publisher.create_topic(name=config.topic_path(topic))
                 created["topics"].append(topic)
             except AlreadyExists:
-                pass
+                existing["topics"].append(topic)
         subscriptions: list[dict[str, Any]] = [
             {
                 "name": config.subscription_path(config.plans_subscription),
@@ -51,11 +53,12 @@ def bootstrap(config: Config) -> dict[str, Any]:
             },
         ]
         for request in subscriptions:
+            name = str(request["name"]).rsplit("/", 1)[1]
             try:
                 subscriber.create_subscription(request=request)
-                created["subscriptions"].append(str(request["name"]).rsplit("/", 1)[1])
+                created["subscriptions"].append(name)
             except AlreadyExists:
-                pass
+                existing["subscriptions"].append(name)
     finally:
         subscriber.close()
         publisher.stop()
@@ -65,7 +68,9 @@ def bootstrap(config: Config) -> dict[str, Any]:
             try:
                 client.create_bucket(bucket)
                 created["buckets"].append(bucket)
+                continue
             except Conflict:
                 pass
-    log.info("bootstrap.done", **created)
+        existing["buckets"].append(bucket)
+    log.info("bootstrap.done", created=created, already_there=existing)
     return created

@@ -11,7 +11,7 @@ from fileops_daemon.contract.envvars import ConfigError, env_float, env_int, pro
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.signing import load_key
 from fileops_daemon.core.pacing import StepPacer
-from fileops_daemon.service.approval import ApprovalPolicy
+from fileops_daemon.service.approval_policy import ApprovalPolicy
 
 __all__ = ["Config", "ConfigError"]
 
@@ -112,18 +112,23 @@ class Config:
         projects_bucket = env.get("FILEOPS_PROJECTS_BUCKET", "")
         if executor == "gcs-api" and not projects_bucket:
             raise ConfigError("FILEOPS_EXECUTOR=gcs-api needs FILEOPS_PROJECTS_BUCKET")
+        audit_bucket = env.get("FILEOPS_AUDIT_BUCKET") or state_bucket
+        projects_root = env.get("FILEOPS_PROJECTS_ROOT") or defaults.projects_root
+        _refuse_shared_bucket(
+            projects_bucket or mounted_bucket(projects_root), state_bucket, audit_bucket
+        )
         log_format = env.get("FILEOPS_LOG_FORMAT", "json")
         if log_format not in ("json", "console"):
             raise ConfigError(f"FILEOPS_LOG_FORMAT must be json or console, got {log_format!r}")
         return cls(
             project=project,
             state_bucket=state_bucket,
-            audit_bucket=env.get("FILEOPS_AUDIT_BUCKET") or state_bucket,
+            audit_bucket=audit_bucket,
             plans_topic=env.get("FILEOPS_PLANS_TOPIC") or defaults.plans_topic,
             plans_subscription=env.get("FILEOPS_PLANS_SUBSCRIPTION") or defaults.plans_subscription,
             results_topic=env.get("FILEOPS_RESULTS_TOPIC") or defaults.results_topic,
             dead_letter_topic=env.get("FILEOPS_DEAD_LETTER_TOPIC") or defaults.dead_letter_topic,
-            projects_root=env.get("FILEOPS_PROJECTS_ROOT") or defaults.projects_root,
+            projects_root=projects_root,
             executor=executor,
             projects_bucket=projects_bucket,
             state_dir=env.get("FILEOPS_STATE_DIR") or defaults.state_dir,
@@ -163,3 +168,32 @@ class Config:
 
     def subscription_path(self, subscription: str) -> str:
         return f"projects/{self.project}/subscriptions/{subscription}"
+
+
+def mounted_bucket(projects_root: str, mounts: str = "/proc/self/mounts") -> str:
+    """The bucket gcsfuse mounts at ``projects_root``, or "" (not a gcsfuse mount, or
+    unknown)."""
+    target = os.path.realpath(projects_root)
+    try:
+        with open(mounts, encoding="utf-8") as lines:
+            for line in lines:
+                fields = line.split()
+                if len(fields) >= 3 and fields[1] == target and fields[2] == "fuse.gcsfuse":
+                    return fields[0]
+    except OSError:
+        pass
+    return ""
+
+
+def _refuse_shared_bucket(projects_bucket: str, state_bucket: str, audit_bucket: str) -> None:
+    """The agents' plans change the projects bucket: were it the state or the audit bucket,
+    a plan could rewrite the ledger, the approvals or the audit trail."""
+    for name, bucket in (
+        ("FILEOPS_STATE_BUCKET", state_bucket),
+        ("FILEOPS_AUDIT_BUCKET", audit_bucket),
+    ):
+        if projects_bucket and projects_bucket == bucket:
+            raise ConfigError(
+                f"the projects bucket {projects_bucket!r} is also {name}: plans could then "
+                "change the daemon's own records; use separate buckets. Refusing to start"
+            )

@@ -19,7 +19,12 @@ from google.cloud import pubsub_v1
 from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from fileops_daemon.contract import attributes as attr
-from fileops_daemon.service.approval_sweep import SWEEP_AFTER_SECONDS, LocalWakeUp, local_wakeup
+from fileops_daemon.service.approval_sweep import (
+    SWEEP_AFTER_SECONDS,
+    LocalWakeUp,
+    SweepTurn,
+    local_wakeup,
+)
 from fileops_daemon.service.config import Config
 from fileops_daemon.service.delivery import Delivery, ReceivedMessage
 from fileops_daemon.service.handler import (
@@ -87,7 +92,8 @@ class Consumer:
         self._held: dict[int, _Held] = {}
         self._stopping = False
         self._lock = threading.Lock()
-        self._sweep: threading.Timer | None = None
+        self._sweeps = threading.Thread(target=self._sweep, name="approval-sweeps", daemon=True)
+        self._stop_sweeps = threading.Event()
         #: Held messages at most: each takes a flow-control slot, and a full window would
         #: keep out the very redelivery the held ones wait for.
         self.max_held = max(1, config.flow_max_messages - config.concurrency)
@@ -131,11 +137,7 @@ class Consumer:
             worker=self.config.worker_id,
         )
         # Even with the policy off now: plans may have been left waiting by an earlier one.
-        self._sweep = threading.Timer(
-            SWEEP_AFTER_SECONDS, self._wake_decided, (self.handler.approvals.clock(),)
-        )
-        self._sweep.daemon = True
-        self._sweep.start()
+        self._sweeps.start()
 
     def running(self) -> bool:
         return self._future is not None and not self._future.done()
@@ -153,8 +155,7 @@ class Consumer:
         with self._lock:
             self._stopping = True
             held = list(self._held.values())
-        if self._sweep is not None:
-            self._sweep.cancel()
+        self._stop_sweeps.set()
         for item in held:
             self._release(item, Reason.SHUTTING_DOWN)
         self._future.cancel()  # no new messages; undispatched ones are released unacked
@@ -178,6 +179,30 @@ class Consumer:
 
     # -- decisions whose wake-up never came ------------------------------------------------------
 
+    def _sweep(self) -> None:
+        """After the start, decisions whose wake-up never came; then, one daemon at a time
+        every period, plans whose approval expired."""
+        approvals = self.handler.approvals
+        started_at = approvals.clock()
+        if self._stop_sweeps.wait(SWEEP_AFTER_SECONDS):
+            return
+        self._wake_decided(started_at)
+        period = approvals.policy.sweep_seconds
+        turn = SweepTurn(approvals.ledger.store, self.config.worker_id, period, approvals.clock)
+        while not self._stop_sweeps.wait(period):
+            try:
+                expired = approvals.expired() if turn.take() else []
+            except Exception:  # GCS: the next period looks again
+                log.warning("approval.expiry_sweep_failed", exc_info=True)
+                continue
+            for plan_id, case_name in expired:
+                log.info("approval.expired_plan", plan_id=plan_id, case_name=case_name)
+                self._wake_plan(plan_id, case_name)
+
+    def _wake_plan(self, plan_id: str, case_name: str) -> None:
+        key = self.config.signing_keys[0] if self.config.signing_keys else None
+        self._submit_local(local_wakeup(plan_id, case_name, key, self._settled_local))
+
     def _wake_decided(self, started_at: float) -> None:
         """Handle a wake-up of our own for each plan decided before this daemon started that
         still waits (approval_sweep.py says why its own may never come)."""
@@ -186,10 +211,9 @@ class Consumer:
         except Exception:  # GCS: the wake-ups may still come; the next start looks again
             log.exception("approval.sweep_failed")
             return
-        key = self.config.signing_keys[0] if self.config.signing_keys else None
         for plan_id, case_name in decided:
             log.info("approval.wakeup_missing", plan_id=plan_id, case_name=case_name)
-            self._submit_local(local_wakeup(plan_id, case_name, key, self._settled_local))
+            self._wake_plan(plan_id, case_name)
 
     def _submit_local(self, message: LocalWakeUp) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ from fileops_daemon.service.config import Config, ConfigError
 from fileops_daemon.service.metrics import Metrics, serve_metrics
 from fileops_daemon.service.notify import Notifier
 
-__all__ = ["bootstrap_command", "run_daemon"]
+__all__ = ["bootstrap_command", "filesystem_of", "run_daemon"]
 
 log = structlog.get_logger("fileops.daemon")
 
@@ -27,6 +27,24 @@ def _config() -> Config | None:
     except ConfigError as exc:
         print(f"fileops: configuration: {exc}", file=sys.stderr)
         return None
+
+
+def filesystem_of(path: str) -> str:
+    """The type of the filesystem holding ``path`` (``fuse.gcsfuse`` on the production mount,
+    ``ext4`` and the like on a plain folder; ``unknown`` where /proc/self/mountinfo is not)."""
+    target = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                fields, _, rest = line.partition(" - ")
+                point = fields.split(" ")[4].replace("\\040", " ")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best) and rest.split(" "):
+                    best, kind = point, rest.split(" ")[0]
+    except (OSError, IndexError):
+        return "unknown"
+    return kind
 
 
 def bootstrap_command() -> int:
@@ -98,6 +116,11 @@ def run_daemon() -> int:
         worker=config.worker_id,
         projects_root=config.projects_root,
         executor=config.executor,
+        # What the executor really works on: gcsfuse's steps on a plain folder (make run,
+        # or /projects not mounted) say so here.
+        projects_filesystem=(
+            filesystem_of(config.projects_root) if config.executor == "gcsfuse" else None
+        ),
         projects_bucket=config.projects_bucket or None,
         subscription=config.plans_subscription,
         systemd=notifier.enabled,

@@ -7,7 +7,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-__all__ = ["Delivery", "ReceivedMessage"]
+__all__ = [
+    "APPROVED_DIGEST",
+    "DECISION",
+    "PLAN_DOCUMENT",
+    "REPLY_TO",
+    "Delivery",
+    "ReceivedMessage",
+]
+
+#: Delivery.extra keys the daemon sets itself (never read from the wire): the client to answer
+#: instead of the message's own; the digest of the plan a verified decision approved; the plan
+#: document an answer is about when the message is a wake-up (for the audit record); and the
+#: verified decision (a contract.approval.Decision) the answer follows from.
+REPLY_TO = "fileops.reply_to"
+APPROVED_DIGEST = "fileops.approved_digest"
+PLAN_DOCUMENT = "fileops.plan_document"
+DECISION = "fileops.decision"
 
 
 class ReceivedMessage(Protocol):

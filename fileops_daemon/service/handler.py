@@ -9,25 +9,20 @@ WAIT, held unsettled, while an earlier plan of its case goes first.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import re
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from fileops_daemon.contract import attributes as attr
-from fileops_daemon.contract.approval import WakeUp, is_wakeup
+from fileops_daemon.contract.approval import WakeUp
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
-from fileops_daemon.contract.plan import Plan, decode_document
-from fileops_daemon.contract.results import bounded, encode_result, now, refusal_result
-from fileops_daemon.contract.signing import covers_attributes, verify
+from fileops_daemon.contract.plan import Plan
+from fileops_daemon.contract.results import answering, now, refusal_result, replayed
 from fileops_daemon.core.execute import (
+    ApplyOutcome,
     ApplyPaused,
     RetryPolicy,
     RunEnd,
@@ -35,17 +30,29 @@ from fileops_daemon.core.execute import (
     dry_run,
     idempotency_conflict,
 )
-from fileops_daemon.core.gcpause import paused_gc
-from fileops_daemon.core.journal import Journal
 from fileops_daemon.core.pacing import StepPacer
 from fileops_daemon.core.paths import nfc
 from fileops_daemon.core.store import PlanStore
-from fileops_daemon.core.undo import UndoRequest, build_undo_plan, parse_message
+from fileops_daemon.core.undo import UndoRequest
 from fileops_daemon.core.volume import LocalVolume, Volume
+from fileops_daemon.service.answering import Answerer, placeholder_plan_id, reply_attributes
 from fileops_daemon.service.approval import Answer, ApprovalDesk, DecisionStore
 from fileops_daemon.service.config import Config
-from fileops_daemon.service.delivery import Delivery
-from fileops_daemon.service.lease import LeaseKeeper, release_quietly
+from fileops_daemon.service.decided import ruled_delivery, to_submitter
+from fileops_daemon.service.delivery import (
+    APPROVED_DIGEST,
+    REPLY_TO,
+    Delivery,
+)
+from fileops_daemon.service.disposition import (
+    BLOCKING,
+    MAKE_WAY_SECONDS,
+    Disposition,
+    Reason,
+    Verdict,
+)
+from fileops_daemon.service.intake import accept, check_attributes, undo_plan
+from fileops_daemon.service.lease import LeaseKeeper, release_quietly, seed_local_journal
 from fileops_daemon.service.ledger import (
     AWAITING_APPROVAL,
     CaseHeld,
@@ -60,75 +67,23 @@ from fileops_daemon.service.ledger import (
 )
 from fileops_daemon.service.metrics import Metrics
 from fileops_daemon.service.outputs import AuditSink, ResultSink
+from fileops_daemon.service.replies import (
+    answered_message,
+    busy_answer,
+    last_attempt,
+)
 from fileops_daemon.service.sequencer import CaseSequencer, Waiting, WaitReason
 
-__all__ = ["Disposition", "PlanHandler", "Reason", "Verdict"]
+__all__ = [
+    "MAKE_WAY_SECONDS",
+    "Disposition",
+    "PlanHandler",
+    "Reason",
+    "Verdict",
+    "placeholder_plan_id",
+]
 
 log = structlog.get_logger("fileops.handler")
-
-
-class Verdict(enum.StrEnum):
-    ACK = "ack"  # answered: result published and audited
-    NACK = "nack"  # not decided; Pub/Sub redelivers it
-    WAIT = "wait"  # held, unsettled, until an earlier plan of its case is settled
-
-
-class Reason(enum.StrEnum):
-    """Why a message was not acked (a label of fileops_nacks / fileops_plan_waits)."""
-
-    ANSWERED = "answered"
-    TRANSIENT_FAULT = "transient_fault"  # GCS, Pub/Sub or the mount kept failing
-    LEASE_LOST = "lease_lost"  # another daemon took the plan over
-    HANDED_OVER = "handed_over"  # shutting down: paused, lease released
-    ROLLBACK_INCOMPLETE = "rollback_incomplete"  # a failed apply could not be rolled back yet
-    CASE_BUSY = "case_busy"  # another plan of the case is being handled here
-    CASE_BLOCKED = "case_blocked"  # an earlier plan of the case was nacked and comes back
-    CASE_HELD_ELSEWHERE = "case_held_elsewhere"  # another daemon has an unfinished plan of it
-    PLAN_HELD_ELSEWHERE = "plan_held_elsewhere"  # another daemon is applying this very plan
-    PLAN_BUSY_LOCALLY = "plan_busy_locally"  # a local `fileops apply` holds the case's lock
-    SHUTTING_DOWN = "shutting_down"  # a held message is released on stop
-    WAITED_TOO_LONG = "waited_too_long"  # held past the bound: back to Pub/Sub
-
-
-@dataclass(frozen=True)
-class Disposition:
-    """How the consumer settles one message, and why. It settles it in one place."""
-
-    verdict: Verdict
-    reason: Reason
-    #: WAIT: wake the message when this case's plan in this daemon is settled.
-    case: str = ""
-    #: WAIT: otherwise look again after this many seconds. NACK: nack after this delay (a
-    #: plan that must make way is not bounced straight back: pstest redelivers at once).
-    after: float = 0.0
-
-    @classmethod
-    def ack(cls) -> Disposition:
-        return cls(Verdict.ACK, Reason.ANSWERED)
-
-    @classmethod
-    def nack(cls, reason: Reason, after: float = 0.0) -> Disposition:
-        return cls(Verdict.NACK, reason, after=after)
-
-    @classmethod
-    def wait(cls, reason: Reason, *, case: str = "", after: float = 0.0) -> Disposition:
-        return cls(Verdict.WAIT, reason, case=case, after=after)
-
-
-#: Nacks after which the plan may have changed the tree, or recorded its result unanswered:
-#: the case then waits for this plan's redelivery.
-_BLOCKING = frozenset(
-    {
-        Reason.TRANSIENT_FAULT,
-        Reason.LEASE_LOST,
-        Reason.HANDED_OVER,
-        Reason.ROLLBACK_INCOMPLETE,
-    }
-)
-
-#: How long a message is kept before it is nacked: a plan that must make way for a nacked one,
-#: or one that met a transient fault.
-MAKE_WAY_SECONDS = 1.0
 
 
 class PlanHandler:
@@ -159,11 +114,13 @@ class PlanHandler:
         # Set by hand_over(): applies pause between steps (ApplyPaused) and are handed over.
         self.pause = threading.Event()
         self.sequencer = CaseSequencer()
-        self._unaudited = UnauditedAnswers()
-        # Requests run here beside the plan worker's own (see _apply and _answer): at most
-        # two per plan worker at a time, so none waits for another's.
+        # Requests run here beside the plan worker's own (see _apply and answering.py): at
+        # most two per plan worker at a time, so none waits for another's.
         self._background = ThreadPoolExecutor(
             max_workers=2 * max(1, config.concurrency), thread_name_prefix="beside"
+        )
+        self.answerer = Answerer(
+            results, audit, self.metrics, config.signing_keys, self._background
         )
         # The daemon's wiring passes the real one (decisions audited in the audit bucket).
         self.approvals = approvals or ApprovalDesk(
@@ -195,7 +152,7 @@ class PlanHandler:
             attempt=delivery.delivery_attempt,
         )
         try:
-            message = self._accept(delivery)
+            message = accept(delivery, self.config)
         except PlanError as exc:
             return self._refuse(delivery, exc, started, bound)
         except Exception as exc:  # a bug while checking the message: answer, never five nacks
@@ -209,8 +166,8 @@ class PlanHandler:
         if isinstance(message, UndoRequest):
             # Built from the ledger: a GCS fault here is transient (nacked), not a refusal.
             try:
-                plan = self._undo_plan(message)
-                _check_attributes(plan, attrs)
+                plan = undo_plan(message, self.ledger, self.config.limits)
+                check_attributes(plan, attrs)
             except PlanError as exc:
                 return self._refuse(delivery, exc, started, bound)
         elif isinstance(message, WakeUp):
@@ -239,7 +196,7 @@ class PlanHandler:
             # Only a plan that may have begun blocks its case; one that merely waited did not.
             blocks = (
                 disposition.verdict is Verdict.NACK
-                and disposition.reason in _BLOCKING
+                and disposition.reason in BLOCKING
                 and delivery.delivery_attempt < self.config.max_delivery_attempts
             )
             wake = self.sequencer.leave(turn, blocks=blocks)
@@ -291,28 +248,6 @@ class PlanHandler:
         """How often a plan waiting on another daemon looks again."""
         return max(1.0, min(10.0, self.config.lease_seconds / 10))
 
-    def _undo_plan(self, request: UndoRequest) -> Plan:
-        """The undo plan of ``request.undo_of``, built from the inverse this daemon stored."""
-        record = self.ledger.read(request.undo_of)
-        if record is None or record.state != "done" or record.undo is None:
-            raise PlanError(
-                ErrorCode.UNDO_UNAVAILABLE,
-                f"no inverse plan is recorded for {request.undo_of!r} (not applied, or unknown)",
-            )
-        if request.case_name is not None and request.case_name != record.case_name:
-            raise PlanError(
-                ErrorCode.SCHEMA_VIOLATION,
-                f"plan {request.undo_of!r} was applied to {record.case_name!r}, "
-                f"not {request.case_name!r}",
-            )
-        return build_undo_plan(
-            request.undo_of,
-            record.undo,
-            record.case_name,
-            dry_run=request.dry_run,
-            limits=self.config.limits,
-        )
-
     def _rule(
         self, wakeup: WakeUp, delivery: Delivery, started: Any, bound: Any
     ) -> Disposition | tuple[Plan, Delivery]:
@@ -326,108 +261,20 @@ class PlanHandler:
         except Exception:  # GCS, or a decision raced: look again on the redelivery
             bound.exception("approval.rule_failed")
             return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
-        routed = dataclasses.replace(
-            delivery, extra={**delivery.extra, _REPLY_TO: ruling.client_id}
-        )
+        routed = ruled_delivery(ruling, delivery)
         if isinstance(ruling, Answer):
             return self._answer(ruling.result, routed)
-        approved = dataclasses.replace(
-            routed, extra={**routed.extra, _APPROVED: ruling.plan.digest}
-        )
-        return ruling.plan, approved
-
-    def _accept(self, delivery: Delivery) -> Plan | UndoRequest | WakeUp:
-        """Authenticate, parse and cross-check one message; PlanError says why not."""
-        if self.config.signing_keys:  # before parsing: forged plans get no further
-            verify(self.config.signing_keys, delivery.data, delivery.attributes)
-        if b'"approval_of"' in delivery.data:
-            document = decode_document(delivery.data, self.config.limits)
-            if is_wakeup(document):
-                return WakeUp.from_document(document)
-        with paused_gc():  # the plan's objects all stay alive: nothing for a collection
-            message = parse_message(delivery.data, self.config.limits)
-        if isinstance(message, Plan):
-            _check_attributes(message, delivery.attributes)
-        return message
+        return ruling.plan, routed
 
     def _refuse(
         self, delivery: Delivery, error: PlanError, started: Any, bound: Any
     ) -> Disposition:
-        """Answer a message that was not accepted: under a name the daemon made up, unrouted,
-        so a sender cannot put words under another plan's id or in another agent's inbox."""
-        result = refusal_result(
-            {"plan_id": placeholder_plan_id(delivery.message_id)},
-            error,
-            started,
-            attempt=delivery.delivery_attempt,
-        )
-        bound.bind(plan_id=result["plan_id"], case_name=result["case_name"]).warning(
-            "plan.rejected",
-            code=error.code.value,
-            error=result["errors"][0]["message"],
-            claimed_plan_id=shorten(delivery.attributes.get(attr.PLAN_ID, ""), 200),
-        )
-        return self._answer(result, delivery, routed=False)
+        self.answerer.refuse(delivery, error, started, bound)
+        return Disposition.ack()
 
-    # -- outcomes -------------------------------------------------------------------------------
-
-    def _answer(
-        self, result: dict[str, Any], delivery: Delivery, *, routed: bool = True
-    ) -> Disposition:
-        """Audit and publish, log; only then is the message done (acked)."""
-        full = result  # a huge one is published shortened; the audit record keeps it whole
-        data = encode_result(full)
-        result = bounded(full, full_result=self.audit.location(full, delivery), size=len(data))
-        # An agent's client tags its plans; the tag routes the result to its subscription.
-        reply = _reply_attributes(delivery, self.config.signing_keys) if routed else {}
-        if routed and _REPLY_TO in delivery.extra:  # a decided plan: answer its submitter
-            client = delivery.extra[_REPLY_TO]
-            reply = {attr.CLIENT_ID: client} if client else {}
-        earlier = self._unaudited.take(delivery.message_id)
-        if earlier is not None:
-            # An earlier delivery of this message published this answer, then failed to audit
-            # it: audit that very answer now, and publish nothing more.
-            result, full = earlier, earlier
-            try:
-                self.audit.write(result, delivery, None)
-            except Exception:
-                self._unaudited.put(delivery.message_id, result)
-                raise
-        elif result is not full:
-            # The published result points at the audit record: that record exists first.
-            data = encode_result(result)
-            self.audit.write(result, delivery, full)
-            self.results.publish(result, reply, data)
-        else:
-            # The audit record is written while the result is published, not before it: the
-            # agent does not wait for it. It is never lost: the message is acked only once
-            # both are done. If the audit write fails, the exception nacks the message, and
-            # the answer is kept so that its redelivery here audits it without publishing it
-            # again (redelivered to another daemon, it is answered again from the ledger, the
-            # same recorded result, as after any crash between publish and ack).
-            audited = self._background.submit(self.audit.write, result, delivery, None)
-            published = False
-            try:
-                self.results.publish(result, reply, data)
-                published = True
-            finally:
-                try:
-                    audited.result()
-                except Exception:
-                    if published:
-                        self._unaudited.put(delivery.message_id, result)
-                    raise
-        self.metrics.plans.labels(result["status"], str(result["dry_run"]).lower()).inc()
-        log.info(
-            "plan.answered",
-            plan_id=result["plan_id"],
-            case_name=result["case_name"],
-            status=result["status"],
-            dry_run=result["dry_run"],
-            changes=len(full["changes"]),
-            errors=[error["code"] for error in result["errors"]],
-            message_id=delivery.message_id,
-        )
+    def _answer(self, result: dict[str, Any], delivery: Delivery) -> Disposition:
+        """Audit and publish; only then is the message done (acked)."""
+        self.answerer.answer(result, delivery)
         return Disposition.ack()
 
     def _dry_run(self, plan: Plan, started: Any, delivery: Delivery) -> dict[str, Any]:
@@ -437,7 +284,7 @@ class PlanHandler:
                 plan, started, delivery.delivery_attempt, recorded=_recorded(record)
             )
         if record is not None and record.state == "done" and record.result is not None:
-            return record.result
+            return replayed(record.result, delivery.message_id)
         try:
             return dry_run(
                 plan,
@@ -472,12 +319,18 @@ class PlanHandler:
             return self._answer(result, delivery)
         if known is not None and known.state == "done" and known.result is not None:
             return self._answer_again(known, delivery, bound)
-        approved = delivery.extra.get(_APPROVED) == plan.digest
-        if not approved and plan.undo_of is None:
-            waiting = self._await_approval(plan, known, started, delivery)
-            if waiting is not None:
-                return self._answer(waiting, delivery)
+        # A verified decision approved this very plan (the gate checks it again before the
+        # first change); anything else that meets a waiting plan is answered that it waits.
+        approved = delivery.extra.get(APPROVED_DIGEST) == plan.digest
+        if not approved and known is not None and known.state == AWAITING_APPROVAL:
+            waiting = self.approvals.still_waiting(known, started, delivery.delivery_attempt)
+            return self._answer(waiting, to_submitter(known, delivery))
         case = self.ledger.acquire_case(case_name, plan.plan_id, _seen(case_seen))
+        if isinstance(case, CaseHeld) and last_attempt(delivery, self.config.max_delivery_attempts):
+            busy = busy_answer(
+                plan, started, delivery.delivery_attempt, holder=case.plan_id, owner=case.owner
+            )
+            return self._answer(busy, delivery)
         if isinstance(case, CaseHeld):
             return self._wait(
                 Reason.CASE_HELD_ELSEWHERE,
@@ -504,6 +357,15 @@ class PlanHandler:
             return self._answer(result, delivery)
         if isinstance(outcome, Completed):
             return self._answer_again(outcome.record, delivery, bound)
+        if isinstance(outcome, Held) and last_attempt(delivery, self.config.max_delivery_attempts):
+            busy = busy_answer(
+                plan,
+                started,
+                delivery.delivery_attempt,
+                holder=plan.plan_id,
+                owner=outcome.record.owner,
+            )
+            return self._answer(busy, delivery)
         if isinstance(outcome, Held):
             # A duplicate delivery while another daemon applies it: its result will come.
             return self._wait(
@@ -513,24 +375,13 @@ class PlanHandler:
                 after=self._recheck,
                 owner=outcome.record.owner,
             )
-        if approved and known is not None and known.state == AWAITING_APPROVAL:
-            changed = self.approvals.recheck(plan, known, started, delivery.delivery_attempt)
-            if changed is not None:
-                self.ledger.complete(outcome.record, changed)
-                return self._answer(changed, delivery)
         return self._run_claimed(plan, outcome, started, delivery, bound)
 
-    def _await_approval(
-        self, plan: Plan, known: Record | None, started: Any, delivery: Delivery
-    ) -> dict[str, Any] | None:
-        """The awaiting_approval answer if the plan waits for an operator; None to go on."""
-        attempt = delivery.delivery_attempt
-        if known is not None and known.state == AWAITING_APPROVAL:
-            return self.approvals.still_waiting(known, started, attempt)
-        if known is not None or not self.config.approval.enabled:
-            return None
-        client = _reply_attributes(delivery, self.config.signing_keys).get(attr.CLIENT_ID, "")
-        return self.approvals.gate(plan, client, started, attempt)
+    def _client_of(self, delivery: Delivery) -> str:
+        """Whom this plan's answers go to if it has to wait for a decision."""
+        if REPLY_TO in delivery.extra:
+            return str(delivery.extra[REPLY_TO])
+        return reply_attributes(delivery, self.config.signing_keys).get(attr.CLIENT_ID, "")
 
     def _answer_again(self, record: Record, delivery: Delivery, bound: Any) -> Disposition:
         """A plan already finished: answer with its recorded result."""
@@ -538,7 +389,7 @@ class PlanHandler:
         bound.info("plan.redelivered", status=record.result.get("status"))
         if delivery.delivery_attempt <= 1:  # a second message for a finished plan
             self.metrics.redeliveries.inc()
-        return self._answer(record.result, delivery)
+        return self._answer(replayed(record.result, delivery.message_id), delivery)
 
     def _run_claimed(
         self, plan: Plan, outcome: Claimed, started: Any, delivery: Delivery, bound: Any
@@ -554,7 +405,7 @@ class PlanHandler:
                     progress=outcome.record.progress,
                 )
                 self.metrics.lease_takeovers.inc()
-                self._seed_local_journal(store, outcome.record, bound)
+                seed_local_journal(self.ledger, store, outcome.record, bound)
             store.write_epoch(outcome.record.attempts)
         except PlanError as exc:  # a crafted checkpoint: refused, nothing touched
             bound.error("plan.state_invalid", error=exc.message)
@@ -567,6 +418,16 @@ class PlanHandler:
         begun = time.monotonic()
         bound.info("plan.applying", owner=self.config.worker_id)
         keeper = LeaseKeeper(self.ledger, outcome.record, self.config.lease_seconds / 3)
+        client = self._client_of(delivery)
+        attempt = delivery.delivery_attempt
+
+        message = answered_message(delivery)
+
+        def admit(simulated: dict[str, Any], case_folder: str) -> ApplyOutcome | None:
+            return self.approvals.gate.admit(
+                plan, keeper, (client, message), simulated, case_folder, started, attempt
+            )
+
         try:
             with keeper:  # gives the lease back if the apply is paused or fails
                 ended = apply_plan(
@@ -582,6 +443,7 @@ class PlanHandler:
                     pause=self.pause,
                     attempt=delivery.delivery_attempt,
                     volume=self.volume,
+                    admit=admit,
                 )
         except LeaseLostError:
             bound.warning("lease.lost")
@@ -592,6 +454,8 @@ class PlanHandler:
         except OSError as exc:  # transient (EIO...) before the first step: try again later
             bound.warning("plan.transient_fault", error=f"{type(exc).__name__}: {exc}")
             return Disposition.nack(Reason.TRANSIENT_FAULT, after=MAKE_WAY_SECONDS)
+        if ended.end is RunEnd.HELD:  # recorded awaiting a decision: nothing was changed
+            return self._answer(ended.result, delivery)
         self.metrics.apply_seconds.observe(time.monotonic() - begun)
         if ended.end is RunEnd.APPLIED:
             self.metrics.steps_applied.inc(ended.steps_done)
@@ -604,7 +468,9 @@ class PlanHandler:
             # Another process on this machine (a local `fileops apply`) holds the case.
             keeper.release()
             return self._wait(Reason.PLAN_BUSY_LOCALLY, delivery, bound, after=self._recheck)
-        result = ended.result
+        # The message it answers (the plan's own, for an approved plan), so a redelivery of
+        # that message is no replay.
+        result = answering(ended.result, answered_message(delivery))
         try:
             keeper.complete(result, ended.undo)
         except LeaseLostError:
@@ -616,88 +482,6 @@ class PlanHandler:
             keeper.release()  # not recorded (GCS is down): the redelivery records it
             raise
         return self._answer(result, delivery)
-
-    def _seed_local_journal(self, store: PlanStore, record: Record, bound: Any) -> None:
-        """A takeover: rebuild the journal from the ledger unless this machine has it, or
-        the ledger's checkpoint is newer (written by a later claim than our journal's: the
-        plan went on elsewhere after we handed it over). The journal is checked when the
-        apply resumes it (StateInvalidError here for malformed progress)."""
-        if store.has_journal():
-            theirs, ours = record.progress.get("epoch"), store.read_epoch()
-            if type(theirs) is not int or (ours is not None and theirs <= ours):
-                return
-            bound.warning("journal.superseded", local_epoch=ours, checkpoint_epoch=theirs)
-        header = self.ledger.load_journal(record.plan_id)
-        if header is None:
-            return  # the previous owner died before its first step: start afresh
-        store.ensure()
-        Journal.seed(store.journal_path, header, record.progress)
-
-
-class UnauditedAnswers:
-    """Answers published whose audit write then failed, by message id, until the message's
-    redelivery audits them (the oldest are forgotten past a bound: such a message is answered
-    again, the same recorded result, as after a crash)."""
-
-    LIMIT = 1024
-
-    def __init__(self) -> None:
-        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, message_id: str, result: dict[str, Any]) -> None:
-        with self._lock:
-            self._answers[message_id] = result
-            while len(self._answers) > self.LIMIT:
-                self._answers.popitem(last=False)
-
-    def take(self, message_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._answers.pop(message_id, None)
-
-
-def placeholder_plan_id(message_id: str) -> str:
-    """The daemon's own name for a message it could not accept (it matches the plan_id
-    pattern, so it is safe in results, attributes and object names)."""
-    return "unidentified-" + (_UNSAFE_ID.sub("_", message_id)[:180] or "_")
-
-
-#: Delivery.extra keys the handler sets itself (never read from the wire): the client to
-#: answer instead of the message's own, and the digest of the plan an operator approved.
-_REPLY_TO = "fileops.reply_to"
-_APPROVED = "fileops.approved_digest"
-
-_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
-_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def _reply_attributes(delivery: Delivery, keys: tuple[bytes, ...]) -> dict[str, str]:
-    """Routing for an accepted (so, with signing on, verified) plan's result: its client_id,
-    when that may be trusted (no signing, or a v2 signature, which covers it) and is a plain
-    name. A v1 signature covers the data only: a replay may carry any client_id."""
-    client = delivery.attributes.get(attr.CLIENT_ID)
-    if client is None or not _CLIENT_ID.fullmatch(client):
-        return {}
-    if keys and not covers_attributes(delivery.attributes):
-        return {}
-    return {attr.CLIENT_ID: client}
-
-
-def _check_attributes(plan: Plan, attributes: dict[str, str]) -> None:
-    """Attributes route and filter messages; they must not disagree with the plan."""
-    expected = {
-        attr.PLAN_ID: plan.plan_id,
-        attr.CASE_NAME: plan.case_name,
-        attr.DRY_RUN: "true" if plan.dry_run else "false",
-    }
-    for name, value in expected.items():
-        given = attributes.get(name)
-        if given is not None and given != value:
-            raise PlanError(
-                ErrorCode.SCHEMA_VIOLATION,
-                f"message attribute {name}={shorten(repr(given), 200)} disagrees with the "
-                f"plan's {value!r}",
-            )
 
 
 def _seen(read: Future[CaseSnapshot]) -> CaseSnapshot | None:

@@ -8,10 +8,11 @@ from typing import Any
 
 import structlog
 
-from fileops_daemon.core.journal import JournalPhase
-from fileops_daemon.service.ledger import LeaseLostError, Ledger, Record
+from fileops_daemon.core.journal import Journal, JournalPhase
+from fileops_daemon.core.store import PlanStore
+from fileops_daemon.service.ledger import LeaseLostError, Ledger, Record, RecordState
 
-__all__ = ["LeaseKeeper", "release_quietly"]
+__all__ = ["LeaseKeeper", "release_quietly", "seed_local_journal"]
 
 log = structlog.get_logger("fileops.lease")
 
@@ -63,6 +64,14 @@ class LeaseKeeper:
             )
             return self.record
 
+    def hold(self, result: dict[str, Any], approval: dict[str, Any]) -> Record:
+        """Record the plan as awaiting a decision (the gate held it before its first step);
+        LeaseLostError if someone took over."""
+        with self._lock:
+            self.record = self.ledger.hold(self.record, result, approval)
+            self._stop.set()  # a held plan has no lease to keep
+            return self.record
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
@@ -79,6 +88,8 @@ class LeaseKeeper:
 
     def _renew(self, **progress: Any) -> None:
         with self._lock:
+            if self.record.state == RecordState.AWAITING_APPROVAL:
+                return  # held: nothing to renew (a beat that was already waiting)
             if self.lost.is_set():
                 raise LeaseLostError(f"plan {self.record.plan_id} was taken over")
             self._progress.update(progress)
@@ -130,3 +141,20 @@ def release_quietly(ledger: Ledger, record: Record) -> None:
             case_name=record.case_name,
             error=f"{type(exc).__name__}: {exc}",
         )
+
+
+def seed_local_journal(ledger: Ledger, store: PlanStore, record: Record, bound: Any) -> None:
+    """A takeover: rebuild the journal from the ledger unless this machine has it, or
+    the ledger's checkpoint is newer (written by a later claim than our journal's: the
+    plan went on elsewhere after we handed it over). The journal is checked when the
+    apply resumes it (StateInvalidError here for malformed progress)."""
+    if store.has_journal():
+        theirs, ours = record.progress.get("epoch"), store.read_epoch()
+        if type(theirs) is not int or (ours is not None and theirs <= ours):
+            return
+        bound.warning("journal.superseded", local_epoch=ours, checkpoint_epoch=theirs)
+    header = ledger.load_journal(record.plan_id)
+    if header is None:
+        return  # the previous owner died before its first step: start afresh
+    store.ensure()
+    Journal.seed(store.journal_path, header, record.progress)

@@ -303,6 +303,23 @@ class Ledger:
         except GenerationMismatchError:
             return None
 
+    def hold(self, record: Record, result: dict[str, Any], approval: dict[str, Any]) -> Record:
+        """A claimed plan the gate held before its first change: it now awaits a decision
+        (no lease; its case is free meanwhile). LeaseLostError if someone took over."""
+        held = replace(
+            record,
+            state=RecordState.AWAITING_APPROVAL,
+            token=uuid.uuid4().hex,
+            lease_expires_at=0.0,
+            attempts=0,  # not attempted: the claim that simulated it changed nothing
+            result=result,
+            approval=approval,
+        )
+        try:
+            return self._write(held, record.generation)
+        except GenerationMismatchError as exc:
+            raise LeaseLostError(f"plan {record.plan_id} was taken over by another daemon") from exc
+
     def renew(self, record: Record, progress: dict[str, Any] | None = None) -> Record:
         """Extend the lease (and record progress); LeaseLostError if someone took over."""
         renewed = replace(
@@ -367,7 +384,10 @@ class Ledger:
                 holder = self.read(holder_id)
                 now = self.clock()
                 seen = max(float(current.get("at", 0.0)), holder.updated_at if holder else 0.0)
-                if holder is not None and holder.state is not RecordState.DONE:
+                # A plan awaiting a decision changes nothing until it is approved: the case
+                # is free meanwhile (approved, it takes the case again like any plan).
+                finished = (RecordState.DONE, RecordState.AWAITING_APPROVAL)
+                if holder is not None and holder.state not in finished:
                     if holder.lease_expires_at > now:
                         return CaseHeld(case_name, holder_id, holder.owner, "applying")
                     if now - seen <= self.abandon_seconds:

@@ -292,3 +292,16 @@ class TestApplyAndUndo:
             assert run.returncode == 78, (name, run.stderr)
             assert run.stderr.count("\n") == 1 and name in run.stderr, run.stderr
         assert snapshot(world.root) == before
+
+
+def test_a_root_that_does_not_exist_is_named_not_a_missing_case(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    seed = str(REPO / "examples" / "seed-plan.json")
+    for extra in ([], ["--state-dir", str(tmp_path / "s")]):
+        command = "apply" if extra else "plan"
+        done = fileops(command, seed, "--root", str(missing), *extra)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == (
+            f"fileops: the root {missing} does not exist or is not a folder (--root)\n"
+        )
+        assert not missing.exists()

@@ -78,6 +78,19 @@ def test_no_credentials_exits_7(tmp_path: Path) -> None:
     assert seconds < PROMPT_SECONDS
 
 
+def test_no_credentials_anywhere_is_one_line_with_no_warning_before_it(tmp_path: Path) -> None:
+    """No key file, no gcloud login, not on GCE: google-auth warns about the metadata server
+    before it gives up; the command's one line is all the user sees."""
+    closed = f"127.0.0.1:{free_port()}"
+    env = clean_env(HOME=str(tmp_path), GCE_METADATA_HOST=closed, GCE_METADATA_IP=closed)
+    env.pop("CLOUDSDK_CONFIG", None)
+    done, seconds = fileops("status", "some-plan", env=env)
+    assert done.returncode == EXIT_NO_CREDENTIALS, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("fileops: ") and "credentials" in line
+    assert seconds < PROMPT_SECONDS
+
+
 def test_a_missing_topic_exits_8(stack: Stack) -> None:
     """The emulators run but nothing was bootstrapped: no topics, no buckets."""
     env = {k: v for k, v in stack.env().items() if not k.startswith("FILEOPS_")}

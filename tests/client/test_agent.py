@@ -197,11 +197,15 @@ class TestSignedPlans:
         )
         before = snapshot(case)
         project = stack.project
-        # Refused unsigned or forged plans are answered unrouted, under the daemon's own name:
-        # the sender's client hears nothing (a forger cannot answer for another agent's plan).
+        # Refused unsigned or forged plans are answered unrouted, under the daemon's own name
+        # (a forger cannot answer for another agent's plan); the sender hears it all the same,
+        # by the message id it published.
         with FileopsClient(ClientConfig(project=project)) as unsigned:
             unsigned_id = unsigned.publish(plan("sig-1", dry_run=False))
-            assert unsigned.wait("sig-1", 3) is None
+            refusal = unsigned.wait("sig-1", 20)
+            assert refusal is not None and refusal["in_reply_to"] == unsigned_id
+            assert refusal["plan_id"] == f"unidentified-{unsigned_id}"
+            assert refusal["errors"][0]["code"] == "signature_invalid"
         forged_key = b"forged-key-0123456789"
         with FileopsClient(ClientConfig(project=project, signing_key=forged_key)) as forger:
             forged_id = forger.publish(plan("sig-2", dry_run=False))

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
-from fileops_daemon.contract.signing import SIGNED_ATTRIBUTES, sign, sign_message, verify
+from fileops_daemon.contract.signing import (
+    SIGNED_ATTRIBUTES,
+    sign,
+    sign_message,
+    signed_payload,
+    verify,
+)
 
 KEY, OTHER = b"current-key-0123456789", b"previous-key-0123456789"
 DATA = b'{"plan_id":"p-1"}'
@@ -49,3 +57,35 @@ class TestHostileSignatures:
     )
     def test_any_signature_value_is_refused_not_raised(self, signature: str) -> None:
         refused(DATA, dict(ATTRS, signature=signature))
+
+
+class TestTheDocumentedVector:
+    """docs/contract.md gives the v2 signature byte by byte with a test vector, so another
+    language can implement it and check itself: the vector there is the code's."""
+
+    def vector(self) -> dict[str, str]:
+        text = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text("utf-8")
+        block = text.split("### The v2 signature, byte by byte", 1)[1].split("```text\n", 1)[1]
+        lines = block.split("```", 1)[0].splitlines()
+        return {name.strip(): value.strip() for name, value in (x.split(":", 1) for x in lines)}
+
+    def test_the_documented_vector_is_what_the_code_signs(self) -> None:
+        given = self.vector()
+        key = given["key"].encode()
+        attributes = dict(pair.split("=", 1) for pair in given["attributes"].split())
+        data = given["data"].encode("utf-8")
+        payload = signed_payload(data, attributes)
+        header = b"fileops-plan-v2\n" + given["header"].encode("ascii") + b"\n"
+        assert payload == header + data
+        assert sign_message(key, data, attributes) == given["signature"]
+        without = {k: v for k, v in attributes.items() if k != "client_id"}
+        assert sign_message(key, data, without) == given["no client"]
+        assert verify([key], data, {**attributes, "signature": given["signature"]}) == 2
+
+    def test_the_header_escapes_as_documented(self) -> None:
+        hostile = {"plan_id": 'a"\\/\x7f\x08\x0c\x01\U0001f600', "case_name": "", "dry_run": "x"}
+        header = signed_payload(b"", hostile).split(b"\n")[1]
+        assert header == (
+            b'{"case_name":"","client_id":null,"dry_run":"x",'
+            b'"plan_id":"a\\"\\\\/\\u007f\\b\\f\\u0001\\ud83d\\ude00"}'
+        )

@@ -5,6 +5,8 @@
 - ``gcs_emulator()`` serves ``fake-gcs-server`` in memory and yields ``"http://127.0.0.1:PORT"``
   (the value for ``STORAGE_EMULATOR_HOST``); ``create_bucket()`` makes a bucket in it.
 - ``gcsfuse_mount()`` mounts a bucket of that server with real gcsfuse and yields the mount point.
+- ``die_with_parent()`` is a ``preexec_fn`` that makes a child die with the process that started
+  it, whatever ended that one (SIGKILL included): ``make run`` starts everything with it.
 
 Binaries come from ``<repo>/.cache/bin`` and are built on first use with
 ``make -C <repo> -f mk/emulators.mk emulators|gcsfuse`` (pinned Go modules, see README.md here).
@@ -17,6 +19,7 @@ them in order, instead of killing them under whatever still talks to them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -30,7 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "REPO_ROOT",
     "EmulatorError",
     "create_bucket",
+    "die_with_parent",
     "ensure_binary",
     "fake_gcs_command",
     "free_port",
@@ -50,6 +54,7 @@ __all__ = [
     "gcsfuse_flags",
     "gcsfuse_mount",
     "list_objects",
+    "port_is_free",
     "pubsub_emulator",
     "reset_gcs",
 ]
@@ -75,6 +80,44 @@ class EmulatorError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+#: prctl(2) option: the signal a process gets when the thread that started it ends.
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` for Popen: the child gets ``sig`` as soon as the process that started it
+    ends, however it ends (SIGKILL included), so it is never left running with parent 1.
+
+    Linux's ``PR_SET_PDEATHSIG``; it survives ``execve`` and fires when the *thread* that
+    started the child ends, so start children from the main thread. A parent that died before
+    the child set it is caught by comparing ``getppid()``. Elsewhere than Linux: a no-op.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up now, not in the child
+    except (OSError, AttributeError):
+        return lambda: None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent is already gone
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether ``port`` can be listened on now (with SO_REUSEADDR, as Go's listeners bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -179,21 +222,28 @@ def _child_env(drop_prefixes: Sequence[str] = ()) -> dict[str, str]:
 
 @contextlib.contextmanager
 def pubsub_emulator(
-    *, timeout: float = 30.0, log_path: str | os.PathLike[str] | None = None
+    *,
+    timeout: float = 30.0,
+    log_path: str | os.PathLike[str] | None = None,
+    port: int = 0,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[str]:
     """Run pstest-server on a free port; yield ``"127.0.0.1:PORT"`` for PUBSUB_EMULATOR_HOST.
 
-    The server picks its own port (``-port 0``) and announces it, so there is no port race.
+    The server picks its own port (``-port 0``) and announces it, so there is no port race;
+    ``port`` asks for that one instead (the caller checks it is free: see port_is_free).
+    ``preexec_fn`` is Popen's (e.g. :func:`die_with_parent`).
     """
     binary = ensure_binary(PSTEST_SERVER, "emulators")
     with _log_file(log_path, "pstest") as log, log.open("ab") as log_fh:
         proc = subprocess.Popen(
-            [str(binary), "-host", LOOPBACK, "-port", "0"],
+            [str(binary), "-host", LOOPBACK, "-port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log_fh,
             env=_child_env(),
             start_new_session=True,  # a terminal's Ctrl-C is ours to handle, not the emulator's
+            preexec_fn=preexec_fn,
         )
         try:
             addr = _read_listening_line(proc, timeout, log)
@@ -335,6 +385,9 @@ def gcs_emulator(
     log_path: str | os.PathLike[str] | None = None,
     log_level: str = "warn",
     attempts: int = 3,
+    port: int = 0,
+    filesystem_root: str | os.PathLike[str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[str]:
     """Run fake-gcs-server in memory on a free port; yield ``"http://127.0.0.1:PORT"``.
 
@@ -342,20 +395,25 @@ def gcs_emulator(
     -external-url http://127.0.0.1:P -public-host 127.0.0.1:P``. ``-public-host`` makes the
     XML-style read path (``GET /BUCKET/OBJECT``, which the Go storage client inside gcsfuse
     uses) answer on that address; without it gcsfuse reads fail with ESTALE.
+
+    ``port``: try that one first (then free ones); ``filesystem_root``: keep buckets and
+    objects in that folder (``-backend filesystem``), so they outlive the server;
+    ``preexec_fn`` is Popen's (e.g. :func:`die_with_parent`).
     """
     binary = ensure_binary(FAKE_GCS_SERVER, "emulators")
     with _log_file(log_path, "fake-gcs") as log, log.open("ab") as log_fh:
         last_error: EmulatorError | None = None
-        for _ in range(attempts):  # free_port() can race with another process
-            port = free_port()
-            endpoint = f"http://{LOOPBACK}:{port}"
+        for attempt in range(attempts):  # free_port() can race with another process
+            chosen = port if port and attempt == 0 else free_port()
+            endpoint = f"http://{LOOPBACK}:{chosen}"
             proc = subprocess.Popen(
-                fake_gcs_command(binary, port, log_level),
+                fake_gcs_command(binary, chosen, log_level, filesystem_root=filesystem_root),
                 stdin=subprocess.DEVNULL,
                 stdout=log_fh,
                 stderr=log_fh,
                 env=_child_env(("FAKE_GCS_",)),  # its env vars would override defaults
                 start_new_session=True,
+                preexec_fn=preexec_fn,
             )
             try:
                 _wait_http_ok(f"{endpoint}/_internal/healthcheck", proc, timeout, log)
@@ -372,11 +430,21 @@ def gcs_emulator(
         raise last_error
 
 
-def fake_gcs_command(binary: Path, port: int, log_level: str = "warn") -> list[str]:
-    """The fake-gcs-server command line used by :func:`gcs_emulator`."""
+def fake_gcs_command(
+    binary: Path,
+    port: int,
+    log_level: str = "warn",
+    *,
+    filesystem_root: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """The fake-gcs-server command line used by :func:`gcs_emulator`: in memory, or with
+    ``filesystem_root`` its filesystem backend (objects as files, generations kept beside them)."""
+    backend = {"-backend": "memory"}
+    if filesystem_root is not None:
+        backend = {"-backend": "filesystem", "-filesystem-root": str(filesystem_root)}
     flags = {
         "-scheme": "http",
-        "-backend": "memory",
+        **backend,
         "-host": LOOPBACK,
         "-port": str(port),
         "-external-url": f"http://{LOOPBACK}:{port}",

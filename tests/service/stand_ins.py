@@ -12,7 +12,7 @@ from google.api_core.exceptions import ServiceUnavailable
 
 from fileops_daemon.service.delivery import Delivery
 from fileops_daemon.service.ledger_store import LedgerStore, Stored
-from fileops_daemon.service.outputs import AuditLog
+from fileops_daemon.service.outputs import AuditLog, audit_record
 
 __all__ = ["Answer", "FaultyStore", "ManualClock", "MemoryAudit", "MemoryResults"]
 
@@ -54,7 +54,7 @@ class MemoryResults:
 
 
 class MemoryAudit:
-    """An AuditSink with AuditLog's object names and its write-once rule; ``down`` makes every
+    """An AuditSink with AuditLog's object names, records and write-once rule; ``down`` makes every
     write fail as a GCS outage would (after the retries)."""
 
     def __init__(self) -> None:
@@ -70,7 +70,7 @@ class MemoryAudit:
         if self.down:
             raise ServiceUnavailable("the audit bucket is unavailable")
         name = AuditLog.object_name(result, delivery)
-        self.records.setdefault(name, {"result": result, "full_result": full})
+        self.records.setdefault(name, audit_record(result, delivery, full))
         return name
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from fileops_daemon.contract.approval import APPROVE, REJECT, Decision, wakeup_document
-from fileops_daemon.contract.exitcodes import EXIT_AWAITING_APPROVAL
+from fileops_daemon.contract.exitcodes import EXIT_AWAITING_APPROVAL, EXIT_CONFIG
 from tests.daemon_support import REPO, Stack, wait_until
 
 pytest_plugins = ["tests.conftest_daemon"]
@@ -169,7 +169,7 @@ class TestWaiting:
         stack.publish(wakeup_document("large-1", CASE, "ops"))
         stack.results.wait_plan("large-1", count=told + 1)
         assert set(answers(stack, "large-1")[2:]) == {("applied", AGENT)}
-        assert len(daemon.events("plan.applying", plan_id="large-1")) == 1
+        assert len(daemon.events("apply.applied", plan_id="large-1")) == 1
         decision = json.loads(
             stack.storage.bucket(stack.state_bucket)
             .blob("approvals/large-1.json")
@@ -216,7 +216,8 @@ class TestWaiting:
         assert stack.tree() == before
         # An approval after the rejection changes nothing.
         late = stack.cli("approve", "with-delete")
-        assert late.returncode == 0 and "already decided" in late.stderr
+        assert late.returncode == 3, late.stderr
+        assert "'with-delete' is already rejected (approval_rejected" in late.stderr
         assert stack.tree() == before
 
     def test_an_expired_approval_is_rejected(self, stack: Stack, keys: dict[str, Path]) -> None:
@@ -240,7 +241,8 @@ class TestWaiting:
         assert [(row["plan_id"], row["expired"]) for row in rows] == [("slow-2", True)]
         assert errors(wait_status(stack, "slow-2", "rejected")) == ["approval_expired"]
         late = stack.cli("approve", "slow-2")
-        assert late.returncode == 0 and "already decided" in late.stderr
+        assert late.returncode == 3, late.stderr
+        assert "'slow-2' is already rejected (approval_expired" in late.stderr
         assert stack.tree() == before
         audited = {v["plan_id"]: v for k, v in stack.audit_records().items() if "approvals/" in k}
         assert {plan: a["decision"] for plan, a in audited.items()} == {
@@ -319,11 +321,58 @@ class TestDeciding:
             assert stack.ledger_record("target-1")["state"] == "awaiting_approval"  # type: ignore[index]
             # The refusals went to nobody under the plan's name.
             assert answers(stack, "target-1") == [("awaiting_approval", AGENT)]
-            bucket.blob("approvals/target-1.json").delete()  # the operator clears the forgery
+            # The genuine operator is not locked out: the forgery is replaced.
             run = stack.cli("approve", "target-1", "--wait")
             assert run.returncode == 0, run.stderr
+            assert "replaced a decision that is not validly signed" in run.stderr
             assert agent.wait("target-1", 30) is not None
         assert wait_status(stack, "target-1", "applied")["steps"] == 3
+
+    def test_an_operator_holding_another_key_is_refused_before_anything_is_written(
+        self, stack: Stack, keys: dict[str, Path]
+    ) -> None:
+        approving_stack(stack, keys, FILEOPS_APPROVAL_MIN_STEPS="1")
+        stack.start_daemon()
+        waiting(stack, moves_plan("keyed-1", 2))
+        wrong = subprocess.run(
+            [sys.executable, "-m", "fileops_daemon.cli", "approve", "keyed-1"],
+            cwd=REPO,
+            env=stack.env(FILEOPS_APPROVAL_KEY_FILE=str(keys["wrong"])),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert wrong.returncode == EXIT_CONFIG, wrong.stderr
+        assert "is not one the daemon checks decisions with" in wrong.stderr
+        bucket = stack.storage.bucket(stack.state_bucket)
+        assert not bucket.blob("approvals/keyed-1.json").exists()
+        run = stack.cli("approve", "keyed-1", "--wait")
+        assert run.returncode == 0, run.stderr
+        assert wait_status(stack, "keyed-1", "applied")["steps"] == 3
+        again = stack.cli("approve", "keyed-1")
+        assert again.returncode == 3 and "'keyed-1' is already applied" in again.stderr
+        unknown = stack.cli("reject", "never-sent", "--reason", "no")
+        assert unknown.returncode == 3 and "no plan 'never-sent' is known" in unknown.stderr
+
+    def test_the_daemon_expires_waiting_plans_itself_and_tells_the_agent(
+        self, stack: Stack, keys: dict[str, Path]
+    ) -> None:
+        approving_stack(
+            stack,
+            keys,
+            FILEOPS_APPROVAL_MIN_STEPS="1",
+            FILEOPS_APPROVAL_TTL="2s",
+            FILEOPS_APPROVAL_SWEEP="1s",
+        )
+        daemon = stack.start_daemon()
+        before = stack.tree()
+        waiting(stack, moves_plan("forgotten-1", 2))
+        # Nobody runs `fileops pending` and nothing is resent: the daemon's sweep ends it.
+        expired = wait_status(stack, "forgotten-1", "rejected", timeout=60)
+        assert errors(expired) == ["approval_expired"]
+        assert ("rejected", AGENT) in answers(stack, "forgotten-1")
+        assert daemon.events("approval.expired_plan", plan_id="forgotten-1")
+        assert stack.tree() == before
 
     def test_plans_waiting_through_a_daemon_restart_are_kept(
         self, stack: Stack, keys: dict[str, Path]

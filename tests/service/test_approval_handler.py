@@ -104,8 +104,11 @@ def test_an_approved_plan_is_applied_once_and_answered_to_its_agent(rig: Rig) ->
     assert wake(b, "w-1") == ACK
     [applied] = [r for r in b.answers("p-1") if r["status"] == "applied"]
     assert b.results.answers[-1].extra == {"client_id": "agent-1"}
+    # It answers the agent's plan message (its id is what the agent's client waits for),
+    # never the operator's wake-up.
+    assert applied["in_reply_to"] == "m-1"
     assert (rig.root / CASE / "Medical Records" / "file1.pdf").exists()
-    assert wake(a, "w-2") == ACK  # approved twice: the recorded result again
+    assert wake(a, "w-2") == ACK  # approved twice: the recorded result again, to the agent
     assert a.answers("p-1")[-1] == applied
     assert rig.record("p-1").attempts == 1  # type: ignore[union-attr]
 

@@ -19,7 +19,7 @@ from fileops_daemon.contract.plan import parse_plan
 from fileops_daemon.contract.signing import sign_message
 from fileops_daemon.core.store import case_lock
 from fileops_daemon.core.undo import undo_plan_id
-from fileops_daemon.service import handler as handler_module
+from fileops_daemon.service import intake as intake_module
 from fileops_daemon.service.config import Config
 from fileops_daemon.service.delivery import Delivery
 from fileops_daemon.service.handler import (
@@ -274,7 +274,7 @@ class TestRefused:
         def broken(data: bytes, limits: object = None) -> None:
             raise RuntimeError("a bug")
 
-        monkeypatch.setattr(handler_module, "parse_message", broken)
+        monkeypatch.setattr(intake_module, "parse_message", broken)
         assert a.handle(SEED) == ACK
         assert codes(a.answer("unidentified-m-1")) == ["internal_error"]
         assert rig.store.names() == []
@@ -318,10 +318,15 @@ class TestIdempotency:
         recorded = rig.record("p-1")
         assert a.handle(SEED, attempt=2) == ACK
         assert a.handle(SEED, message_id="m-2") == ACK  # a second message for the plan
-        first, *again = a.answers("p-1")
-        assert again == [first, first]
+        first, redelivered, second = a.answers("p-1")
+        assert first["in_reply_to"] == "m-1" and "replay" not in first
+        assert redelivered == first  # the same message again: the same answer, no replay
+        # Another message for the finished plan: the stored result, marked as a replay that
+        # answers that message and changed nothing; the ledger's copy is left as it was.
+        assert second == first | {"in_reply_to": "m-2", "replay": True, "replay_of": "m-1"}
         assert rig.tree() == applied
         assert rig.record("p-1") == recorded  # not even rewritten
+        assert recorded is not None and recorded.result == first
 
     def test_a_done_plan_redelivered_to_another_daemon_is_answered_from_the_ledger(
         self, rig: Rig, a: Daemon

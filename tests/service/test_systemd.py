@@ -179,6 +179,12 @@ class TestSystemdAccepts:
     def test_verify_prints_nothing_for_the_installed_units(self, installed: Path) -> None:
         assert verify(installed, "fileops-daemon.service", "projects.mount") == []
 
+    def test_verify_prints_nothing_for_the_console_unit(self, installed: Path) -> None:
+        assert (installed / "etc/systemd/system/fileops-console.service").read_bytes() == (
+            SYSTEMD / "fileops-console.service"
+        ).read_bytes()
+        assert verify(installed, "fileops-console.service") == []
+
     def test_verify_prints_nothing_with_the_signing_key_drop_in(
         self, installed: Path, tmp_path: Path
     ) -> None:

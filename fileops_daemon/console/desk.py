@@ -1,0 +1,170 @@
+"""What the console's pages ask of the daemon's state: waiting plans, one plan, a re-check of
+its tree, a decision (``service/deciding.py``, the very function ``fileops approve`` runs),
+an undo preview and an undo request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from fileops_daemon.contract.errors import PlanError
+from fileops_daemon.contract.limits import Limits
+from fileops_daemon.core.execute import dry_run
+from fileops_daemon.core.undo import build_undo_plan, undo_plan_id, undo_request_document
+from fileops_daemon.core.volume import Volume
+from fileops_daemon.service.approval import stored_plan, timestamp
+from fileops_daemon.service.deciding import Decided, Recheck, decide, recheck, waiting_records
+from fileops_daemon.service.decisions import DecisionStore, is_plan_id
+from fileops_daemon.service.ledger import Ledger, Record
+
+__all__ = ["Desk", "Waiting"]
+
+log = structlog.get_logger("fileops.console")
+
+#: Publishes a message on the plans topic (a wake-up or an undo request): its message id.
+Publish = Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One row of the pending page."""
+
+    plan_id: str
+    case_name: str
+    requested_by: str
+    reason: str
+    steps: int
+    changes: int
+    why: tuple[str, ...]
+    requested_at: str
+    expires_at: str
+    expired: bool
+
+
+class Desk:
+    def __init__(
+        self,
+        ledger: Ledger,
+        decisions: DecisionStore,
+        volume: Volume,
+        limits: Limits,
+        key: bytes,
+        publish: Publish,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self.decisions = decisions
+        self.volume = volume
+        self.limits = limits
+        self.key = key
+        self.publish = publish
+        self.clock = clock
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def pending(self) -> list[Waiting]:
+        rows = []
+        now = self.clock()
+        for record in waiting_records(self.ledger, self.decisions):
+            approval = record.approval or {}
+            stored = approval.get("plan")
+            plan: dict[str, Any] = stored if isinstance(stored, dict) else {}
+            result = record.result or {}
+            expires = float(approval.get("expires_at", 0))
+            rows.append(
+                Waiting(
+                    plan_id=record.plan_id,
+                    case_name=record.case_name,
+                    requested_by=str(plan.get("requested_by") or ""),
+                    reason=str(plan.get("reason") or ""),
+                    steps=int(result.get("steps", 0) or 0),
+                    changes=len(result.get("changes") or []),
+                    why=tuple(str(reason) for reason in approval.get("reasons", [])),
+                    requested_at=timestamp(float(approval.get("requested_at", 0))),
+                    expires_at=timestamp(expires),
+                    expired=now > expires,
+                )
+            )
+        return rows
+
+    def record(self, plan_id: str) -> Record | None:
+        return self.ledger.read(plan_id) if is_plan_id(plan_id) else None
+
+    def recheck(self, record: Record) -> Recheck | str:
+        """The waiting plan simulated on today's tree; a text when that cannot be done."""
+        try:
+            plan = stored_plan(record, self.limits)
+            shown = str((record.approval or {}).get("changes_digest", ""))
+            return recheck(plan, shown, self.volume, self.limits)
+        except PlanError as exc:
+            return f"{exc.code.value}: {exc.message}"
+        except OSError as exc:
+            return f"the tree could not be read: {exc}"
+
+    def undo_preview(self, record: Record) -> dict[str, Any] | str:
+        """What undoing an applied plan would change now (a dry run here, on the same volume
+        the daemon uses; nothing changes); a text when there is nothing to undo."""
+        if record.undo is None:
+            return "no inverse is recorded for this plan"
+        try:
+            plan = build_undo_plan(
+                record.plan_id, record.undo, record.case_name, dry_run=True, limits=self.limits
+            )
+        except PlanError as exc:
+            return f"{exc.code.value}: {exc.message}"
+        outcome = dry_run(plan, self.volume.root, limits=self.limits, volume=self.volume)
+        return outcome.result
+
+    @staticmethod
+    def state_key(record: Record | None) -> str:
+        """Changes whenever what the plan's page shows would (the page reloads then)."""
+        if record is None:
+            return "none"
+        status = (record.result or {}).get("status", "")
+        return f"{record.state}:{status}:{record.generation}"
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def decide(
+        self, plan_id: str, verdict: str, *, by: str, reason: str = "", digest: str = ""
+    ) -> Decided:
+        """DecisionRefusedError when nothing was decided (the page says why)."""
+        decided = decide(
+            self.ledger,
+            self.decisions,
+            self.key,
+            plan_id,
+            verdict,
+            by=by,
+            reason=reason,
+            digest=digest or None,
+            wake=self._wake,
+            clock=self.clock,
+        )
+        log.info(
+            "console.decided",
+            plan_id=plan_id,
+            decision=decided.standing.decision,
+            by=decided.standing.by,
+            ours=decided.ours,
+        )
+        return decided
+
+    def _wake(self, plan_id: str, case_name: str) -> None:
+        from fileops_daemon.contract.approval import wakeup_document
+
+        self.publish(wakeup_document(plan_id, case_name, "fileops console"))
+
+    def undo(self, record: Record, by: str) -> str:
+        """Ask the daemon to undo ``record``'s plan (the gate may hold it for a decision):
+        the undo plan's id."""
+        request = undo_request_document(
+            record.plan_id, record.case_name, dry_run=False, requested_by=f"console: {by}"
+        )
+        self.publish(request)
+        log.info("console.undo_requested", plan_id=record.plan_id, by=by)
+        return undo_plan_id(record.plan_id)

@@ -1,0 +1,212 @@
+"""A person's decision on a waiting plan, as ``fileops approve``/``reject`` and the console
+make it: the same checks, the same signed document, the same wake-up.
+
+The decision is signed with the approval key and created once as ``approvals/<plan_id>.json``
+(two people at once: one wins, the other is told who did); a stored decision that does not
+verify under the key never locks the plan, ours replaces it. Then ``wake`` publishes the
+wake-up (the caller's publisher: the CLI's client or the console's).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fileops_daemon.contract.approval import Decision, key_id, verify_decision
+from fileops_daemon.contract.errors import PlanError
+from fileops_daemon.contract.limits import Limits
+from fileops_daemon.contract.plan import Plan
+from fileops_daemon.core.execute import simulation_result
+from fileops_daemon.core.simulate import simulate
+from fileops_daemon.core.volume import Volume
+from fileops_daemon.service.decisions import DecisionStore
+from fileops_daemon.service.gate import simulated_digest
+from fileops_daemon.service.ledger import AWAITING_APPROVAL, Ledger, Record
+
+__all__ = [
+    "Decided",
+    "DecisionRefusedError",
+    "Recheck",
+    "Refusal",
+    "Wake",
+    "decide",
+    "not_waiting",
+    "recheck",
+    "waiting_records",
+]
+
+#: Publishes the wake-up for (plan_id, case_name).
+Wake = Callable[[str, str], None]
+
+
+class Refusal(enum.StrEnum):
+    """Why nothing was decided (the CLI's exit status follows from it)."""
+
+    UNKNOWN = "unknown"  # no such plan
+    NOT_WAITING = "not_waiting"  # applied, rejected, being applied, never waited
+    WRONG_KEY = "wrong_key"  # our key is not one the daemon verifies with
+    DIGEST = "digest"  # the changes shown to the person are not the waiting ones
+    EXPIRED = "expired"  # too late (the daemon was told to end it)
+
+
+class DecisionRefusedError(Exception):
+    def __init__(self, refusal: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What stands on the plan after deciding: ``standing`` is ours, or the decision someone
+    else made first (``ours`` False). ``replaced`` names who signed an invalid decision ours
+    replaced."""
+
+    record: Record
+    standing: Decision
+    ours: bool
+    asked: str  # the verdict asked for
+    replaced: str | None = None
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the decision that stands is the one asked for."""
+        return self.standing.decision == self.asked
+
+
+def not_waiting(record: Record) -> str:
+    """One line on what a plan that awaits no decision is."""
+    name = repr(record.plan_id)
+    if record.state == "done" and record.result is not None:
+        result = record.result
+        errors = result.get("errors") or []
+        why = ""
+        if errors and isinstance(errors[0], dict):
+            why = f" ({errors[0].get('code')}: {errors[0].get('message')})"
+        return f"{name} is already {result.get('status')}{why}"
+    if record.approval is None:
+        return f"{name} never waited for approval (it is {record.state})"
+    return f"{name} was approved and is being applied"
+
+
+def decide(
+    ledger: Ledger,
+    decisions: DecisionStore,
+    key: bytes,
+    plan_id: str,
+    verdict: str,
+    *,
+    by: str,
+    reason: str = "",
+    digest: str | None = None,
+    wake: Wake,
+    clock: Callable[[], float] = time.time,
+) -> Decided:
+    """Decide ``verdict`` (approve | reject) on the waiting plan ``plan_id`` as ``by``.
+    ``digest``: refuse unless the waiting changes_digest starts with it (what the person saw).
+    DecisionRefusedError when nothing was decided."""
+    record = ledger.read(plan_id)
+    if record is None:
+        raise DecisionRefusedError(
+            Refusal.UNKNOWN, f"approval_missing: no plan {plan_id!r} is known"
+        )
+    if record.approval is None or record.state != AWAITING_APPROVAL:
+        raise DecisionRefusedError(
+            Refusal.NOT_WAITING, f"{not_waiting(record)}; nothing was decided"
+        )
+    held = record.approval.get("key_ids")
+    if isinstance(held, list) and held and key_id(key) not in held:
+        raise DecisionRefusedError(
+            Refusal.WRONG_KEY,
+            f"the approval key in FILEOPS_APPROVAL_KEY_FILE (id {key_id(key)}) is not one the "
+            f"daemon checks decisions with ({', '.join(map(str, held))}); nothing was written",
+        )
+    shown = str(record.approval.get("changes_digest", ""))
+    if digest and not shown.startswith(digest):
+        raise DecisionRefusedError(
+            Refusal.DIGEST,
+            f"the waiting plan's changes_digest is {shown}, not {digest}...; "
+            "look at the waiting plan again (fileops pending)",
+        )
+    if clock() > float(record.approval.get("expires_at", 0)):
+        wake(record.plan_id, record.case_name)  # the daemon answers it approval_expired
+        raise DecisionRefusedError(
+            Refusal.EXPIRED, f"approval_expired: {plan_id!r} can no longer be approved"
+        )
+    decision = Decision(
+        plan_id=record.plan_id,
+        decision=verdict,
+        plan_digest=record.digest,
+        changes_digest=shown,
+        by=by,
+        at=clock(),
+        reason=reason,
+    )
+    standing, replaced = _store(decisions, decision, key)
+    wake(record.plan_id, record.case_name)
+    return Decided(record, standing, standing is decision, verdict, replaced)
+
+
+def _store(decisions: DecisionStore, decision: Decision, key: bytes) -> tuple[Decision, str | None]:
+    """Store ``decision`` unless a valid one is there: the decision that stands. A stored
+    decision that does not verify under our key (a wrong key, a forgery) never locks the plan
+    out: ours replaces it, named by the generation we read."""
+    document = decision.signed(key)
+    for _ in range(5):
+        if decisions.create(decision.plan_id, document):
+            return decision, None
+        found = decisions.read_with_generation(decision.plan_id)
+        if found is None:
+            continue  # removed meanwhile: create it again
+        existing, generation = found
+        try:
+            return verify_decision((key,), existing), None
+        except PlanError:
+            pass
+        if decisions.replace_unverified(decision.plan_id, document, generation):
+            by = existing.get("by") if isinstance(existing, dict) else None
+            return decision, str(by)
+    raise RuntimeError(f"the decision on {decision.plan_id!r} kept changing; try again")
+
+
+def waiting_records(ledger: Ledger, decisions: DecisionStore, *, threads: int = 16) -> list[Record]:
+    """The plans awaiting a decision, oldest first (the index lists them; each record is read,
+    ``threads`` at a time, and an entry whose plan no longer waits is skipped)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plan_ids = list(decisions.indexed())
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(plan_ids) or 1))) as pool:
+        records = list(pool.map(ledger.read, plan_ids))
+    waiting = [
+        record
+        for record in records
+        if record is not None and record.state == AWAITING_APPROVAL and record.approval
+    ]
+    waiting.sort(key=lambda r: float((r.approval or {}).get("requested_at", 0)))
+    return waiting
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """The waiting plan simulated again now: whether it would still change the tree exactly
+    as shown (``same``), and, when not, what it would do now (``result``)."""
+
+    same: bool
+    digest: str | None  # None: the plan would now be refused (``result`` says why)
+    result: dict[str, Any]
+
+
+def recheck(plan: Plan, shown_digest: str, volume: Volume, limits: Limits) -> Recheck:
+    """Simulate ``plan`` on the tree as it is now, as the gate will before the first step, and
+    compare with the digest that was shown. OSError (the tree could not be read) propagates."""
+    from datetime import UTC, datetime
+
+    sim = simulate(plan, volume.root, limits, volume=volume)
+    result = simulation_result(sim, datetime.now(UTC))
+    if not sim.ok:
+        return Recheck(False, None, result)
+    digest = simulated_digest(volume, result)
+    return Recheck(digest == shown_digest, digest, result)
