@@ -269,7 +269,7 @@ class Stack:
             }
         )
 
-    def start_daemon(self) -> subprocess.Popen[bytes]:
+    def start_daemon(self, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         n = len(self.daemons) + 1
         port = harness.free_port()
         env = self.env(
@@ -277,6 +277,7 @@ class Stack:
                 "FILEOPS_STATE_DIR": str(self.work / f"state-{n}"),
                 "FILEOPS_WORKER_ID": f"bench-daemon-{n}",
                 "FILEOPS_METRICS_PORT": str(port),
+                **(extra or {}),
             }
         )
         log_path = self.work / f"daemon-{n}.log"
@@ -312,11 +313,14 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(work: Path, name: str, gcs_delay_ms: float | None = None) -> Iterator[Stack]:
+def stack(
+    work: Path, name: str, gcs_delay_ms: float | None = None, *, gcloud_pubsub: bool = False
+) -> Iterator[Stack]:
     """Fresh emulators, buckets, bootstrap, 10 case folders; everything stopped on exit.
 
     ``gcs_delay_ms``: everything reaches fake-gcs-server through the counting latency proxy
-    (``Stack.proxy``), which adds that delay to every request."""
+    (``Stack.proxy``), which adds that delay to every request. ``gcloud_pubsub``: Google's
+    official Pub/Sub emulator instead of pstest."""
     base = work / name
     shutil.rmtree(base, ignore_errors=True)
     root = base / "projects"
@@ -324,7 +328,11 @@ def stack(work: Path, name: str, gcs_delay_ms: float | None = None) -> Iterator[
         (root / case / "notes").mkdir(parents=True)
     saved = {k: os.environ.get(k) for k in ("PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")}
     with (
-        harness.pubsub_emulator(log_path=base / "pstest.log") as pubsub_host,
+        (
+            harness.gcloud_pubsub_emulator(log_path=base / "pubsub.log")
+            if gcloud_pubsub
+            else harness.pubsub_emulator(log_path=base / "pstest.log")
+        ) as pubsub_host,
         harness.gcs_emulator(log_path=base / "fake-gcs.log") as emulator_endpoint,
         contextlib.ExitStack() as proxied,
     ):

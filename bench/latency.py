@@ -10,7 +10,9 @@ of these moves N files from ``inbox/`` to ``sorted/`` of one case:
 - ``mv_loop``: ``xargs -n1 mv`` through the mount, one file after the other
 - ``mv_p16``: ``xargs -P16 -n1 mv`` through the mount
 - ``fileops_api_p1`` / ``fileops_api_p16``: ``fileops apply --gcs-bucket --parallel 1|16``,
-  the GCS-API executor (no mount; the whole command, simulation and journal included)
+  the GCS-API executor (no mount; the whole command, simulation and journal included), one
+  ``objects.move`` a file (the proxy answers it as GCS does); ``bench/api_moves.py`` compares
+  it with bare requests and with copy + delete
 - ``api_p1`` / ``api_p16``: the JSON API without a mount: get the object's generation, rewrite
   it with ``ifGenerationMatch=0`` and ``ifSourceGenerationMatch``, delete the source with
   ``ifGenerationMatch`` (the check-and-act a safe move needs), 1 or 16 at a time
@@ -124,6 +126,7 @@ def _one_run(
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda n: _upload(endpoint, f"{CASE}/inbox/{n}", payload), names))
         with latency_proxy(endpoint, delay_ms) as proxy:
+            proxy.serve_move = True  # objects.move as GCS answers it (the executor uses it)
             if method in EXECUTOR_METHODS:
                 _upload(endpoint, f"{CASE}/sorted/", b"")
                 proxy.reset()

@@ -48,6 +48,7 @@ SECTIONS = (
     "profile",
     "gcsfuse",
     "latency",
+    "api",
     "e2e",
     "memory",
     "e2e_gcs",
@@ -88,6 +89,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default=[1],
         help="the mount's metadata_cache_ttl_secs to compare (production: 1)",
     )
+    parser.add_argument("--api-files", type=int, default=300, help="moves per api run")
+    parser.add_argument("--api-ms", type=float, nargs="+", default=[0.0, 20.0])
+    parser.add_argument("--api-runs", type=int, default=3)
     parser.add_argument("--e2e-plans", type=int, default=500)
     parser.add_argument("--e2e-rounds", type=int, default=2, help="throughput stacks per setup")
     parser.add_argument("--e2e-gcs-plans", type=int, default=100, help="plans per delay")
@@ -277,6 +281,10 @@ def build_rows(res: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     latency = res.get("latency")
     if latency:
         _latency_rows(latency, rows, notes)
+    if res.get("api"):
+        from bench.api_moves import api_rows
+
+        api_rows(res["api"], rows, notes, _row)
     e2e_gcs = res.get("e2e_gcs")
     if e2e_gcs:
         _e2e_gcs_rows(e2e_gcs, rows, notes)
@@ -613,6 +621,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         work / "latency",
                         args.latency_runs,
                         args.latency_ttl,
+                    )
+                elif name == "api":
+                    from bench.api_moves import bench_api_moves
+
+                    res["api"] = bench_api_moves(
+                        args.api_files, args.api_ms, work / "api", args.api_runs
                     )
                 elif name == "e2e":
                     from bench.e2e import bench_e2e

@@ -127,14 +127,21 @@ def dry_run(
     limits: Limits | None = None,
     attempt: int = 1,
     volume: Volume | None = None,
+    retry: RetryPolicy | None = None,
 ) -> ApplyOutcome:
     """Simulate only; the tree is never changed. Ends PLANNED or REJECTED.
 
-    ``volume`` holds the case folders (default: the folder ``projects_root``)."""
+    ``volume`` holds the case folders (default: the folder ``projects_root``). A passing
+    fault while the tree is read is retried (``retry``); once the retries run out the plan
+    is refused with ``io_error``."""
     started = now()
+
+    def once() -> Simulation:
+        return simulate(plan, projects_root, limits, volume=volume)
+
     with paused_gc():  # what the simulation and its result make all stays alive
         try:
-            sim = simulate(plan, projects_root, limits, volume=volume)
+            sim = (retry or RetryPolicy()).run(once, once)
         except OSError as exc:
             return ApplyOutcome(RunEnd.REJECTED, _io_rejection(plan, exc, started, attempt))
         end = RunEnd.PLANNED if sim.ok else RunEnd.REJECTED
@@ -180,7 +187,9 @@ def apply_plan(
     if stored is not None:
         return _stored_outcome(plan, store, stored, started, attempt)
     if plan.dry_run:
-        return dry_run(plan, projects_root, limits=limits, attempt=attempt, volume=volume)
+        return dry_run(
+            plan, projects_root, limits=limits, attempt=attempt, volume=volume, retry=retry
+        )
     retry = retry or RetryPolicy()
     try:
         with store.locked(), case_lock(state_dir, nfc(plan.case_name)):

@@ -27,7 +27,7 @@ from fileops_daemon.core.folder_cache import FolderCache, names_are_folders
 from fileops_daemon.core.steps import Parts
 from fileops_daemon.core.tree import Kind
 
-__all__ = ["CaseFS", "FolderMissingError", "StepConflictError"]
+__all__ = ["CaseFS", "FolderMissingError", "SourceChangedError", "StepConflictError"]
 
 _RENAME_NOREPLACE = 1
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -45,6 +45,23 @@ class StepConflictError(PlanError):
 
 class FolderMissingError(StepConflictError):
     """A folder on the way to the item does not exist (any more)."""
+
+
+class SourceChangedError(StepConflictError):
+    """The step's source is not the version the simulation checked (``Step.version``); the
+    step did nothing. ``precondition_failed`` when its operation had an ``expect``."""
+
+
+def check_stamp(
+    parts: Parts, info: os.stat_result, version: str | None, digest: Callable[[], str]
+) -> None:
+    """Refuse a file that is not the one stamped ``m:<size>:<mtime ns>[:<sha256>]`` (a
+    filesystem's ``Step.version``; other volumes' versions are not for it)."""
+    if not version or not version.startswith("m:"):
+        return
+    _, size, mtime, *sha = version.split(":")
+    if info.st_size != int(size) or info.st_mtime_ns != int(mtime) or (sha and digest() != sha[0]):
+        raise SourceChangedError(f"{_show(parts)} changed since the plan was checked")
 
 
 def _load_renameat2() -> Any:
@@ -220,22 +237,27 @@ class CaseFS:
         with self.folder(parts[:-1]) as fd:
             os.unlink(parts[-1], dir_fd=fd)
 
-    def rename(self, src: Parts, dst: Parts) -> None:
-        """Rename a file; never replaces an existing destination."""
+    def rename(self, src: Parts, dst: Parts, version: str | None = None) -> None:
+        """Rename a file; never replaces an existing destination, and moves only the
+        ``version`` stamped by the simulation (re-checked right before)."""
         src_fd = self.open_folder(src[:-1])
         try:
             dst_fd = src_fd if dst[:-1] == src[:-1] else self.open_folder(dst[:-1])
             try:
-                self._rename_at(src_fd, src, dst_fd, dst)
+                self._rename_at(src_fd, src, dst_fd, dst, version)
             finally:
                 if dst_fd != src_fd:
                     self.close_folder(dst_fd)
         finally:
             self.close_folder(src_fd)
 
-    def _rename_at(self, src_fd: int, src: Parts, dst_fd: int, dst: Parts) -> None:
-        if not stat.S_ISREG(os.lstat(src[-1], dir_fd=src_fd).st_mode):
+    def _rename_at(
+        self, src_fd: int, src: Parts, dst_fd: int, dst: Parts, version: str | None = None
+    ) -> None:
+        info = os.lstat(src[-1], dir_fd=src_fd)
+        if not stat.S_ISREG(info.st_mode):
             raise StepConflictError(f"{_show(src)} is no longer a plain file")
+        check_stamp(src, info, version, lambda: self._digest_at(src_fd, src))
         if self._noreplace is None:
             # The first rename finds out alone whether the filesystem has RENAME_NOREPLACE: on
             # FUSE each refused try still costs the kernel's lookups (GCS requests on gcsfuse).
@@ -267,8 +289,19 @@ class CaseFS:
             raise OSError(code, os.strerror(code), _show(src))
         return False
 
-    def copy(self, src: Parts, dst: Parts, staging: Parts) -> None:
-        """Copy a file through a staging name, so ``dst`` appears whole or not at all."""
+    def _digest_at(self, dir_fd: int, parts: Parts) -> str:
+        digest = hashlib.sha256()
+        fd = os.open(parts[-1], _READ_FLAGS, dir_fd=dir_fd)
+        try:
+            while chunk := os.read(fd, 1 << 20):
+                digest.update(chunk)
+        finally:
+            os.close(fd)
+        return digest.hexdigest()
+
+    def copy(self, src: Parts, dst: Parts, staging: Parts, version: str | None = None) -> None:
+        """Copy a file through a staging name, so ``dst`` appears whole or not at all; only
+        the ``version`` stamped by the simulation."""
         with self.folder(src[:-1]) as src_dir:
             try:
                 src_fd = os.open(src[-1], _READ_FLAGS, dir_fd=src_dir)
@@ -282,6 +315,7 @@ class CaseFS:
             info = os.fstat(src_fd)
             if not stat.S_ISREG(info.st_mode):
                 raise StepConflictError(f"{_show(src)} is no longer a plain file")
+            check_stamp(src, info, version, lambda: _digest_fd(src_fd))
             self._stage(staging, lambda out: _copy_fd(src_fd, out, info.st_size), info.st_mode)
         finally:
             os.close(src_fd)
@@ -338,6 +372,15 @@ def _walk_error(exc: OSError, parts: Parts) -> Exception:
     if exc.errno == errno.ENOENT:
         return FolderMissingError(f"the folder {where} is gone")
     return exc
+
+
+def _digest_fd(fd: int) -> str:
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
 
 
 def _write_all(fd: int, data: bytes) -> None:

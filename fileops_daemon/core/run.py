@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from fileops_daemon.contract.errors import ErrorCode
-from fileops_daemon.core.fsops import StepConflictError
+from fileops_daemon.core.fsops import SourceChangedError, StepConflictError
 from fileops_daemon.core.journal import JournalPhase
 from fileops_daemon.core.outcome import ApplyOutcome, ApplyPaused
 from fileops_daemon.core.pacing import StepPacer
@@ -45,7 +45,11 @@ class Run:
     def execute(self) -> ApplyOutcome:
         state = self.state
         try:
-            fs = self.volume.open_case(state.case_dir)
+            # Opening the case is a request like any other: a passing fault is retried.
+            fs = self.retry.run(
+                lambda: self.volume.open_case(state.case_dir),
+                lambda: self.volume.open_case(state.case_dir),
+            )
         except OSError as exc:  # the case folder vanished or became a link since the journal
             state.journal.close()
             return unopened(state, exc)
@@ -119,6 +123,9 @@ class Run:
         step = self.state.steps[index]
         if isinstance(exc, StepConflictError):
             code, message = exc.code, exc.message
+            operation = self.state.plan.operations[step.operation]
+            if isinstance(exc, SourceChangedError) and operation.expect is not None:
+                code = ErrorCode.PRECONDITION_FAILED  # the file is no longer what it expects
         elif isinstance(exc, OSError):
             code, message = ErrorCode.IO_ERROR, str(exc)
         else:

@@ -9,6 +9,7 @@ from fileops_daemon.contract.plan import undo_plan_id
 from fileops_daemon.contract.results import OperationOutcome, ResultStatus, build_result
 from fileops_daemon.core.journal import JournalPhase
 from fileops_daemon.core.outcome import ApplyOutcome, RunEnd
+from fileops_daemon.core.retry import is_transient
 from fileops_daemon.core.run_state import RunState
 
 __all__ = ["finish", "unopened"]
@@ -23,9 +24,11 @@ def finish(run: RunState) -> ApplyOutcome:
 
 
 def unopened(run: RunState, exc: OSError) -> ApplyOutcome:
-    """The case folder vanished or became a link since the journal was written: nothing was
-    run now, nothing is stored (the journal stays, and a rerun tries again)."""
-    error = PlanError(ErrorCode.TREE_CHANGED, f"cannot open the case folder: {exc}")
+    """The case folder vanished or became a link since the journal was written, or the volume
+    kept failing (``io_error``: retries ran out): nothing was run now, nothing is stored (the
+    journal stays, and a rerun tries again)."""
+    code = ErrorCode.IO_ERROR if is_transient(exc) else ErrorCode.TREE_CHANGED
+    error = PlanError(code, f"cannot open the case folder: {exc}")
     operations = run.progress.header["operations"]
     result = _result(run, ResultStatus.FAILED, operations, [], [error])
     return ApplyOutcome(RunEnd.ROLLBACK_INCOMPLETE, result, steps_done=_in_effect(run))

@@ -10,16 +10,16 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.contract.limits import GCS_OBJECT_NAME_MAX_BYTES, Limits
 from fileops_daemon.contract.plan import Operation, Plan
 from fileops_daemon.contract.results import OperationOutcome
 from fileops_daemon.core.paths import WORK_DIR_NAME, CasePath, check_case_name, confine, nfc
+from fileops_daemon.core.sim_records import OpRecord, Simulation
 from fileops_daemon.core.steps import Parts, Step, StepKind
-from fileops_daemon.core.tree import Kind, Node, VirtualTree, refuse_unsafe
+from fileops_daemon.core.tree import Kind, Node, OverBudgetError, VirtualTree, refuse_unsafe
 
 if TYPE_CHECKING:
     from fileops_daemon.core.volume import Volume
@@ -33,82 +33,6 @@ MAX_REPORTED_ERRORS = 100
 def trash_parts(plan_id: str, operation: int, original: Parts) -> Parts:
     """Where an item deleted or overwritten by ``operation`` is kept, below the case folder."""
     return (WORK_DIR_NAME, plan_id, "trash", str(operation), *original)
-
-
-@dataclass
-class OpRecord:
-    """What one operation did to the virtual tree; the changes list and the undo plan use it."""
-
-    operation: Operation
-    outcome: OperationOutcome = OperationOutcome.NOT_CHECKED
-    message: str = ""
-    code: ErrorCode | None = None
-    created: list[Parts] = field(default_factory=list)  # folders made by mkdir, outermost first
-    moved: tuple[Parts, Parts] | None = None  # (from, to) of a move or copy
-    kind: Kind = Kind.FILE
-    files: int = 0
-    trashed: list[tuple[Parts, Parts]] = field(default_factory=list)  # (original, trash)
-    written: Parts | None = None
-    bytes: int = 0
-
-
-@dataclass
-class Simulation:
-    plan: Plan
-    records: list[OpRecord]
-    steps: list[Step]
-    errors: list[PlanError]
-    case_dir: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def changes(self) -> list[dict[str, Any]]:
-        case = self.plan.case_name
-        changes: list[dict[str, Any]] = []
-
-        def show(parts: Parts) -> str:
-            return "/".join((case, *parts))
-
-        for record in self.records:
-            if record.outcome not in (OperationOutcome.OK, OperationOutcome.APPLIED):
-                continue
-            index = record.operation.index
-            for original, trash in record.trashed:
-                changes.append(
-                    {
-                        "action": "trash",
-                        "operation": index,
-                        "path": show(original),
-                        "to": show(trash),
-                    }
-                )
-            for folder in record.created:
-                changes.append(
-                    {"action": "create_folder", "operation": index, "path": show(folder)}
-                )
-            if record.moved is not None:
-                change: dict[str, Any] = {
-                    "action": record.operation.type,
-                    "operation": index,
-                    "kind": "folder" if record.kind is Kind.DIR else "file",
-                    "from": show(record.moved[0]),
-                    "to": show(record.moved[1]),
-                }
-                if record.kind is Kind.DIR:
-                    change["files"] = record.files
-                changes.append(change)
-            if record.written is not None:
-                changes.append(
-                    {
-                        "action": "write",
-                        "operation": index,
-                        "path": show(record.written),
-                        "bytes": record.bytes,
-                    }
-                )
-        return changes
 
 
 def confine_plan(plan: Plan) -> tuple[dict[int, dict[str, CasePath]], list[PlanError]]:
@@ -228,6 +152,8 @@ class _Simulator:
                 operation=op.index,
                 path=str(raw),
             )
+        # The step acts only on the file checked here (contract.md: precondition_failed).
+        self.tree.stamp(node, op.expect.sha256)
 
     def _check_files(self, node: Node, op: Operation, raw: object, expected: int) -> None:
         """A folder holds exactly ``expected`` files (at any depth), as the plan expects."""
@@ -238,7 +164,7 @@ class _Simulator:
                 operation=op.index,
                 path=str(raw),
             )
-        walked = self.tree.walk(node, raw=raw, operation=op.index)
+        walked = self._walk(node, op, raw)
         found = sum(1 for _, child in walked if child.kind is not Kind.DIR)
         if found != expected:
             raise PlanError(
@@ -310,21 +236,39 @@ class _Simulator:
     def _transfer(self, node: Node, target: Parts, op: Operation, *, raw: object) -> int:
         """Steps that move ``node`` to ``target``; folders go file by file. Returns files moved."""
         if node.kind is Kind.FILE:
-            self._add(Step(StepKind.RENAME, target, op.index, src=node.parts))
+            self._add(Step(StepKind.RENAME, target, op.index, src=node.parts, version=node.pin()))
             return 1
         source = node.parts
-        items = list(self.tree.walk(node, raw=raw, operation=op.index))
+        items = self._walk(node, op, raw)
         folders = [rel for rel, child in items if child.kind is Kind.DIR]
-        files = [rel for rel, child in items if child.kind is Kind.FILE]
+        files = [(rel, child) for rel, child in items if child.kind is Kind.FILE]
         self._add(Step(StepKind.MKDIR, target, op.index))
         for rel in folders:
             self._add(Step(StepKind.MKDIR, target + rel, op.index))
-        for rel in files:
-            self._add(Step(StepKind.RENAME, target + rel, op.index, src=source + rel))
+        for rel, child in files:
+            version = child.pin()
+            self._add(
+                Step(StepKind.RENAME, target + rel, op.index, src=source + rel, version=version)
+            )
         for rel in reversed(folders):  # children before parents
             self._add(Step(StepKind.RMDIR, source + rel, op.index))
         self._add(Step(StepKind.RMDIR, source, op.index))
         return len(files)
+
+    def _walk(self, node: Node, op: Operation, raw: object) -> list[tuple[Parts, Node]]:
+        """Every item below the folder ``node``. The walk stops as soon as their steps would
+        pass the plan's budget (the folder's own two steps besides): a folder of millions of
+        objects costs a refusal no more listing than the budget's worth."""
+        budget = self.limits.max_steps - len(self.steps) - 2
+        try:
+            return list(self.tree.walk(node, raw=raw, operation=op.index, budget=budget))
+        except OverBudgetError:
+            raise PlanError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"the plan expands to more than {self.limits.max_steps} file steps",
+                operation=op.index,
+                path=str(raw),
+            ) from None
 
     def _count_bytes(self, size: int, op: Operation, path: CasePath) -> None:
         self.bytes_created += size
@@ -452,7 +396,7 @@ class _Simulator:
         self._clear_destination(existing, dst, op, record, kind=Kind.FILE)
         name = nfc(dst.parts[-1])
         if node.origin is not None:  # same content as a file on disk: read lazily from there
-            copy = Node(Kind.FILE, name, None, node.origin, source=node.source)
+            copy = Node(Kind.FILE, name, None, node.origin, source=node.source, version="")
         else:  # a file this plan wrote: its content is known
             copy = Node(Kind.FILE, name, None, None, size=node.size, sha256=node.sha256)
         if node.size > self.limits.max_copy_bytes:
@@ -463,7 +407,9 @@ class _Simulator:
                 path=str(src),
             )
         self._count_bytes(node.size, op, dst)
-        self._add(Step(StepKind.COPY, (*parent.parts, name), op.index, src=node.parts))
+        target = (*parent.parts, name)
+        version = node.version or None  # the source stays: its version stays pinned
+        self._add(Step(StepKind.COPY, target, op.index, src=node.parts, version=version))
         self.tree.attach(copy, parent, name)
         record.moved, record.kind, record.files = (node.parts, copy.parts), Kind.FILE, 1
         record.bytes = node.size

@@ -129,11 +129,11 @@ def _rmdir(fs: CaseFiles, step: Step, _staging: Parts) -> None:
 
 
 def _rename(fs: CaseFiles, step: Step, _staging: Parts) -> None:
-    fs.rename(_source(step), step.dst)
+    fs.rename(_source(step), step.dst, step.version)
 
 
 def _copy(fs: CaseFiles, step: Step, staging: Parts) -> None:
-    fs.copy(_source(step), step.dst, staging)
+    fs.copy(_source(step), step.dst, staging, step.version)
 
 
 def _write(fs: CaseFiles, step: Step, staging: Parts) -> None:

@@ -37,6 +37,10 @@ class Step:
     operation: int
     src: Parts | None = None
     content: bytes | None = None
+    #: The source as the simulation checked it, in the volume's own terms (an object's
+    #: generation; a file's size, mtime and the sha256 its ``expect`` named): the step acts
+    #: only on that source. None: whatever stands at ``src`` when the step runs.
+    version: str | None = None
 
     def touched(self) -> tuple[Parts, ...]:
         return (self.dst,) if self.src is None else (self.src, self.dst)
@@ -58,16 +62,20 @@ class Step:
             doc["s"] = list(self.src)
         if self.content is not None:
             doc["c"] = base64.b64encode(self.content).decode("ascii")
+        if self.version is not None:
+            doc["v"] = self.version
         return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Step:
         content = doc.get("c")
         src = doc.get("s")
+        version = doc.get("v")
         return cls(
             kind=StepKind(doc["k"]),  # ValueError: not a kind of ours
             dst=tuple(doc["d"]),
             operation=doc["o"],
             src=tuple(src) if src is not None else None,
             content=base64.b64decode(content) if content is not None else None,
+            version=str(version) if version is not None else None,
         )

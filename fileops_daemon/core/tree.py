@@ -20,7 +20,7 @@ from fileops_daemon.core.paths import nfc
 if TYPE_CHECKING:
     from fileops_daemon.core.volume import Listed, TreeSource
 
-__all__ = ["Kind", "Node", "PosixTreeSource", "VirtualTree", "file_sha256"]
+__all__ = ["Kind", "Node", "OverBudgetError", "PosixTreeSource", "VirtualTree", "file_sha256"]
 
 
 class Kind(StrEnum):
@@ -42,6 +42,10 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+class OverBudgetError(Exception):
+    """A walk met more items than the steps it may still expand into (nothing more listed)."""
+
+
 class Node:
     """One file or folder as the plan sees it at this point of the simulation."""
 
@@ -55,6 +59,7 @@ class Node:
         "origin",
         "parent",
         "source",
+        "version",
     )
 
     def __init__(
@@ -67,12 +72,17 @@ class Node:
         size: int | None = None,
         sha256: str | None = None,
         source: TreeSource | None = None,
+        version: str | None = None,
     ) -> None:
         self.kind = kind
         self.name = name  # the spelling on disk (or the plan's NFC spelling for new items)
         self.parent = parent
         self.origin = origin  # where this node's content lives on disk before the plan runs
         self.source = source  # what reads ``origin`` (None: a local path)
+        # What a step acting on this item must find at its place (``Step.version``): the
+        # listing's version, or a stamp taken when an ``expect`` was checked. "" once the plan
+        # moved or made the item: then nothing is pinned.
+        self.version = version
         self._size = size
         self._sha256 = sha256
         # NFC name -> child; None until listed. Items the plan creates start out listed.
@@ -106,10 +116,16 @@ class Node:
             if self.origin is None:
                 self._sha256 = hashlib.sha256().hexdigest()
             elif self.source is not None:
-                self._sha256 = self.source.sha256(self.origin)
+                self._sha256 = self.source.sha256(self.origin, self.version or None)
             else:
                 self._sha256 = file_sha256(self.origin)
         return self._sha256
+
+    def pin(self) -> str | None:
+        """The version a step moving this item acts on; its place holds another one after."""
+        version = self.version or None
+        self.version = ""
+        return version
 
     def is_within(self, other: Node) -> bool:
         """True when this node is ``other`` or lies below it."""
@@ -130,13 +146,18 @@ class PosixTreeSource:
     def list(self, origin: str) -> Iterator[Listed]:
         with os.scandir(origin) as entries:
             for entry in entries:
-                yield entry.name, self._kind(entry), entry.path, None
+                yield entry.name, self._kind(entry), entry.path, None, None
 
     def size(self, origin: str) -> int:
         return os.lstat(origin).st_size
 
-    def sha256(self, origin: str) -> str:
+    def sha256(self, origin: str, version: str | None = None) -> str:
         return file_sha256(origin)
+
+    def stamp(self, origin: str, sha256: str | None) -> str | None:
+        """``m:<size>:<mtime ns>[:<sha256>]``: a step re-checks these right before it acts."""
+        info = os.lstat(origin)
+        return f"m:{info.st_size}:{info.st_mtime_ns}" + (f":{sha256}" if sha256 else "")
 
     def _kind(self, entry: os.DirEntry[str]) -> Kind:
         if entry.is_symlink():
@@ -162,21 +183,30 @@ class VirtualTree:
 
     # -- reading the volume -------------------------------------------------------------------
 
-    def children(self, node: Node) -> dict[str, Node]:
+    def children(self, node: Node, limit: int | None = None) -> dict[str, Node]:
+        """The items in ``node``; OverBudgetError once a listing yields more than ``limit``
+        (then it is dropped, and no more of it is read)."""
         if node._children is None:
-            node._children = self._list(node)
+            node._children = self._list(node, limit)
         return node._children
 
-    def _list(self, node: Node) -> dict[str, Node]:
+    def _list(self, node: Node, limit: int | None) -> dict[str, Node]:
         assert node.origin is not None
         listing: dict[str, Node] = {}
         source = self._node_source
-        for name, kind, origin, size in self._source.list(node.origin):
+        for name, kind, origin, size, version in self._source.list(node.origin):
             key = nfc(name)
             if key in listing:
                 node.ambiguous.add(key)
-            listing[key] = Node(kind, name, node, origin, size=size, source=source)
+            listing[key] = Node(kind, name, node, origin, size=size, source=source, version=version)
+            if limit is not None and len(listing) > limit:
+                raise OverBudgetError
         return listing
+
+    def stamp(self, node: Node, sha256: str | None) -> None:
+        """Pin a file whose ``expect`` was checked, where its listing named no version."""
+        if node.version is None and node.origin is not None:
+            node.version = self._source.stamp(node.origin, sha256)
 
     # -- lookups --------------------------------------------------------------------------------
 
@@ -236,16 +266,25 @@ class VirtualTree:
         node.parent = None
 
     def walk(
-        self, node: Node, *, raw: object, operation: int
+        self, node: Node, *, raw: object, operation: int, budget: int | None = None
     ) -> Iterator[tuple[tuple[str, ...], Node]]:
-        """Every item below ``node`` (pre-order) with its path relative to ``node``."""
+        """Every item below ``node`` (pre-order) with its path relative to ``node``.
+
+        ``budget``: the steps the items may expand into (a file one, a folder two); past it,
+        OverBudgetError, having listed no more than the budget's worth of items."""
         stack: list[tuple[tuple[str, ...], Node]] = [((), node)]
+        spent = 0
         while stack:
             rel, current = stack.pop()
             if current is not node:
                 yield rel, current
             if current.kind is Kind.DIR:
-                children = self.children(current)
+                left = None if budget is None else budget - spent
+                children = self.children(current, left)
+                if budget is not None:
+                    spent += sum(2 if c.kind is Kind.DIR else 1 for c in children.values())
+                    if spent > budget:
+                        raise OverBudgetError
                 if current.ambiguous:
                     raise PlanError(
                         ErrorCode.PATH_AMBIGUOUS,

@@ -11,6 +11,7 @@ before anything is touched.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +22,9 @@ from fileops_daemon.core.paths import WORK_DIR_NAME, check_case_name, confine, n
 from fileops_daemon.core.simulate import confine_plan
 from fileops_daemon.core.step_kinds import KINDS
 from fileops_daemon.core.steps import Parts, Step, StepKind
+
+#: A step's ``version``: an object generation, or a file's size, mtime and optional sha256.
+_VERSION = re.compile(r"g:[0-9]{1,20}|m:[0-9]{1,20}:-?[0-9]{1,20}(?::[0-9a-f]{64})?")
 
 __all__ = ["StateInvalidError", "check_journal", "check_ranges"]
 
@@ -110,6 +114,10 @@ class _Gate:
         rule = KINDS[step.kind]
         if (step.src is None) == rule.takes_source:
             raise StateInvalidError(f"step {number} ({step.kind}) has a wrong source")
+        if step.version is not None and not rule.takes_source:
+            raise StateInvalidError(f"step {number} ({step.kind}) pins a source it has not")
+        if step.version is not None and not _VERSION.fullmatch(step.version):
+            raise StateInvalidError(f"step {number} pins its source with a malformed version")
         writes = step.kind is StepKind.WRITE
         expected = self.plan.operations[operation].content if writes else None
         if step.content != expected:

@@ -21,8 +21,10 @@ from fileops_daemon.core.workdirs import remove_empty_work_dirs
 
 __all__ = ["CaseFiles", "Listed", "LocalVolume", "TreeSource", "Volume"]
 
-#: One item of a folder listing: its name, its kind, where it lives, its size when known.
-Listed = tuple[str, Kind, str, int | None]
+#: One item of a folder listing: its name, its kind, where it lives, its size when known, and
+#: its version when the listing names one (an object's generation: a step then acts only on
+#: that version, at no extra request).
+Listed = tuple[str, Kind, str, int | None, str | None]
 
 
 class TreeSource(Protocol):
@@ -34,7 +36,12 @@ class TreeSource(Protocol):
 
     def size(self, origin: str) -> int: ...
 
-    def sha256(self, origin: str) -> str: ...
+    def sha256(self, origin: str, version: str | None = None) -> str:
+        """Of that ``version`` (the listing's) where one is given."""
+
+    def stamp(self, origin: str, sha256: str | None) -> str | None:
+        """A version of a file whose ``expect`` the plan checked, when its listing named none:
+        what a step must find there still (None: the volume pins nothing more)."""
 
 
 class CaseFiles(Protocol):
@@ -58,11 +65,13 @@ class CaseFiles(Protocol):
 
     def unlink(self, parts: Parts) -> None: ...
 
-    def rename(self, src: Parts, dst: Parts) -> None:
-        """Never replaces an existing destination."""
+    def rename(self, src: Parts, dst: Parts, version: str | None = None) -> None:
+        """Never replaces an existing destination. ``version`` (``Step.version``): only that
+        version of ``src`` moves; another one there is a ``SourceChangedError``, with
+        nothing done."""
 
-    def copy(self, src: Parts, dst: Parts, staging: Parts) -> None:
-        """``dst`` appears whole or not at all."""
+    def copy(self, src: Parts, dst: Parts, staging: Parts, version: str | None = None) -> None:
+        """``dst`` appears whole or not at all; ``version`` as for ``rename``."""
 
     def write(self, dst: Parts, content: bytes, staging: Parts) -> None: ...
 

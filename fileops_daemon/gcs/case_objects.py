@@ -4,10 +4,14 @@ A file is an object named ``<case>/<path>``; a folder is the prefix ``<case>/<pa
 placeholder object of that name when fileops (or gcsfuse) made it. What the steps need from a
 filesystem and how it is kept here:
 
-- rename never replaces: a server-side copy with ``ifGenerationMatch=0`` (fails if the target
-  exists) from the source generation just read (fails if the source changed), then a delete of
-  that source generation. A crash between the two leaves both names with the same content; the
-  core's resume sees that (``StepState.DUPLICATE``) and finishes the move.
+- rename never replaces, and moves only the source generation the simulation listed
+  (``Step.version``; read now only for a step without one, such as a rollback's): one
+  ``objects.move`` with ``ifGenerationMatch=0`` (fails if the target exists) and
+  ``ifSourceGenerationMatch`` (fails if the source changed), atomic; on a bucket without it a
+  server-side copy with the same preconditions, then a delete of that source generation. A
+  crash between those two leaves both names with the same content; the core's resume sees that
+  (``StepState.DUPLICATE``) and finishes the move. A source changed since the check is a
+  ``SourceChangedError`` with nothing left done.
 - mkdir fails if the folder's placeholder exists; rmdir fails while any object lies below it.
 - copy and write create their target with ``ifGenerationMatch=0``: an object appears whole or
   not at all, so no staging name is needed.
@@ -23,11 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import threading
 
 from google.api_core import exceptions as gexc
 
 from fileops_daemon.contract.errors import ErrorCode
-from fileops_daemon.core.fsops import StepConflictError
+from fileops_daemon.core.fsops import SourceChangedError, StepConflictError
 from fileops_daemon.core.steps import Parts
 from fileops_daemon.core.tree import Kind
 from fileops_daemon.gcs.bucket import BucketRequests, is_link
@@ -48,6 +53,9 @@ class CaseObjects:
         self._prefix = case_prefix  # "<case folder>/"
         self._made: set[Parts] = set()  # our own folders known to exist (makedirs)
         self._kept: set[Parts] = set()  # folders given a placeholder so they outlive their files
+        # One worker makes a placeholder; the others that reach the folder meanwhile wait
+        # for it instead of each sending a create that comes back 412.
+        self._placing = threading.Lock()
 
     def close(self) -> None:
         """Nothing to release: each worker thread's client closes with the thread."""
@@ -98,9 +106,12 @@ class CaseObjects:
         for depth in range(1, len(parts) + 1):
             if parts[:depth] in self._made:
                 continue
-            with contextlib.suppress(FileExistsError):
-                self.mkdir(parts[:depth])
-            self._made.add(parts[:depth])
+            with self._placing:
+                if parts[:depth] in self._made:
+                    continue
+                with contextlib.suppress(FileExistsError):
+                    self.mkdir(parts[:depth])
+                self._made.add(parts[:depth])
 
     def _keep_folder(self, folder: Parts) -> None:
         """A folder without a placeholder exists only through the objects below it: give it
@@ -108,9 +119,12 @@ class CaseObjects:
         as the simulation assumed). One request per folder and run."""
         if not folder or folder in self._kept:
             return
-        with contextlib.suppress(FileExistsError):
-            self.mkdir(folder)
-        self._kept.add(folder)
+        with self._placing:
+            if folder in self._kept:
+                return
+            with contextlib.suppress(FileExistsError):
+                self.mkdir(folder)
+            self._kept.add(folder)
 
     def rmdir(self, parts: Parts) -> None:
         self._kept.discard(parts)
@@ -131,10 +145,24 @@ class CaseObjects:
         except gexc.PreconditionFailed:
             raise StepConflictError(f"{_show(parts)} changed meanwhile; left in place") from None
 
-    def rename(self, src: Parts, dst: Parts) -> None:
-        """Move a file; never replaces an existing destination."""
-        generation, target_generation = self._copy_from(src, dst)
-        self._keep_folder(src[:-1])
+    def _pinned(self, src: Parts, version: str | None) -> int:
+        """The source generation a step acts on: the one the simulation listed, else (a
+        step made without a listing) the one there now."""
+        if version is not None and version.startswith("g:"):
+            return int(version[2:])
+        return self._file(src)
+
+    def rename(self, src: Parts, dst: Parts, version: str | None = None) -> None:
+        """Move a file; never replaces an existing destination, moves only ``version``."""
+        generation = self._pinned(src, version)
+        self._keep_folder(src[:-1])  # before the source can leave its folder
+        try:
+            moved = self._requests.move(self._name(src), generation, self._name(dst))
+        except gexc.PreconditionFailed:
+            raise self._refusal(src, dst) from None
+        if moved is not None:
+            return
+        target_generation = self._copy(src, generation, dst)
         try:
             self._requests.delete(self._name(src), generation)
         except FileNotFoundError:
@@ -143,11 +171,11 @@ class CaseObjects:
             # The source was rewritten after we copied it: take our copy back, keep theirs.
             with contextlib.suppress(OSError, gexc.PreconditionFailed):
                 self._requests.delete(self._name(dst), target_generation)
-            raise StepConflictError(f"{_show(src)} changed while it was moved") from None
+            raise SourceChangedError(f"{_show(src)} changed while it was moved") from None
 
-    def copy(self, src: Parts, dst: Parts, staging: Parts) -> None:
+    def copy(self, src: Parts, dst: Parts, staging: Parts, version: str | None = None) -> None:
         """Copy a file server-side; ``dst`` appears whole or not at all (no staging needed)."""
-        self._copy_from(src, dst)
+        self._copy(src, self._pinned(src, version), dst)
 
     def write(self, dst: Parts, content: bytes, staging: Parts) -> None:
         try:
@@ -155,14 +183,18 @@ class CaseObjects:
         except gexc.PreconditionFailed:
             raise FileExistsError(errno.EEXIST, "appeared meanwhile", _show(dst)) from None
 
-    def _copy_from(self, src: Parts, dst: Parts) -> tuple[int, int]:
-        """Copy the file at ``src`` as it is now to a new ``dst``: the source's generation
-        that was copied, and the copy's."""
-        generation = self._file(src)
+    def _copy(self, src: Parts, generation: int, dst: Parts) -> int:
+        """Copy that generation of ``src`` to a new ``dst``: the copy's generation."""
         try:
-            copied = self._requests.copy(self._name(src), generation, self._name(dst))
+            return self._requests.copy(self._name(src), generation, self._name(dst))
         except gexc.PreconditionFailed:
-            if self._requests.stat(self._name(dst)) is not None:
-                raise FileExistsError(errno.EEXIST, "appeared meanwhile", _show(dst)) from None
-            raise StepConflictError(f"{_show(src)} changed meanwhile") from None
-        return generation, copied
+            raise self._refusal(src, dst) from None
+
+    def _refusal(self, src: Parts, dst: Parts) -> OSError | StepConflictError:
+        """Which precondition of a move or copy failed: the target exists, or the source is
+        gone or not the generation the step acts on."""
+        if self._requests.stat(self._name(dst)) is not None:
+            return FileExistsError(errno.EEXIST, "appeared meanwhile", _show(dst))
+        if self._requests.stat(self._name(src)) is None:
+            return FileNotFoundError(errno.ENOENT, "no such file", _show(src))
+        return SourceChangedError(f"{_show(src)} changed since the plan was checked")

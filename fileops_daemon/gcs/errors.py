@@ -2,7 +2,7 @@
 
 The core retries an ``OSError`` whose errno is transient (``core.retry``) after re-checking the
 tree, and turns ``FileExistsError``/``FileNotFoundError`` into step conflicts. So a passing
-fault of the bucket becomes ``EIO``/``ECONNREFUSED``/``ETIMEDOUT``, a missing object ``ENOENT``,
+fault of the bucket becomes ``EIO``/``ECONNRESET``/``ETIMEDOUT``, a missing object ``ENOENT``,
 a refusal of our credentials ``EACCES`` (not retried), anything else ``EREMOTEIO``.
 """
 
@@ -47,7 +47,11 @@ def as_os_errors(name: str) -> Iterator[None]:
     except requests.Timeout as exc:
         raise OSError(errno.ETIMEDOUT, "GCS did not answer in time", name) from exc
     except requests.ConnectionError as exc:
-        raise OSError(errno.ECONNREFUSED, "GCS unreachable", name) from exc
+        raise OSError(
+            errno.ECONNRESET, "GCS unreachable or the connection was reset", name
+        ) from exc
+    except requests.RequestException as exc:  # a cut-off answer (ChunkedEncodingError, ...)
+        raise OSError(errno.EIO, f"GCS answer broken off ({type(exc).__name__})", name) from exc
     except auth_exc.TransportError as exc:
         raise OSError(errno.EIO, "GCS credentials unreachable", name) from exc
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from typing import Any
+
+from google.api_core import exceptions as gexc
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.core.paths import WORK_DIR_NAME, nfc
@@ -21,9 +24,11 @@ _UNREPRESENTABLE = frozenset({"", ".", ".."})
 
 
 class GcsTreeSource:
-    """The case folder as the simulation reads it: one listing per folder it looks into.
-    An item's origin is its object name (a folder's without the trailing slash); the case
-    folder itself comes as its address ``gs://bucket/<case>``."""
+    """The case folder as the simulation reads it: one listing per folder it looks into,
+    read a page at a time. An item's origin is its object name (a folder's without the
+    trailing slash); the case folder itself comes as its address ``gs://bucket/<case>``. A
+    file's version is its generation as listed (``g:<generation>``): its ``expect`` is checked
+    on that generation, and its steps act on that generation only."""
 
     def __init__(self, requests: BucketRequests, root: str) -> None:
         self._requests = requests
@@ -31,19 +36,20 @@ class GcsTreeSource:
 
     def list(self, origin: str) -> Iterator[Listed]:
         prefix = origin.removeprefix(self._root) + "/"
-        blobs, folders = self._requests.listing(prefix)
-        for blob in blobs:
-            name = blob.name[len(prefix) :]
-            if not name:
-                continue  # the folder's own placeholder
-            kind = Kind.SYMLINK if is_link(blob) else Kind.FILE
-            if name in _UNREPRESENTABLE:
-                kind = Kind.OTHER
-            yield name, kind, blob.name, int(blob.size or 0)
-        for folder in folders:
-            name = folder[len(prefix) : -1]
-            kind = Kind.OTHER if name in _UNREPRESENTABLE else Kind.DIR
-            yield name, kind, folder[:-1], None
+        for blobs, folders in self._requests.pages(prefix):
+            for blob in blobs:
+                name = blob.name[len(prefix) :]
+                if not name:
+                    continue  # the folder's own placeholder
+                kind = Kind.SYMLINK if is_link(blob) else Kind.FILE
+                if name in _UNREPRESENTABLE:
+                    kind = Kind.OTHER
+                version = f"g:{blob.generation}" if blob.generation else None
+                yield name, kind, blob.name, int(blob.size or 0), version
+            for folder in folders:
+                name = folder[len(prefix) : -1]
+                kind = Kind.OTHER if name in _UNREPRESENTABLE else Kind.DIR
+                yield name, kind, folder[:-1], None, None
 
     def size(self, origin: str) -> int:
         blob = self._requests.stat(origin)
@@ -51,11 +57,23 @@ class GcsTreeSource:
             raise FileNotFoundError(origin)
         return int(blob.size or 0)
 
-    def sha256(self, origin: str) -> str:
-        blob = self._requests.stat(origin)
-        if blob is None or blob.generation is None:
-            raise FileNotFoundError(origin)
-        return self._requests.sha256(origin, int(blob.generation))
+    def sha256(self, origin: str, version: str | None = None) -> str:
+        if version is not None and version.startswith("g:"):
+            generation = int(version[2:])
+        else:
+            blob = self._requests.stat(origin)
+            if blob is None or blob.generation is None:
+                raise FileNotFoundError(origin)
+            generation = int(blob.generation)
+        try:
+            return self._requests.sha256(origin, generation)
+        except gexc.PreconditionFailed:
+            # Replaced since it was listed: the simulation reads the tree again (ESTALE is
+            # retried), and checks the new generation.
+            raise OSError(errno.ESTALE, "the object changed while it was read", origin) from None
+
+    def stamp(self, origin: str, sha256: str | None) -> str | None:
+        return None  # the listing's generation pins it already
 
 
 class GcsVolume:

@@ -149,6 +149,24 @@ class TestAReadBackJournalIsCheckedLikeAPlan:
                 {"steps": [{"k": "write", "d": ["notes.txt"], "o": 2, "c": "ZXZpbA=="}]},
             ),
             ("unknown-step-kind", {"steps": [{"k": "unlink", "d": ["notes.txt"], "o": 2}]}),
+            (
+                "malformed-source-version",
+                {
+                    "steps": [
+                        {
+                            "k": "rename",
+                            "s": ["uncategorized", "file1.pdf"],
+                            "d": ["Medical Records", "2024", "file1.pdf"],
+                            "o": 1,
+                            "v": "g:12; rm -rf",
+                        }
+                    ]
+                },
+            ),
+            (
+                "version-on-a-step-without-source",
+                {"steps": [{"k": "mkdir", "d": ["Medical Records", "2024"], "o": 0, "v": "g:1"}]},
+            ),
             ("operation-out-of-range", {"steps": [{"k": "mkdir", "d": ["x"], "o": 99}]}),
             ("steps-not-a-list", {"steps": "nope"}),
             ("other-plan", {"plan_id": "p-2"}),

@@ -8,10 +8,14 @@ trip to a distant server; concurrent requests are delayed concurrently.
 For the GCS-API executor's tests it can also stand in for what fake-gcs-server lacks:
 ``enforce_preconditions`` answers 412 as GCS does when a copy, rewrite, delete or download
 names a generation that is not the object's (fake-gcs-server honours preconditions on uploads
-only; ``tests/gcs/test_emulator_preconditions.py`` pins which), ``before_forward`` lets a test
+only; ``tests/gcs/test_emulator_preconditions.py`` pins which), ``serve_move`` answers
+``objects.move`` (which fake-gcs-server lacks) as GCS documents it: atomic against every other
+proxied request, ``ifSourceGenerationMatch`` and ``ifGenerationMatch`` honoured, the
+destination's resource with its new generation in the answer. ``before_forward`` lets a test
 act at an exact request (a racing writer), and ``answer`` makes it reply with an error status
-instead (an outage). ``log`` keeps every request's method and path; ``requests()`` every
-forwarded one with when it arrived and was answered (and an upload's object name).
+instead (an outage), or cut the connection (``RESET``). ``log`` keeps every request's method
+and path; ``requests()`` every forwarded one with when it arrived and was answered (and an
+upload's object name).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import http.client
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import urllib.parse
@@ -29,7 +34,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["LatencyProxy", "Request", "latency_proxy"]
+__all__ = ["RESET", "LatencyProxy", "Request", "latency_proxy"]
+
+#: What ``answer`` returns to cut the client's connection without a reply (a reset).
+RESET = 0
 
 #: Headers about one connection, not the message: never forwarded.
 _HOP_BY_HOP = frozenset(
@@ -83,6 +91,10 @@ class LatencyProxy:
         #: Each request forwarded upstream, with its timing (see ``requests``).
         self.timeline: list[Request] = []
         self.enforce_preconditions = False
+        #: Answer ``objects.move`` as GCS does (fake-gcs-server has no such route).
+        self.serve_move = False
+        #: Moves hold it apart from every other forwarded request: a move is atomic.
+        self.move_lock = _TurnLock()
         #: Called with (method, path) before a request is forwarded.
         self.before_forward: Callable[[str, str], None] | None = None
         #: Called with (method, path); a status code makes the proxy answer that instead.
@@ -119,18 +131,52 @@ class LatencyProxy:
             self.counts[f"{method} {request_kind(path)}"] += 1
             self.log.append((method, path))
 
-    def generation(self, bucket: str, name: str) -> int | None:
-        """The object's current generation upstream (not counted), None if there is none."""
+    def upstream(self, method: str, path: str) -> tuple[int, bytes]:
+        """One request of the proxy's own to the emulator (not counted, not delayed)."""
         connection = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=30)
         try:
-            connection.request("GET", f"/storage/v1/b/{bucket}/o/{name}")
+            headers = {"Content-Length": "0"} if method == "POST" else {}
+            connection.request(method, path, headers=headers)
             response = connection.getresponse()
-            body = response.read()
+            return response.status, response.read()
         finally:
             connection.close()
-        if response.status == 404:
+
+    def generation(self, bucket: str, name: str) -> int | None:
+        """The object's current generation upstream (not counted), None if there is none."""
+        status, body = self.upstream("GET", f"/storage/v1/b/{bucket}/o/{name}")
+        if status == 404:
             return None
         return int(json.loads(body)["generation"])
+
+    def move(self, path: str) -> tuple[int, bytes]:
+        """``objects.move`` as GCS answers it (call under ``move_lock``): 404 without
+        the source, 412 when a generation precondition does not hold, else the source's
+        bytes under the new name (a new generation) and the source gone, in one step for
+        every other proxied request."""
+        parts = urllib.parse.urlsplit(path)
+        route = _MOVE_ROUTE.match(parts.path)
+        assert route is not None
+        query = urllib.parse.parse_qs(parts.query)
+        bucket, source, target = route["b"], route["so"], route["to"]
+        current = self.generation(bucket, source)
+        if current is None:
+            return 404, _error(404, "No such object")
+        wanted = query.get("ifSourceGenerationMatch")
+        if wanted is not None and int(wanted[0]) != current:
+            return 412, _error(412, "Precondition Failed")
+        wanted = query.get("ifGenerationMatch")
+        if wanted is not None and (self.generation(bucket, target) or 0) != int(wanted[0]):
+            return 412, _error(412, "Precondition Failed")
+        copy = f"/storage/v1/b/{bucket}/o/{source}/rewriteTo/b/{bucket}/o/{target}"
+        status, body = self.upstream("POST", copy)
+        if status != 200:
+            return status, body
+        resource = json.loads(body)["resource"]
+        status, body = self.upstream("DELETE", f"/storage/v1/b/{bucket}/o/{source}")
+        if status not in (200, 204):
+            return status, body
+        return 200, json.dumps(resource).encode()
 
     def precondition_fails(self, method: str, path: str) -> bool:
         """What GCS would say: True when a generation the request names is not the object's."""
@@ -155,6 +201,51 @@ class LatencyProxy:
         return False
 
 
+class _TurnLock:
+    """Taken by requests of one kind at a time: many moves at once (each also holding its
+    two names), or many other requests at once, never both. A kind that waits gets its turn
+    once the running requests end (the running kind lets no new request in meanwhile)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._kind: str | None = None
+        self._holding = 0
+        self._waiting: Counter[str] = Counter()
+        self._names: dict[str, threading.Lock] = {}
+
+    def _may_enter(self, kind: str) -> bool:
+        if self._kind is None:
+            return True
+        others_wait = any(n for k, n in self._waiting.items() if k != kind)
+        return self._kind == kind and not others_wait
+
+    @contextlib.contextmanager
+    def hold(self, kind: str, names: tuple[str, ...] = ()) -> Iterator[None]:
+        with self._cond:
+            self._waiting[kind] += 1
+            self._cond.wait_for(lambda: self._may_enter(kind))
+            self._waiting[kind] -= 1
+            self._kind = kind
+            self._holding += 1
+            locks = [self._names.setdefault(name, threading.Lock()) for name in sorted(names)]
+        try:
+            with contextlib.ExitStack() as stack:
+                for lock in locks:
+                    stack.enter_context(lock)
+                yield
+        finally:
+            with self._cond:
+                self._holding -= 1
+                if not self._holding:
+                    self._kind = None
+                self._cond.notify_all()
+
+
+def _error(code: int, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+_MOVE_ROUTE = re.compile(r"^/storage/v1/b/(?P<b>[^/]+)/o/(?P<so>[^/]+)/moveTo/o/(?P<to>[^/]+)$")
 _COPY_ROUTE = re.compile(
     r"^/storage/v1/b/(?P<sb>[^/]+)/o/(?P<so>[^/]+)/(?:rewriteTo|copyTo)/b/(?P<tb>[^/]+)/o/(?P<to>[^/]+)$"
 )
@@ -214,26 +305,42 @@ def _handler_class(proxy: LatencyProxy) -> type[BaseHTTPRequestHandler]:
             if proxy.before_forward is not None:
                 proxy.before_forward(self.command, self.path)
             status = proxy.answer(self.command, self.path) if proxy.answer else None
+            if status == RESET:
+                self._reset()
+                return
             if status is not None:
                 self.send_error(status, "answered by the test proxy")
                 return
-            if proxy.enforce_preconditions and "Generation" in self.path:
-                with proxy.precondition_lock:
-                    if proxy.precondition_fails(self.command, self.path):
-                        self._refuse()
-                        return
-                    self._send_upstream(body)
+            route = _MOVE_ROUTE.match(urllib.parse.urlsplit(self.path).path)
+            if proxy.serve_move and route is not None and self.command == "POST":
+                names = (route["so"], route["to"])
+                with proxy.move_lock.hold("move", names):
+                    code, payload = proxy.move(self.path)
+                proxy.record(Request(self.command, self.path, self.arrived, time.time()))
+                self._reply(code, payload.replace(proxy.upstream_url, proxy.endpoint.encode()))
                 return
-            self._send_upstream(body)
+            with proxy.move_lock.hold("other"):
+                if proxy.enforce_preconditions and "Generation" in self.path:
+                    with proxy.precondition_lock:
+                        if proxy.precondition_fails(self.command, self.path):
+                            self._reply(412, _error(412, "Precondition Failed"))
+                            return
+                        self._send_upstream(body)
+                    return
+                self._send_upstream(body)
 
-        def _refuse(self) -> None:
-            payload = json.dumps({"error": {"code": 412, "message": "Precondition Failed"}})
-            data = payload.encode()
-            self.send_response(412, "Precondition Failed")
+        def _reply(self, code: int, data: bytes) -> None:
+            self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _reset(self) -> None:
+            """Close the connection with an RST, as a dropped connection looks to a client."""
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
 
         def _send_upstream(self, body: bytes) -> None:
             connection = _connection(proxy)

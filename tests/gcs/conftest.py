@@ -22,6 +22,7 @@ def gcs_server() -> Iterator[str]:
 def proxy(gcs_server: str) -> Iterator[LatencyProxy]:
     with latency_proxy(gcs_server, 0) as serving:
         serving.enforce_preconditions = True  # what GCS does and fake-gcs-server does not
+        serving.serve_move = True  # objects.move, which fake-gcs-server lacks
         yield serving
 
 

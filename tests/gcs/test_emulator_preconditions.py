@@ -7,6 +7,8 @@ would; this file also proves that proxy refuses exactly what GCS refuses.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -82,3 +84,79 @@ def test_the_proxy_lets_a_request_whose_preconditions_hold_through(
     )
     direct.blob("a").delete(if_generation_match=source.generation)
     assert sorted(blob.name for blob in client(bucket.server).list_blobs(bucket.name)) == ["b"]
+
+
+#: A local googleapis/storage-testbench (``http://HOST:PORT``): the same cases run against it.
+TESTBENCH = os.environ.get("FILEOPS_STORAGE_TESTBENCH", "")
+
+
+def move_cases(bucket: storage.Bucket) -> dict[str, Callable[[], object]]:
+    """``objects.move`` requests GCS refuses: 412 for a failed precondition, 404 without a
+    source."""
+    for name in ("m", "taken"):
+        bucket.blob(name).upload_from_string(name.encode())
+    source = bucket.get_blob("m")
+    assert source is not None and source.generation is not None
+    stale = int(source.generation) + 1
+    return {
+        "move onto an existing object (ifGenerationMatch=0)": lambda: bucket.move_blob(
+            bucket.blob("m"), "taken", if_generation_match=0, retry=None
+        ),
+        "move from a stale source generation": lambda: bucket.move_blob(
+            bucket.blob("m"), "new2", if_source_generation_match=stale, retry=None
+        ),
+    }
+
+
+def answer(action: Callable[[], object]) -> str:
+    try:
+        action()
+    except gexc.GoogleAPICallError as exc:
+        return type(exc).__name__
+    return "done"
+
+
+def test_the_proxy_answers_objects_move_as_gcs_does(bucket: Bucket, proxy: LatencyProxy) -> None:
+    through = client(proxy.endpoint).bucket(bucket.name)
+    answers = {name: answer(action) for name, action in move_cases(through).items()}
+    answers["move of a missing object"] = answer(
+        lambda: through.move_blob(through.blob("nobody"), "x", retry=None)
+    )
+    assert answers == {
+        "move onto an existing object (ifGenerationMatch=0)": "PreconditionFailed",
+        "move from a stale source generation": "PreconditionFailed",
+        "move of a missing object": "NotFound",
+    }
+    source = through.get_blob("m")
+    assert source is not None
+    moved = through.move_blob(
+        through.blob("m"),
+        "moved",
+        if_generation_match=0,
+        if_source_generation_match=source.generation,
+        retry=None,
+    )
+    names = sorted(blob.name for blob in client(bucket.server).list_blobs(bucket.name))
+    assert names == ["moved", "taken"]  # the source is gone, nothing else changed
+    assert moved.generation is not None and moved.generation != source.generation
+    assert client(bucket.server).bucket(bucket.name).blob("moved").download_as_bytes() == b"m"
+    # fake-gcs-server itself has no objects.move: it takes the request for a malformed upload
+    direct = client(bucket.server).bucket(bucket.name)
+    assert answer(lambda: direct.move_blob(direct.blob("moved"), "again", retry=None)) == (
+        "BadRequest"
+    )
+
+
+@pytest.mark.skipif(not TESTBENCH, reason="set FILEOPS_STORAGE_TESTBENCH to a local testbench")
+def test_the_testbench_refuses_what_the_proxy_refuses(bucket: Bucket, proxy: LatencyProxy) -> None:
+    bench = client(TESTBENCH)
+    name = f"pin-{uuid.uuid4().hex[:10]}"
+    bench.create_bucket(name)
+    on_bench = bench.bucket(name)
+    through = client(proxy.endpoint).bucket(bucket.name)
+    for built in (cases, move_cases):
+        expected = {case: answer(action) for case, action in built(through).items()}
+        assert {case: answer(action) for case, action in built(on_bench).items()} == expected
+    assert answer(lambda: on_bench.move_blob(on_bench.blob("nobody"), "x", retry=None)) == (
+        "NotFound"
+    )

@@ -61,10 +61,19 @@ def run_worker(
     )
 
 
-@pytest.mark.parametrize(("kill_at", "parallelism"), [(1, 1), (17, 1), (40, 8), (75, 8)])
+@pytest.mark.parametrize(
+    ("kill_at", "parallelism", "objects_move"),
+    [(1, 1, True), (17, 1, True), (40, 8, True), (75, 8, True), (17, 1, False), (40, 8, False)],
+)
 def test_sigkill_mid_plan_then_rerun_gives_the_uninterrupted_objects(
-    gcs_server: str, proxy: LatencyProxy, tmp_path: Path, kill_at: int, parallelism: int
+    gcs_server: str,
+    proxy: LatencyProxy,
+    tmp_path: Path,
+    kill_at: int,
+    parallelism: int,
+    objects_move: bool,
 ) -> None:
+    proxy.serve_move = objects_move  # one atomic objects.move a file, or copy + delete
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(crash_plan()))
     reference = new_bucket(gcs_server, proxy, tmp_path / "reference-state")
