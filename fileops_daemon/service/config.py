@@ -112,6 +112,9 @@ class Config:
         projects_bucket = env.get("FILEOPS_PROJECTS_BUCKET", "")
         if executor == "gcs-api" and not projects_bucket:
             raise ConfigError("FILEOPS_EXECUTOR=gcs-api needs FILEOPS_PROJECTS_BUCKET")
+        objects_move = env.get("FILEOPS_GCS_OBJECTS_MOVE", "auto").strip().lower()
+        if objects_move not in ("auto", "off"):  # read by gcs/bucket.py: refused here, at start
+            raise ConfigError(f"FILEOPS_GCS_OBJECTS_MOVE must be auto or off, got {objects_move!r}")
         audit_bucket = env.get("FILEOPS_AUDIT_BUCKET") or state_bucket
         projects_root = env.get("FILEOPS_PROJECTS_ROOT") or defaults.projects_root
         _refuse_shared_bucket(

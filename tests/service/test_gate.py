@@ -356,6 +356,15 @@ class TestSharedBuckets:
         with pytest.raises(ConfigError, match=which):
             Config.from_env(env)
 
+    def test_an_unknown_objects_move_setting_refuses_to_start(self) -> None:
+        env = {
+            "FILEOPS_PROJECT": "p",
+            "FILEOPS_STATE_BUCKET": "s",
+            "FILEOPS_GCS_OBJECTS_MOVE": "on",
+        }
+        with pytest.raises(ConfigError, match="FILEOPS_GCS_OBJECTS_MOVE"):
+            Config.from_env(env)
+
     def test_the_mounted_bucket_is_read_from_the_mount_table(self, tmp_path: Path) -> None:
         mounts = tmp_path / "mounts"
         mounts.write_text(
