@@ -163,6 +163,7 @@ def apply_plan(
     attempt: int = 1,
     volume: Volume | None = None,
     admit: Admit | None = None,
+    pin_sources: bool = False,
 ) -> ApplyOutcome:
     """Apply (or, for a dry-run plan, simulate) ``plan``: its result document, and how the
     run ended (``RunEnd``), with the inverse plan once applied.
@@ -179,6 +180,8 @@ def apply_plan(
 
     ``admit`` (see :data:`Admit`) decides on the very simulation this run applies, under the
     plan's and the case's locks, whether it may start; a resumed run was admitted before.
+    ``pin_sources``: every step acts only on the version of its source the simulation saw,
+    even without an ``expect`` (a plan a person approved as shown, resumed after a crash).
     """
     started = now()
     volume = volume or LocalVolume(projects_root)
@@ -196,7 +199,9 @@ def apply_plan(
             stored = store.read_result()  # finished while we waited for the lock?
             if stored is not None:
                 return _stored_outcome(plan, store, stored, started, attempt)
-            run = _open_run(plan, volume, store, limits, started, attempt, checkpoint, retry, admit)
+            run = _open_run(
+                plan, volume, store, limits, started, attempt, checkpoint, retry, admit, pin_sources
+            )
             if isinstance(run, ApplyOutcome):  # held by the admission hook
                 return run
             if isinstance(run, dict):  # refused: nothing to run
@@ -261,6 +266,7 @@ def _open_run(
     checkpoint: Checkpoint | None,
     retry: RetryPolicy,
     admit: Admit | None = None,
+    pin_sources: bool = False,
 ) -> tuple[Journal, JournalState, str, bool] | dict[str, Any] | ApplyOutcome:
     """Reopen this plan's journal (resumed: True), or simulate and start a new one.
 
@@ -302,7 +308,9 @@ def _open_run(
         case_dir = os.path.join(volume.root, state.header["case_folder"])
         return journal, state, case_dir, True
     with paused_gc():  # what the simulation and the journal's header make all stays alive
-        return _start_run(plan, volume, store, limits, started, attempt, checkpoint, retry, admit)
+        return _start_run(
+            plan, volume, store, limits, started, attempt, checkpoint, retry, admit, pin_sources
+        )
 
 
 def _start_run(
@@ -315,12 +323,13 @@ def _start_run(
     checkpoint: Checkpoint | None,
     retry: RetryPolicy,
     admit: Admit | None = None,
+    pin_sources: bool = False,
 ) -> tuple[Journal, JournalState, str, bool] | dict[str, Any] | ApplyOutcome:
     """Simulate the plan, let ``admit`` decide on that simulation, and write its journal's
     header: the run (not resumed), or the refusal or hold when there is nothing to run."""
     on_sync: SyncHook | None = checkpoint.journal_synced if checkpoint else None
     try:
-        sim = _simulate_retrying(plan, volume, limits, retry)
+        sim = _simulate_retrying(plan, volume, limits, retry, pin_sources)
     except OSError as exc:
         if is_transient(exc):
             # Not an answer about the plan: a refusal recorded now would refuse its id for
@@ -357,11 +366,11 @@ def _start_run(
 
 
 def _simulate_retrying(
-    plan: Plan, volume: Volume, limits: Limits | None, retry: RetryPolicy
+    plan: Plan, volume: Volume, limits: Limits | None, retry: RetryPolicy, pin: bool = False
 ) -> Simulation:
     """The simulation, tried again after a transient filesystem error (EIO from gcsfuse)."""
 
     def once() -> Simulation:
-        return simulate(plan, volume.root, limits, volume=volume)
+        return simulate(plan, volume.root, limits, volume=volume, pin_sources=pin)
 
     return retry.run(once, once)

@@ -235,6 +235,7 @@ class _Simulator:
 
     def _transfer(self, node: Node, target: Parts, op: Operation, *, raw: object) -> int:
         """Steps that move ``node`` to ``target``; folders go file by file. Returns files moved."""
+        self.tree.stamp_source(node)
         if node.kind is Kind.FILE:
             self._add(Step(StepKind.RENAME, target, op.index, src=node.parts, version=node.pin()))
             return 1
@@ -246,6 +247,7 @@ class _Simulator:
         for rel in folders:
             self._add(Step(StepKind.MKDIR, target + rel, op.index))
         for rel, child in files:
+            self.tree.stamp_source(child)
             version = child.pin()
             self._add(
                 Step(StepKind.RENAME, target + rel, op.index, src=source + rel, version=version)
@@ -408,6 +410,7 @@ class _Simulator:
             )
         self._count_bytes(node.size, op, dst)
         target = (*parent.parts, name)
+        self.tree.stamp_source(node)
         version = node.version or None  # the source stays: its version stays pinned
         self._add(Step(StepKind.COPY, target, op.index, src=node.parts, version=version))
         self.tree.attach(copy, parent, name)
@@ -448,10 +451,10 @@ def simulate(
     limits: Limits | None = None,
     *,
     volume: Volume | None = None,
+    pin_sources: bool = False,
 ) -> Simulation:
-    """Check the whole plan against the current tree; nothing on disk changes.
-
-    ``volume`` reads the tree (default: the folder ``projects_root`` on this machine)."""
+    """Check the whole plan against the current tree; nothing on disk changes. ``volume``
+    reads the tree (default: the folder ``projects_root``); ``pin_sources``: stamp_source."""
     limits = limits or Limits()
     records = [OpRecord(op) for op in plan.operations]
     confined, errors = confine_plan(plan)
@@ -474,6 +477,7 @@ def simulate(
             tree = VirtualTree(case_dir, volume.tree_source(case_dir))
     except PlanError as exc:
         return Simulation(plan, records, [], [exc])
+    tree.pin_sources = pin_sources
     simulator = _Simulator(plan, tree, limits)
     for op, record in zip(plan.operations, records, strict=True):
         handler = getattr(simulator, op.type)

@@ -177,6 +177,7 @@ class VirtualTree:
 
     def __init__(self, case_dir: str, source: TreeSource | None = None) -> None:
         # A local source reads paths itself (nodes keep ``source`` None: one slot less to set).
+        self.pin_sources = False  # see stamp_source
         self._source = source if source is not None else PosixTreeSource(case_dir)
         self._node_source = source
         self.root = Node(Kind.DIR, "", None, case_dir, source=source)
@@ -207,6 +208,13 @@ class VirtualTree:
         """Pin a file whose ``expect`` was checked, where its listing named no version."""
         if node.version is None and node.origin is not None:
             node.version = self._source.stamp(node.origin, sha256)
+
+    def stamp_source(self, node: Node) -> None:
+        """With ``pin_sources`` (a plan a person approved as it was shown), pin every file a
+        step moves or copies, so that a step after a crash and a resume still acts only on
+        what was shown, even without an ``expect``."""
+        if self.pin_sources and node.kind is Kind.FILE:
+            self.stamp(node, None)
 
     # -- lookups --------------------------------------------------------------------------------
 

@@ -195,12 +195,16 @@ class ApprovalDesk:
             return Answer(record.result, client, stored, message_id=message)
         try:
             decision = self._decision(record)
-        except PlanError:
+        except PlanError as refused:
             # No valid decision: a plan past its expiry ends (whatever was stored, a forgery
             # included); one still waiting keeps waiting and the wake-up is refused.
             if record.state == AWAITING_APPROVAL and self._expired(record):
                 ended = self._expire(record, started, attempt)
                 return Answer(ended, client, stored, message_id=message)
+            if refused.code is ErrorCode.APPROVAL_FORGED and self.policy.keys:
+                # Only the daemon holds every approval key: a decision none of them verifies
+                # goes, so it cannot keep the genuine operator's out.
+                self.decisions.remove_unverified(plan_id, self.policy.keys)
             raise
         plan = self._stored_plan(record)
         if record.state != AWAITING_APPROVAL:

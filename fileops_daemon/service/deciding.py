@@ -10,6 +10,7 @@ wake-up (the caller's publisher: the CLI's client or the console's).
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,15 +146,20 @@ def decide(
         at=clock(),
         reason=reason,
     )
-    standing, replaced = _store(decisions, decision, key)
+    others = [k for k in held if k != key_id(key)] if isinstance(held, list) else []
+    standing, replaced = _store(decisions, decision, key, rotating=bool(others))
     wake(record.plan_id, record.case_name)
     return Decided(record, standing, standing is decision, verdict, replaced)
 
 
-def _store(decisions: DecisionStore, decision: Decision, key: bytes) -> tuple[Decision, str | None]:
+def _store(
+    decisions: DecisionStore, decision: Decision, key: bytes, *, rotating: bool = False
+) -> tuple[Decision, str | None]:
     """Store ``decision`` unless a valid one is there: the decision that stands. A stored
     decision that does not verify under our key (a wrong key, a forgery) never locks the plan
-    out: ours replaces it, named by the generation we read."""
+    out: ours replaces it, named by the generation we read. While the daemon also holds
+    another key (``rotating``), such a decision may be valid under that key: it is left for
+    the daemon, which removes it if it is forged (DecisionRefusedError, try again then)."""
     document = decision.signed(key)
     for _ in range(5):
         if decisions.create(decision.plan_id, document):
@@ -166,6 +172,14 @@ def _store(decisions: DecisionStore, decision: Decision, key: bytes) -> tuple[De
             return verify_decision((key,), existing), None
         except PlanError:
             pass
+        if rotating:
+            by = existing.get("by") if isinstance(existing, dict) else None
+            raise DecisionRefusedError(
+                Refusal.NOT_WAITING,
+                f"a decision by {by} is stored that your key cannot check (the daemon also "
+                "holds another approval key): the daemon checks it with every key it holds, "
+                "and removes it if it is forged; try again in a moment",
+            )
         if decisions.replace_unverified(decision.plan_id, document, generation):
             by = existing.get("by") if isinstance(existing, dict) else None
             return decision, str(by)
@@ -208,5 +222,6 @@ def recheck(plan: Plan, shown_digest: str, volume: Volume, limits: Limits) -> Re
     result = simulation_result(sim, datetime.now(UTC))
     if not sim.ok:
         return Recheck(False, None, result)
-    digest = simulated_digest(volume, result)
+    assert sim.case_dir is not None  # a simulation that passed found the case folder
+    digest = simulated_digest(volume, result, os.path.basename(sim.case_dir))
     return Recheck(digest == shown_digest, digest, result)

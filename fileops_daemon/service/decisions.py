@@ -116,6 +116,26 @@ class DecisionStore:
             return False
         return True
 
+    def remove_unverified(self, plan_id: str, keys: Sequence[bytes]) -> bool:
+        """Delete the stored decision on ``plan_id`` if none of ``keys`` (all the daemon
+        holds) verifies it, named by the generation read: a forgery must not keep the
+        genuine operator out. True if one was removed."""
+        found = self.read_with_generation(plan_id)
+        if found is None or self.bucket is None:
+            return False
+        document, generation = found
+        try:
+            verify_decision(keys, document)
+            return False
+        except PlanError:
+            pass
+        blob = self.bucket.blob(self.decision_name(plan_id))
+        try:
+            self.retry.call(blob.delete, if_generation_match=generation, retry=None)
+        except Exception:  # changed meanwhile (412), or gone: nothing of ours to remove
+            return False
+        return True
+
     def index(self, plan_id: str, case_name: str, at: float) -> None:
         entry = {"plan_id": plan_id, "case_name": case_name, "at": at}
         create_once(self.store, self.index_name(plan_id), entry)

@@ -49,11 +49,18 @@ def change_sources(changes: list[dict[str, Any]]) -> list[str]:
     return list(sources)
 
 
-def simulated_digest(volume: Volume, simulated: dict[str, Any]) -> str:
+def simulated_digest(volume: Volume, simulated: dict[str, Any], case_folder: str) -> str:
     """The changes digest of a simulation, with a listing of what it takes from on
-    ``volume``: what a person is shown and what the gate compares before the first step."""
-    sources = volume.source_listing(change_sources(simulated.get("changes") or []))
-    return changes_digest(simulated, sources)
+    ``volume``: what a person is shown and what the gate compares before the first step.
+
+    The changes name the case as the plan spelled it; the listing reads the folder the
+    simulation found (``case_folder``), so that another Unicode spelling of the case cannot
+    make every source look missing, and the digest blind to what changes below them."""
+    sources = [
+        "/".join((case_folder, *source.split("/")[1:]))
+        for source in change_sources(simulated.get("changes") or [])
+    ]
+    return changes_digest(simulated, volume.source_listing(sources))
 
 
 def rejection(record: Record, error: PlanError, started: datetime, attempt: int) -> dict[str, Any]:
@@ -87,9 +94,9 @@ class ApprovalGate:
         self.volume = volume
         self.clock = clock
 
-    def digest(self, simulated: dict[str, Any]) -> str:
+    def digest(self, simulated: dict[str, Any], case_folder: str) -> str:
         """The changes digest of a simulation, with a listing of what it takes from."""
-        return simulated_digest(self.volume, simulated)
+        return simulated_digest(self.volume, simulated, case_folder)
 
     def admit(
         self,
@@ -105,14 +112,14 @@ class ApprovalGate:
         ``sender``: the client id and the message id its answers go to, should it wait."""
         record = keeper.record
         if record.approval is not None:
-            return self._decided(plan, keeper, simulated, started, attempt)
+            return self._decided(plan, keeper, simulated, case_folder, started, attempt)
         reasons = self.policy.reasons(plan.case_name, simulated, case_folder=case_folder)
         steps = int(simulated.get("steps", 0))
         requested_by = str(plan.document.get("requested_by") or "")
         if self.policy.budgeted and steps <= self.policy.min_steps:  # else it waits anyway
             reasons += self.budget.reasons(plan.plan_id, plan.case_name, requested_by, steps)
         if reasons:
-            return self._hold(plan, keeper, sender, simulated, reasons)
+            return self._hold(plan, keeper, sender, simulated, case_folder, reasons)
         self.budget.spend(plan.plan_id, plan.case_name, requested_by, steps)
         return None
 
@@ -123,6 +130,7 @@ class ApprovalGate:
         plan: Plan,
         keeper: LeaseKeeper,
         simulated: dict[str, Any],
+        case_folder: str,
         started: datetime,
         attempt: int,
     ) -> ApplyOutcome | None:
@@ -144,7 +152,7 @@ class ApprovalGate:
             return _refused(record, ErrorCode.APPROVAL_REJECTED, why, started)
         if decision.at > expires:
             return _refused(record, ErrorCode.APPROVAL_EXPIRED, _expired(expires), started)
-        if self.digest(simulated) != approval.get("changes_digest"):
+        if self.digest(simulated, case_folder) != approval.get("changes_digest"):
             bound.warning("approval.tree_changed")
             return _refused(
                 record,
@@ -178,11 +186,12 @@ class ApprovalGate:
         keeper: LeaseKeeper,
         sender: tuple[str, str],
         simulated: dict[str, Any],
+        case_folder: str,
         reasons: list[str],
     ) -> ApplyOutcome:
         at = self.clock()
         expires = at + self.policy.ttl_seconds
-        digest = self.digest(simulated)
+        digest = self.digest(simulated, case_folder)
         result = {
             **simulated,
             "status": AWAITING_APPROVAL,

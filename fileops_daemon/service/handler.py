@@ -1,10 +1,9 @@
-"""What one plan message becomes: check, wait its turn, claim, apply, record, answer. The
-consumer settles it.
+"""What one plan message becomes: check, wait its turn, claim, apply, record, answer.
 
 Every message ends in exactly one way: ACK after its result is published and audited (and, for
 an apply, recorded in the ledger), or NACK when a transient fault kept us from deciding
 (Pub/Sub redelivers; the dead-letter topic catches what keeps failing). Before that it may
-WAIT, held unsettled, while an earlier plan of its case goes first.
+WAIT, held unsettled, while an earlier plan of its case goes first. The consumer settles it.
 """
 
 from __future__ import annotations
@@ -444,6 +443,7 @@ class PlanHandler:
                     attempt=delivery.delivery_attempt,
                     volume=self.volume,
                     admit=admit,
+                    pin_sources=outcome.record.approval is not None,  # act on what was shown
                 )
         except LeaseLostError:
             bound.warning("lease.lost")

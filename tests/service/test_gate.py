@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
-from fileops_daemon.contract.approval import APPROVE, Decision, key_id, wakeup_document
+from fileops_daemon.contract.approval import APPROVE, REJECT, Decision, key_id, wakeup_document
 from fileops_daemon.contract.envvars import ConfigError
 from fileops_daemon.core import execute as execute_module
+from fileops_daemon.core import run as run_module
 from fileops_daemon.core.undo import undo_plan_id
 from fileops_daemon.service.approval import ApprovalPolicy, DecisionStore
 from fileops_daemon.service.config import Config, mounted_bucket
+from fileops_daemon.service.deciding import DecisionRefusedError, decide
 from fileops_daemon.service.gate import ApprovalGate
 from fileops_daemon.service.handler import Disposition, Verdict
 from fileops_daemon.service.lease import LeaseKeeper
@@ -217,6 +219,75 @@ class TestNoRouteAround:
         assert record is not None and record.state is RecordState.AWAITING_APPROVAL
         assert rig.files() == before
         assert {r["status"] for r in a.answers("p-1") + b.answers("p-1")} == {"awaiting_approval"}
+
+
+class TestAfterTheDecision:
+    """What was approved is what is changed, whatever happens between the decision and each
+    step (found by an adversarial review; each failed before its fix)."""
+
+    @pytest.mark.parametrize("spelling", [NFC_CASE, NFD_CASE])
+    @pytest.mark.parametrize("change", ["edit", "add"])
+    def test_a_change_after_approval_is_seen_in_any_spelling_of_the_case(
+        self, rig: Rig, spelling: str, change: str
+    ) -> None:
+        inbox = rig.root / NFC_CASE / "inbox"  # on disk: NFC
+        a = daemon(rig, on_trash=True)
+        assert a.handle(plan_doc([{"type": "delete", "path": f"{spelling}/inbox"}], case=spelling))
+        approve(rig, "p-1")
+        if change == "edit":
+            (inbox / "a.pdf").write_text("a person's new, longer version\n")
+        else:
+            (inbox / "brief.docx").write_text("a person's work\n")
+        assert wake(a, "p-1", "w-1", spelling) == ACK
+        assert code(a, "p-1") == "tree_changed"
+        assert (inbox / "a.pdf").exists()
+
+    def test_a_crash_after_the_journal_and_an_edit_before_the_resume_changes_nothing(
+        self, rig: Rig, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        a = daemon(rig, on_trash=True)
+        assert a.handle(plan_doc([{"type": "delete", "path": f"{CASE}/Old"}])) == ACK
+        approve(rig, "p-1")
+        monkeypatch.setattr(run_module.Run, "execute", _raise_once(run_module.Run.execute))
+        assert wake(a, "p-1", "w-1").verdict is Verdict.NACK  # journal written, no step run
+        memo = rig.root / CASE / "Old" / "memo.txt"
+        memo.write_text("a person's longer edit of the memo\n")
+        assert wake(a, "p-1", "w-1") == ACK
+        assert status(a, "p-1") != "applied"
+        assert memo.read_text() == "a person's longer edit of the memo\n"
+
+    def test_during_a_key_rotation_a_decision_under_the_other_key_is_never_replaced(
+        self, rig: Rig
+    ) -> None:
+        new, old = KEY, b"previous-approval-key-0123456789"
+        a = daemon(rig, min_steps=2, keys=(new, old))
+        assert a.handle(plan_doc(moves(3))) == ACK
+        store, woken = DecisionStore(rig.store), []
+        alice = decide(
+            a.ledger,
+            store,
+            old,
+            "p-1",
+            REJECT,
+            by="alice",
+            wake=lambda *w: woken.append(w),
+            clock=rig.clock,
+        )
+        assert alice.ours
+        with pytest.raises(DecisionRefusedError, match="cannot check"):
+            decide(
+                a.ledger,
+                store,
+                new,
+                "p-1",
+                APPROVE,
+                by="bob",
+                wake=lambda *w: None,
+                clock=rig.clock,
+            )
+        assert wake(a, "p-1", "w-1") == ACK
+        assert code(a, "p-1") == "approval_rejected"
+        assert (rig.root / CASE / "inbox" / "f0.pdf").exists()
 
 
 class TestUndo:
