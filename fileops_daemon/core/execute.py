@@ -47,6 +47,7 @@ __all__ = [
     "apply_plan",
     "dry_run",
     "idempotency_conflict",
+    "plan_rejection",
 ]
 
 log = structlog.get_logger("fileops.execute")
@@ -101,7 +102,7 @@ def simulation_result(sim: Simulation, started: datetime, *, attempt: int = 1) -
     )
 
 
-def _rejection(plan: Plan, error: PlanError, started: datetime, attempt: int) -> dict[str, Any]:
+def plan_rejection(plan: Plan, error: PlanError, started: datetime, attempt: int) -> dict[str, Any]:
     """A ``rejected`` result for a plan refused as a whole (nothing was touched)."""
     return build_result(
         plan_id=plan.plan_id,
@@ -117,7 +118,7 @@ def _rejection(plan: Plan, error: PlanError, started: datetime, attempt: int) ->
 
 def _io_rejection(plan: Plan, exc: OSError, started: datetime, attempt: int) -> dict[str, Any]:
     error = PlanError(ErrorCode.IO_ERROR, f"reading the tree failed: {exc}")
-    return _rejection(plan, error, started, attempt)
+    return plan_rejection(plan, error, started, attempt)
 
 
 def dry_run(
@@ -229,7 +230,7 @@ def apply_plan(
             ).execute()
     except PlanError as exc:  # busy lock
         end = RunEnd.BUSY if exc.code is ErrorCode.PLAN_BUSY else RunEnd.REJECTED
-        return ApplyOutcome(end, _rejection(plan, exc, started, attempt))
+        return ApplyOutcome(end, plan_rejection(plan, exc, started, attempt))
 
 
 def _stored_outcome(
@@ -253,7 +254,7 @@ def idempotency_conflict(
         f"plan_id {plan.plan_id!r} was already used for another plan: {difference}; "
         "use a new plan_id",
     )
-    return _rejection(plan, error, started, attempt)
+    return plan_rejection(plan, error, started, attempt)
 
 
 def _open_run(
@@ -279,7 +280,7 @@ def _open_run(
             journal, state = Journal.resume(store.journal_path, on_sync)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             error = StateInvalidError(f"the journal cannot be read: {type(exc).__name__}")
-            return _rejection(plan, error, started, attempt)
+            return plan_rejection(plan, error, started, attempt)
         if not isinstance(state.header, dict) or not plan.matches_digest(
             state.header.get("digest")
         ):
@@ -297,7 +298,7 @@ def _open_run(
                 case_name=plan.case_name,
                 error=exc.message,
             )
-            return _rejection(plan, exc, started, attempt)
+            return plan_rejection(plan, exc, started, attempt)
         log.info(
             "apply.resume",
             plan_id=plan.plan_id,

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from fileops_daemon.contract.approval import REJECT, Decision, WakeUp, verify_decision
+from fileops_daemon.contract.approval import REJECT, Decision, WakeUp
 from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan, parse_plan
@@ -29,6 +29,7 @@ from fileops_daemon.service.approval_policy import (
     parse_duration,
 )
 from fileops_daemon.service.budget import StepBudget
+from fileops_daemon.service.deciding import waiting_records
 from fileops_daemon.service.decisions import (
     DecisionStore,
     audit_decision,
@@ -154,14 +155,7 @@ class ApprovalDesk:
     def waiting(self) -> list[Record]:
         """The indexed plans still awaiting a decision (empty when the index cannot be
         listed)."""
-        if not self.decisions.listable:
-            return []
-        found = []
-        for plan_id in self.decisions.indexed():
-            record = self.ledger.read(plan_id)
-            if record is not None and record.state == AWAITING_APPROVAL:
-                found.append(record)
-        return found
+        return waiting_records(self.ledger, self.decisions) if self.decisions.listable else []
 
     def decided_before(self, moment: float) -> list[tuple[str, str]]:
         """(plan_id, case_name) of each indexed plan still waiting although a decision on it
@@ -194,7 +188,7 @@ class ApprovalDesk:
         if record.state == "done" and record.result is not None:  # decided: the same answer
             return Answer(record.result, client, stored, message_id=message)
         try:
-            decision = self._decision(record)
+            decision = self.decisions.checked(record, self.policy.keys)
         except PlanError as refused:
             # No valid decision: a plan past its expiry ends (whatever was stored, a forgery
             # included); one still waiting keeps waiting and the wake-up is refused.
@@ -220,26 +214,6 @@ class ApprovalDesk:
         if decision.at > float(record.approval.get("expires_at", 0)):
             return Answer(self._expire(record, started, attempt), client, stored, decision, message)
         return Proceed(plan, client, decision, message)
-
-    def _decision(self, record: Record) -> Decision:
-        """The stored decision on the plan, verified and about its digest and changes;
-        PlanError (approval_missing or approval_forged) otherwise."""
-        document = self.decisions.read(record.plan_id)
-        if document is None:
-            raise PlanError(
-                ErrorCode.APPROVAL_MISSING, f"no decision is recorded on {record.plan_id!r}"
-            )
-        decision = verify_decision(self.policy.keys, document)
-        if (
-            decision.plan_id != record.plan_id
-            or decision.plan_digest != record.digest
-            or decision.changes_digest != (record.approval or {}).get("changes_digest")
-        ):
-            raise PlanError(
-                ErrorCode.APPROVAL_FORGED,
-                f"the decision on {record.plan_id!r} is for another plan or other changes",
-            )
-        return decision
 
     def _stored_plan(self, record: Record) -> Plan:
         return stored_plan(record, self.limits)

@@ -19,8 +19,9 @@ from typing import Any
 from google.cloud import storage
 
 from fileops_daemon.contract.approval import Decision, verify_decision
-from fileops_daemon.contract.errors import PlanError
+from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.service.cloud import CloudRetry
+from fileops_daemon.service.ledger import Record
 from fileops_daemon.service.ledger_store import GenerationMismatchError, LedgerStore
 
 __all__ = ["DecisionStore", "audit_decision", "create_once", "is_plan_id", "timestamp"]
@@ -86,15 +87,25 @@ class DecisionStore:
         found = self.store.read(self.decision_name(plan_id))
         return None if found is None else (_decode(found.data), found.generation)
 
-    def verified(self, plan_id: str, keys: Sequence[bytes]) -> Decision | None:
-        """The stored decision on ``plan_id`` if one of ``keys`` signed it, else None."""
-        document = self.read(plan_id)
+    def checked(self, record: Record, keys: Sequence[bytes]) -> Decision:
+        """The stored decision on ``record``'s plan, signed with one of ``keys`` and about its
+        digest and the changes shown; PlanError (approval_missing or approval_forged) else."""
+        document = self.read(record.plan_id)
         if document is None:
-            return None
-        try:
-            return verify_decision(keys, document)
-        except PlanError:
-            return None
+            raise PlanError(
+                ErrorCode.APPROVAL_MISSING, f"no decision is recorded on {record.plan_id!r}"
+            )
+        decision = verify_decision(keys, document)
+        if (
+            decision.plan_id != record.plan_id
+            or decision.plan_digest != record.digest
+            or decision.changes_digest != (record.approval or {}).get("changes_digest")
+        ):
+            raise PlanError(
+                ErrorCode.APPROVAL_FORGED,
+                f"the decision on {record.plan_id!r} is for another plan or other changes",
+            )
+        return decision
 
     def create(self, plan_id: str, document: Mapping[str, Any]) -> bool:
         """Store a decision unless one exists (True if this one won)."""

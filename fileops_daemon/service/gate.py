@@ -167,16 +167,10 @@ class ApprovalGate:
         return None
 
     def _valid_decision(self, record: Record) -> Decision | None:
-        decision = self.decisions.verified(record.plan_id, self.policy.keys)
-        shown = (record.approval or {}).get("changes_digest")
-        if (
-            decision is None
-            or decision.plan_id != record.plan_id
-            or decision.plan_digest != record.digest
-            or decision.changes_digest != shown
-        ):
+        try:
+            return self.decisions.checked(record, self.policy.keys)
+        except PlanError:
             return None
-        return decision
 
     # -- a plan that must wait ----------------------------------------------------------------
 

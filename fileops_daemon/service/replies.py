@@ -8,7 +8,7 @@ from typing import Any
 
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.contract.plan import Plan
-from fileops_daemon.contract.results import ResultStatus, build_result
+from fileops_daemon.core.execute import plan_rejection
 from fileops_daemon.service.delivery import Delivery
 
 __all__ = ["IN_REPLY_TO", "answered_message", "busy_answer", "last_attempt"]
@@ -41,13 +41,4 @@ def busy_answer(
         f"on {shorten(owner, 200)} through {attempt} deliveries; nothing was changed and "
         "nothing recorded: send this plan again (same plan_id) when that one is done",
     )
-    return build_result(
-        plan_id=plan.plan_id,
-        case_name=plan.case_name,
-        dry_run=plan.dry_run,
-        status=ResultStatus.REJECTED,
-        started=started,
-        errors=[error],
-        attempt=attempt,
-        extra={"plan_digest": plan.digest},
-    )
+    return plan_rejection(plan, error, started, attempt)
