@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fileops_daemon.contract.approval import Decision, key_id, verify_decision
-from fileops_daemon.contract.errors import PlanError
+from fileops_daemon.contract.approval import APPROVE, REJECT, Decision, key_id, verify_decision
+from fileops_daemon.contract.errors import ErrorCode, PlanError
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan
 from fileops_daemon.core.execute import simulation_result
@@ -115,6 +115,10 @@ def decide(
             Refusal.UNKNOWN, f"approval_missing: no plan {plan_id!r} is known"
         )
     if record.approval is None or record.state != AWAITING_APPROVAL:
+        standing = _carried_out(record, decisions, key, verdict)
+        if standing is not None and standing.changes_digest.startswith(digest or ""):
+            # another operator decided the same way, on the same changes, first: it stands
+            return Decided(record, standing, False, verdict)
         raise DecisionRefusedError(
             Refusal.NOT_WAITING, f"{not_waiting(record)}; nothing was decided"
         )
@@ -150,6 +154,31 @@ def decide(
     standing, replaced = _store(decisions, decision, key, rotating=bool(others))
     wake(record.plan_id, record.case_name)
     return Decided(record, standing, standing is decision, verdict, replaced)
+
+
+def _carried_out(
+    record: Record, decisions: DecisionStore, key: bytes, verdict: str
+) -> Decision | None:
+    """The valid stored decision ``verdict`` on a plan that waited and has moved on because of
+    it (being applied, applied, or rejected by it), or None. A second operator who approves
+    a plan the first one's approval already applied asked for what happened."""
+    if record.approval is None:
+        return None
+    try:
+        standing = decisions.checked(record, (key,))
+    except PlanError:
+        return None
+    if standing.decision != verdict:
+        return None
+    if record.state != "done" or record.result is None:
+        return standing if verdict == APPROVE else None  # approved and being applied
+    status = record.result.get("status")
+    codes = [e.get("code") for e in record.result.get("errors") or [] if isinstance(e, dict)]
+    if verdict == APPROVE and status == "applied":
+        return standing
+    if verdict == REJECT and status == "rejected" and codes[:1] == [ErrorCode.APPROVAL_REJECTED]:
+        return standing
+    return None
 
 
 def _store(

@@ -351,8 +351,16 @@ class TestDeciding:
         run = stack.cli("approve", "keyed-1", "--wait")
         assert run.returncode == 0, run.stderr
         assert wait_status(stack, "keyed-1", "applied")["steps"] == 3
+        # Approving again asks for what happened: told who approved, exit 0, nothing written.
+        decision = bucket.blob("approvals/keyed-1.json")
+        decision.reload()
         again = stack.cli("approve", "keyed-1")
-        assert again.returncode == 3 and "'keyed-1' is already applied" in again.stderr
+        assert again.returncode == 0 and "already decided: approve by" in again.stderr
+        assert bucket.get_blob("approvals/keyed-1.json").generation == decision.generation
+        # Rejecting it cannot happen any more: exit 3, and it says why.
+        late = stack.cli("reject", "keyed-1", "--reason", "too late")
+        assert late.returncode == 3 and "'keyed-1' is already applied" in late.stderr
+        assert bucket.get_blob("approvals/keyed-1.json").generation == decision.generation
         unknown = stack.cli("reject", "never-sent", "--reason", "no")
         assert unknown.returncode == 3 and "no plan 'never-sent' is known" in unknown.stderr
 

@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from fileops_daemon.contract.approval import APPROVE, REJECT, Decision, key_id, wakeup_document
+from fileops_daemon.contract.approval import (
+    APPROVE,
+    REJECT,
+    Decision,
+    key_id,
+    verify_decision,
+    wakeup_document,
+)
 from fileops_daemon.contract.envvars import ConfigError
 from fileops_daemon.core import execute as execute_module
 from fileops_daemon.core import run as run_module
@@ -400,6 +407,62 @@ class TestDecisions:
         assert audited["plan"]["operations"] == moves(3)
         assert (audited["requested_by"], audited["reason"]) == ("agent-1", "tidy")
         assert audited["decision"]["by"] == "supervisor@firm.example"
+
+    @pytest.mark.parametrize("verdict", [APPROVE, REJECT])
+    def test_deciding_again_what_a_decision_already_carried_out_is_told_not_refused(
+        self, rig: Rig, verdict: str
+    ) -> None:
+        a = daemon(rig, min_steps=2)
+        assert a.handle(plan_doc(moves(3))) == ACK
+        store, woken = DecisionStore(rig.store), []
+
+        def decide_as(who: str, asked: str, digest: str | None = None) -> Any:
+            return decide(
+                a.ledger,
+                store,
+                KEY,
+                "p-1",
+                asked,
+                by=who,
+                digest=digest,
+                wake=lambda *w: woken.append(w),
+                clock=rig.clock,
+            )
+
+        assert decide_as("alice", verdict).ours
+        assert wake(a, "p-1", "w-1") == ACK
+        assert status(a, "p-1") == ("applied" if verdict == APPROVE else "rejected")
+        woken.clear()
+        again = decide_as("bob", verdict)  # bob was a moment late, asking the same
+        assert (again.ours, again.agrees, again.standing.by) == (False, True, "alice")
+        assert woken == []  # nothing written, nobody woken
+        other = REJECT if verdict == APPROVE else APPROVE
+        with pytest.raises(DecisionRefusedError, match="is already"):
+            decide_as("bob", other)
+        with pytest.raises(DecisionRefusedError, match="is already"):
+            decide_as("bob", verdict, digest="0000")  # not the changes that were decided
+        assert verify_decision((KEY,), store.read("p-1")).by == "alice"
+
+    def test_a_plan_rejected_for_a_changed_tree_is_not_reported_as_approved_again(
+        self, rig: Rig
+    ) -> None:
+        a = daemon(rig, min_steps=2)
+        assert a.handle(plan_doc(moves(3))) == ACK
+        approve(rig, "p-1", by="alice")
+        (rig.root / CASE / "inbox" / "f0.pdf").write_text("edited since it was shown\n")
+        assert wake(a, "p-1", "w-1") == ACK
+        assert status(a, "p-1") == "rejected"
+        with pytest.raises(DecisionRefusedError, match="already rejected"):
+            decide(
+                a.ledger,
+                DecisionStore(rig.store),
+                KEY,
+                "p-1",
+                APPROVE,
+                by="bob",
+                wake=lambda *w: None,
+                clock=rig.clock,
+            )
 
     def test_a_wake_up_with_extra_keys_is_refused(self, rig: Rig) -> None:
         a = daemon(rig, min_steps=2)
