@@ -2,17 +2,21 @@
 
 The console keeps its own subscription on the results topic (self-expiring, like ``fileops
 watch``'s, and deleted when the console stops) and the last ``keep`` results in memory, each
-with a sequence number so a page can ask for what is newer than what it shows. Results
-published while no console ran are in the ledger and the audit bucket, not here.
+with a sequence number so a page can ask for what is newer than what it shows. What was
+answered before it started comes from the audit bucket (``history.py``): the feed subscribes
+first, reads the newest audited results, and shows them before what arrived meanwhile (one of
+each: a result both audited and delivered is shown once).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +24,7 @@ import structlog
 
 from fileops_daemon.client.api import ClientConfig, connect_retry, result_of
 from fileops_daemon.client.api import self_expiring_subscription as expiring
+from fileops_daemon.console.history import Audited
 
 __all__ = ["Arrived", "ResultFeed"]
 
@@ -54,8 +59,11 @@ class ResultFeed:
         self._seq = 0
         self._subscriber: Any = None
         self._future: Any = None
+        self._early: list[dict[str, Any]] | None = None  # arrived while the past is read
 
-    def start(self) -> ResultFeed:
+    def start(self, past: Callable[[], list[Audited]] | None = None) -> ResultFeed:
+        """Subscribe, then (``past``) read what was answered before, in a thread of its own:
+        the pages show nothing until it is done, then the past first."""
         from google.cloud import pubsub_v1
 
         subscriber = pubsub_v1.SubscriberClient()
@@ -70,8 +78,33 @@ class ResultFeed:
             timeout=self.config.connect_timeout,
         )
         self._subscriber = subscriber
+        if past is not None:
+            self._early = []
         self._future = subscriber.subscribe(self.subscription, callback=self._on_message)
+        if past is not None:
+            threading.Thread(
+                target=self._read_past, args=(past,), name="console-backfill", daemon=True
+            ).start()
         return self
+
+    def _read_past(self, past: Callable[[], list[Audited]]) -> None:
+        try:
+            audited = past()
+        except Exception as exc:  # the page is a view: live results still come
+            log.warning("console.results_backfill_failed", error=str(exc)[:300])
+            audited = []
+        self.settle(audited)
+
+    def settle(self, audited: list[Audited]) -> None:
+        """Show ``audited`` (oldest first), then what arrived while it was read."""
+        with self._lock:
+            early, self._early = self._early or [], None
+            seen = {_identity(item.result) for item in audited}
+            for item in audited:
+                self._append(item.result, item.at)
+            for result in early:
+                if _identity(result) not in seen:
+                    self._append(result, time.time())
 
     def _on_message(self, message: Any) -> None:
         message.ack()
@@ -82,8 +115,14 @@ class ResultFeed:
 
     def add(self, result: dict[str, Any]) -> None:
         with self._lock:
-            self._seq += 1
-            self._items.append(Arrived(self._seq, time.time(), result))
+            if self._early is not None:
+                self._early.append(result)
+            else:
+                self._append(result, time.time())
+
+    def _append(self, result: dict[str, Any], at: float) -> None:
+        self._seq += 1
+        self._items.append(Arrived(self._seq, at, result))
 
     @property
     def last_seq(self) -> int:
@@ -118,3 +157,7 @@ class ResultFeed:
                 )
             self._subscriber.close()
             self._subscriber = None
+
+
+def _identity(result: dict[str, Any]) -> str:
+    return json.dumps(result, sort_keys=True, ensure_ascii=False)

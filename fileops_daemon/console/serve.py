@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,7 @@ def build(config: ConsoleConfig) -> tuple[Any, Callable[[], None]]:
     from fileops_daemon.console.app import build_app
     from fileops_daemon.console.desk import Desk
     from fileops_daemon.console.feed import ResultFeed
+    from fileops_daemon.console.history import recent_audited
     from fileops_daemon.core.volume import LocalVolume, Volume
     from fileops_daemon.gcs import GcsVolume
     from fileops_daemon.service.cloud import CloudRetry, storage_client
@@ -69,7 +71,8 @@ def build(config: ConsoleConfig) -> tuple[Any, Callable[[], None]]:
         config.approval_key,
         client.publish,
     )
-    feed = ResultFeed(client_config).start()
+    audit = storage_client(daemon.project).bucket(daemon.audit_bucket)
+    feed = ResultFeed(client_config).start(lambda: recent_audited(audit, time.time()))
 
     def close() -> None:
         feed.stop()
