@@ -8,6 +8,19 @@ issued concurrently where steps are independent.
 
 from __future__ import annotations
 
-from fileops_daemon.gcs.volume import GcsVolume
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fileops_daemon.gcs.volume import GcsVolume
 
 __all__ = ["GcsVolume"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded when asked for: ``fileops_daemon.gcs.lean`` serves every storage client, and the
+    # executor's modules are only for the processes that use it.
+    if name == "GcsVolume":
+        from fileops_daemon.gcs.volume import GcsVolume
+
+        return GcsVolume
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

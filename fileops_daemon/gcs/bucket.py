@@ -21,15 +21,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import structlog
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from fileops_daemon.gcs.errors import as_os_errors
+from fileops_daemon.gcs.lean import lean_client
 
 __all__ = ["SYMLINK_METADATA", "BucketRequests", "ClientFactory", "is_link"]
 
@@ -47,21 +46,6 @@ _TIMEOUT = (10.0, 60.0)
 _NO_MOVE = (gexc.NotFound, gexc.BadRequest, gexc.MethodNotAllowed, gexc.MethodNotImplemented)
 
 log = structlog.get_logger("fileops.gcs")
-
-
-def _settle_environment(session: Any) -> None:
-    """Read once what requests would read from the environment on every request.
-
-    A session that trusts the environment scans every variable for proxies, and looks for
-    a CA bundle and a netrc, on each request: a third of a step's CPU with 16 workers. Without
-    a proxy or a netrc the only setting there is the CA bundle, taken here once; with one,
-    requests keeps reading the environment itself (its no_proxy rules stay its own)."""
-    if urllib.request.getproxies() or os.environ.get("NETRC"):
-        return
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle and session.verify is True:
-        session.verify = bundle
-    session.trust_env = False
 
 
 def is_link(blob: storage.Blob) -> bool:
@@ -100,12 +84,7 @@ class BucketRequests:
         # step workers, and each keeps its own connection pool.
         bucket: storage.Bucket | None = getattr(self._local, "bucket", None)
         if bucket is None:
-            client = self._client_factory()
-            # The library's cache of bucket metadata (for OpenTelemetry span attributes,
-            # which fileops does not export) costs a bucket GET per client: one per worker.
-            if getattr(client, "_bucket_metadata_cache", None) is not None:
-                client._bucket_metadata_cache = None
-            _settle_environment(client._http)
+            client = lean_client(self._client_factory())
             bucket = client.bucket(self.bucket_name)
             self._local.bucket = bucket
         return bucket

@@ -18,6 +18,8 @@ from google.auth.exceptions import TransportError
 from google.cloud import storage
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from fileops_daemon.gcs.lean import lean_client
+
 __all__ = ["CloudRetry", "is_transient", "storage_client"]
 
 T = TypeVar("T")
@@ -62,7 +64,8 @@ class CloudRetry:
 
 
 def storage_client(project: str) -> storage.Client:
-    """A GCS client; against ``STORAGE_EMULATOR_HOST`` when set (no credentials needed)."""
+    """A GCS client (``gcs/lean.py``: only the requests fileops makes); against
+    ``STORAGE_EMULATOR_HOST`` when set (no credentials needed)."""
     if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client(project=project, credentials=AnonymousCredentials())
-    return storage.Client(project=project)
+        return lean_client(storage.Client(project=project, credentials=AnonymousCredentials()))
+    return lean_client(storage.Client(project=project))

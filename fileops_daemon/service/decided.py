@@ -18,7 +18,7 @@ from fileops_daemon.service.delivery import (
 from fileops_daemon.service.ledger import Record
 from fileops_daemon.service.replies import IN_REPLY_TO
 
-__all__ = ["ruled_delivery", "to_submitter"]
+__all__ = ["ruled_delivery", "with_stored_plan"]
 
 
 def ruled_delivery(ruling: Answer | Proceed, delivery: Delivery) -> Delivery:
@@ -36,12 +36,9 @@ def ruled_delivery(ruling: Answer | Proceed, delivery: Delivery) -> Delivery:
     return dataclasses.replace(delivery, extra=extra)
 
 
-def to_submitter(record: Record, delivery: Delivery) -> Delivery:
-    """A resend of a waiting plan: answered to the client that submitted it (the resend's own
-    message id names it), and audited with the stored plan."""
-    extra = {
-        **delivery.extra,
-        REPLY_TO: ApprovalDesk.client_of(record),
-        PLAN_DOCUMENT: ApprovalDesk.plan_of(record),
-    }
+def with_stored_plan(record: Record, delivery: Delivery) -> Delivery:
+    """A resend of a waiting plan: answered like any message, to its own sender (its
+    ``client_id``, its message id; an agent that restarted under a new ``client_id`` hears it
+    too), and audited with the plan as stored when it began to wait."""
+    extra = {**delivery.extra, PLAN_DOCUMENT: ApprovalDesk.plan_of(record)}
     return dataclasses.replace(delivery, extra=extra)

@@ -109,6 +109,8 @@ def decide(
     """Decide ``verdict`` (approve | reject) on the waiting plan ``plan_id`` as ``by``.
     ``digest``: refuse unless the waiting changes_digest starts with it (what the person saw).
     DecisionRefusedError when nothing was decided."""
+    if digest is not None:
+        digest = _digest_prefix(digest)
     record = ledger.read(plan_id)
     if record is None:
         raise DecisionRefusedError(
@@ -130,7 +132,7 @@ def decide(
             f"daemon checks decisions with ({', '.join(map(str, held))}); nothing was written",
         )
     shown = str(record.approval.get("changes_digest", ""))
-    if digest and not shown.startswith(digest):
+    if digest is not None and not shown.startswith(digest):
         raise DecisionRefusedError(
             Refusal.DIGEST,
             f"the waiting plan's changes_digest is {shown}, not {digest}...; "
@@ -154,6 +156,24 @@ def decide(
     standing, replaced = _store(decisions, decision, key, rotating=bool(others))
     wake(record.plan_id, record.case_name)
     return Decided(record, standing, standing is decision, verdict, replaced)
+
+
+#: The fewest hex characters of a changes_digest that pin what a person saw (``--digest``).
+MIN_DIGEST_PREFIX = 8
+
+
+def _digest_prefix(digest: str) -> str:
+    """``digest`` as the start of a changes_digest, or DecisionRefusedError: an empty or short
+    one (an unset shell variable) would match any changes at all."""
+    prefix = digest.strip().lower()
+    if len(prefix) < MIN_DIGEST_PREFIX or prefix.strip("0123456789abcdef"):
+        raise DecisionRefusedError(
+            Refusal.DIGEST,
+            f"--digest {digest!r} is not the start of a changes_digest: give at least "
+            f"{MIN_DIGEST_PREFIX} of its hex characters as `fileops pending` shows them; "
+            "nothing was decided",
+        )
+    return prefix
 
 
 def _carried_out(

@@ -37,7 +37,7 @@ from fileops_daemon.core.volume import LocalVolume, Volume
 from fileops_daemon.service.answering import Answerer, placeholder_plan_id, reply_attributes
 from fileops_daemon.service.approval import Answer, ApprovalDesk, DecisionStore
 from fileops_daemon.service.config import Config
-from fileops_daemon.service.decided import ruled_delivery, to_submitter
+from fileops_daemon.service.decided import ruled_delivery, with_stored_plan
 from fileops_daemon.service.delivery import (
     APPROVED_DIGEST,
     REPLY_TO,
@@ -323,7 +323,7 @@ class PlanHandler:
         approved = delivery.extra.get(APPROVED_DIGEST) == plan.digest
         if not approved and known is not None and known.state == AWAITING_APPROVAL:
             waiting = self.approvals.still_waiting(known, started, delivery.delivery_attempt)
-            return self._answer(waiting, to_submitter(known, delivery))
+            return self._answer(waiting, with_stored_plan(known, delivery))
         case = self.ledger.acquire_case(case_name, plan.plan_id, _seen(case_seen))
         if isinstance(case, CaseHeld) and last_attempt(delivery, self.config.max_delivery_attempts):
             busy = busy_answer(

@@ -408,6 +408,55 @@ class TestDecisions:
         assert (audited["requested_by"], audited["reason"]) == ("agent-1", "tidy")
         assert audited["decision"]["by"] == "supervisor@firm.example"
 
+    @pytest.mark.parametrize("given", ["", "   ", "0", "e", "not-hex-at-all", "1234567"])
+    def test_an_empty_or_short_digest_decides_nothing(self, rig: Rig, given: str) -> None:
+        a = daemon(rig, min_steps=2)
+        assert a.handle(plan_doc(moves(3))) == ACK
+        record = rig.record("p-1")
+        assert record is not None and record.approval is not None
+        shown = str(record.approval["changes_digest"])
+        store, woken = DecisionStore(rig.store), []
+        short = shown[: min(len(given.strip()), 7)]  # a true start, but too short to pin
+        for prefix in {given, short}:
+            with pytest.raises(DecisionRefusedError, match="not the start of a changes_digest"):
+                decide(
+                    a.ledger,
+                    store,
+                    KEY,
+                    "p-1",
+                    APPROVE,
+                    by="script",
+                    digest=prefix,
+                    wake=lambda *w: woken.append(w),
+                    clock=rig.clock,
+                )
+        assert store.read("p-1") is None and woken == []
+        decided = decide(
+            a.ledger,
+            store,
+            KEY,
+            "p-1",
+            APPROVE,
+            by="ops",
+            digest=shown[:12].upper(),  # as a person may copy it
+            wake=lambda *w: woken.append(w),
+            clock=rig.clock,
+        )
+        assert decided.ours and decided.standing.changes_digest == shown
+
+    def test_a_resend_of_a_waiting_plan_is_answered_to_its_own_sender(self, rig: Rig) -> None:
+        """An agent restarted under a new client_id resends its waiting plan: the answer
+        names the resend and goes to the resender, not to the client that sent it first."""
+        a = daemon(rig, min_steps=2)
+        assert a.handle(plan_doc(moves(3)), message_id="m-1", client_id="agent-old") == ACK
+        assert a.handle(plan_doc(moves(3)), message_id="m-2", client_id="agent-new") == ACK
+        first, again = a.results.answers
+        assert (first.result["in_reply_to"], first.extra) == ("m-1", {"client_id": "agent-old"})
+        assert again.result["status"] == "awaiting_approval"
+        assert (again.result["in_reply_to"], again.extra) == ("m-2", {"client_id": "agent-new"})
+        [audited] = [r for r in a.audit.records.values() if r["message"]["id"] == "m-2"]
+        assert audited["plan"]["operations"] == moves(3)
+
     @pytest.mark.parametrize("verdict", [APPROVE, REJECT])
     def test_deciding_again_what_a_decision_already_carried_out_is_told_not_refused(
         self, rig: Rig, verdict: str
@@ -440,7 +489,7 @@ class TestDecisions:
         with pytest.raises(DecisionRefusedError, match="is already"):
             decide_as("bob", other)
         with pytest.raises(DecisionRefusedError, match="is already"):
-            decide_as("bob", verdict, digest="0000")  # not the changes that were decided
+            decide_as("bob", verdict, digest="00000000")  # not the changes that were decided
         assert verify_decision((KEY,), store.read("p-1")).by == "alice"
 
     def test_a_plan_rejected_for_a_changed_tree_is_not_reported_as_approved_again(
