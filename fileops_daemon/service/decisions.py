@@ -166,7 +166,10 @@ class DecisionStore:
         """The plan ids in the index (needs ``bucket``)."""
         assert self.bucket is not None, "listing the index needs the bucket"
         bucket = self.bucket
-        for blob in self.retry.call(lambda: list(bucket.list_blobs(prefix="awaiting/"))):
+        # retry=None: our own retry is the only one (the library's would retry an unreachable
+        # GCS for minutes before `fileops pending` could say so).
+        listing = self.retry.call(lambda: list(bucket.list_blobs(prefix="awaiting/", retry=None)))
+        for blob in listing:
             name = blob.name.removeprefix("awaiting/").removesuffix(".json")
             if _PLAN_ID.fullmatch(name):
                 yield name

@@ -116,3 +116,19 @@ def test_an_unreachable_bucket_for_gcs_bucket_is_named_as_gcs_and_exits_6(tmp_pa
     [line] = done.stderr.splitlines()
     assert line.startswith(f"fileops: cannot reach GCS at http://{closed}"), line
     assert seconds < PROMPT_SECONDS
+
+
+def test_pending_with_gcs_unreachable_exits_6_within_seconds(tmp_path: Path) -> None:
+    """Listing the waiting plans is retried by fileops alone, never by the library for
+    minutes on end as well."""
+    closed = f"127.0.0.1:{free_port()}"
+    env = clean_env(
+        STORAGE_EMULATOR_HOST=f"http://{closed}",
+        FILEOPS_PROJECT="fileops-test",
+        FILEOPS_STATE_BUCKET="state",
+    )
+    done, seconds = fileops("pending", env=env)
+    assert done.returncode == EXIT_UNREACHABLE, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"fileops: cannot reach GCS at http://{closed}"), line
+    assert seconds < PROMPT_SECONDS
