@@ -353,7 +353,9 @@ def main() -> int:
         "--approval", action="store_true", help="applied plans wait for `fileops approve`"
     )
     args = parser.parse_args()
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: started in the background by a shell, it comes in ignored, and Python then
+    # leaves it ignored; Ctrl-C (or kill -INT) must stop the stack however it was started.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop_like_ctrl_c)
     try:
         with RUN.locked():

@@ -65,10 +65,14 @@ def descendants(root: int) -> dict[int, str]:
     return found
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Stack:
     """``make run [ARGS]`` in a session of its own, as a terminal's foreground job."""
 
-    def __init__(self, run_dir: Path, *make_args: str) -> None:
+    def __init__(self, run_dir: Path, *make_args: str, background: bool = False) -> None:
         self.run_dir = run_dir
         env = {
             k: v
@@ -86,6 +90,8 @@ class Stack:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # `make run &` from a script: the shell starts it with SIGINT ignored.
+            preexec_fn=_ignore_sigint if background else None,
         )
         self.output = Output(self.proc)
         self.seen: dict[int, str] = {}
@@ -131,8 +137,8 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(run_dir: Path, *make_args: str) -> Iterator[Stack]:
-    started = Stack(run_dir, *make_args)
+def stack(run_dir: Path, *make_args: str, background: bool = False) -> Iterator[Stack]:
+    started = Stack(run_dir, *make_args, background=background)
     try:
         started.wait_ready()
         yield started
@@ -147,21 +153,22 @@ def stack(run_dir: Path, *make_args: str) -> Iterator[Stack]:
     ("signum", "target"),
     [
         (signal.SIGINT, "group"),  # Ctrl-C
+        (signal.SIGINT, "background"),  # kill -INT to `make run &` started by a script
         (signal.SIGHUP, "group"),  # the terminal window or SSH session closed
         (signal.SIGTERM, "group"),  # kill, a desktop session ending
         (signal.SIGKILL, "supervisor"),  # run_stack.py itself killed outright
     ],
-    ids=["SIGINT", "SIGHUP", "SIGTERM", "SIGKILL-supervisor"],
+    ids=["SIGINT", "SIGINT-background", "SIGHUP", "SIGTERM", "SIGKILL-supervisor"],
 )
 def test_nothing_of_the_stack_outlives_its_supervisor(
     tmp_path: Path, signum: signal.Signals, target: str
 ) -> None:
-    with stack(tmp_path / "run") as running:
+    with stack(tmp_path / "run", background=target == "background") as running:
         names = " ".join(running.seen.values())
         for part in ("scripts/run_stack.py", "pstest-server", "fake-gcs-server", "cli run"):
             assert part in names, f"{part} not among the stack's processes: {running.seen}"
         addresses = running.exports()
-        if target == "group":
+        if target in ("group", "background"):
             os.killpg(running.proc.pid, signum)
         else:
             os.kill(running.supervisor(), signum)
