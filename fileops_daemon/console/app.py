@@ -130,16 +130,18 @@ class Console:
             return self.refuse(request, who, 404, f"No plan {plan_id!r} is in the ledger.")
         check: Recheck | str | None = None
         undo: dict[str, Any] | str | None = None
-        if record.state == "awaiting_approval":
-            # The re-check simulates the plan again (about 1.7 s for 10,000 changes): the page
-            # asks for it by itself (/check) and keeps Approve disabled until it says "same".
-            # ?check=1 (the link shown without JavaScript) checks before answering.
-            if request.query_params.get("check") == "1":
-                check = await run_in_threadpool(self.desk.recheck, record)
-        elif (record.result or {}).get("status") == "applied" and record.undo is not None:
-            undo = await run_in_threadpool(self.desk.undo_preview, record)
+        # The re-check simulates the plan again (about 1.7 s for 10,000 changes): the page
+        # asks for it by itself (/check) and keeps Approve disabled until it says "same".
+        # ?check=1 (the link shown without JavaScript) checks before answering.
+        if record.state == "awaiting_approval" and request.query_params.get("check") == "1":
+            check = await run_in_threadpool(self.desk.recheck, record)
+        undone = None
+        if (record.result or {}).get("status") == "applied" and record.undo is not None:
+            undone = await run_in_threadpool(self.desk.undone, record)
+            if undone is None:
+                undo = await run_in_threadpool(self.desk.undo_preview, record)
         approval = record.approval or {}
-        stored = approval.get("plan") if isinstance(approval.get("plan"), dict) else {}
+        stored = await run_in_threadpool(self.desk.requested, record)
         shown = record.result or {}
         changes = shown.get("changes") or []
         return self.page(
@@ -147,7 +149,9 @@ class Console:
             who,
             "plan.html",
             record=record,
-            plan=stored,
+            plan=stored or {},
+            plan_known=stored is not None,
+            undone=undone,
             approval=approval,
             result=shown,
             summary=summary_line(shown) if shown.get("status") else "",

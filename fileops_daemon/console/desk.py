@@ -4,6 +4,7 @@ an undo preview and an undo request."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from fileops_daemon.service.approval import stored_plan, timestamp
 from fileops_daemon.service.deciding import Decided, Recheck, decide, recheck, waiting_records
 from fileops_daemon.service.decisions import DecisionStore, is_plan_id
 from fileops_daemon.service.ledger import Ledger, Record
+from fileops_daemon.service.outputs import AuditLog
 
 __all__ = ["Desk", "Waiting"]
 
@@ -55,6 +57,7 @@ class Desk:
         key: bytes,
         publish: Publish,
         clock: Callable[[], float] = time.time,
+        audit: Any = None,
     ) -> None:
         self.ledger = ledger
         self.decisions = decisions
@@ -63,6 +66,9 @@ class Desk:
         self.key = key
         self.publish = publish
         self.clock = clock
+        #: The audit bucket (google.cloud.storage Bucket): the plan as sent, for a plan
+        #: that never waited (its ledger record keeps only the result); None: not shown.
+        self.audit = audit
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -93,6 +99,29 @@ class Desk:
 
     def record(self, plan_id: str) -> Record | None:
         return self.ledger.read(plan_id) if is_plan_id(plan_id) else None
+
+    def requested(self, record: Record) -> dict[str, Any] | None:
+        """The plan as its agent sent it (who asked, why): stored with a plan that waited,
+        else read from the audit record of its answer; None when neither can be read."""
+        stored = (record.approval or {}).get("plan")
+        if isinstance(stored, dict):
+            return stored
+        result = record.result or {}
+        message = result.get("in_reply_to")
+        if self.audit is None or not isinstance(message, str) or "started_at" not in result:
+            return None
+        try:
+            name = AuditLog.name_for(result, message)
+            document = json.loads(self.audit.blob(name).download_as_bytes(retry=None))
+        except Exception as exc:  # not there, not readable: the page says it is not known
+            log.info("console.audit_unread", plan_id=record.plan_id, error=str(exc)[:200])
+            return None
+        plan = document.get("plan") if isinstance(document, dict) else None
+        return plan if isinstance(plan, dict) else None
+
+    def undone(self, record: Record) -> Record | None:
+        """The record of the plan's undo, once one was asked for."""
+        return self.ledger.read(undo_plan_id(record.plan_id))
 
     def recheck(self, record: Record) -> Recheck | str:
         """The waiting plan simulated on today's tree; a text when that cannot be done."""

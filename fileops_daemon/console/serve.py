@@ -63,6 +63,7 @@ def build(config: ConsoleConfig) -> tuple[Any, Callable[[], None]]:
         volume = LocalVolume(daemon.projects_root)
     client_config = ClientConfig.from_env()
     client = FileopsClient(client_config, client_id=f"console-{os.getpid()}")
+    audit = storage_client(daemon.project).bucket(daemon.audit_bucket)
     desk = Desk(
         Ledger(store, "fileops-console", 0),
         DecisionStore(store, state, retry),
@@ -70,8 +71,8 @@ def build(config: ConsoleConfig) -> tuple[Any, Callable[[], None]]:
         daemon.limits,
         config.approval_key,
         client.publish,
+        audit=audit,
     )
-    audit = storage_client(daemon.project).bucket(daemon.audit_bucket)
     feed = ResultFeed(client_config).start(lambda: recent_audited(audit, time.time()))
 
     def close() -> None:

@@ -87,11 +87,16 @@ class AuditLog:
 
     @staticmethod
     def object_name(result: dict[str, Any], delivery: Delivery) -> str:
+        return AuditLog.name_for(result, delivery.message_id)
+
+    @staticmethod
+    def name_for(result: dict[str, Any], message_id: str) -> str:
+        """Where the answer ``result`` to message ``message_id`` is audited."""
         day = datetime.fromisoformat(result["started_at"].replace("Z", "+00:00")).astimezone(UTC)
         # Both parts are daemon-checked names; anything else (a slash, a newline, 1,000+
         # bytes) never shapes an object name.
         plan = result["plan_id"] if _SAFE_NAME.fullmatch(result["plan_id"]) else "_unidentified"
-        message = delivery.message_id if _SAFE_NAME.fullmatch(delivery.message_id) else "_message"
+        message = message_id if _SAFE_NAME.fullmatch(message_id) else "_message"
         return f"{day:%Y/%m/%d}/{plan}/{message}.json"
 
     def location(self, result: dict[str, Any], delivery: Delivery) -> str:

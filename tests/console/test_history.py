@@ -53,6 +53,10 @@ class TestAfterARestart:
         try:
             wait_until(lambda: rows(console.url) == ["before-2", "before-1"], 30, "backfill")
             assert rows(console.url, "?status=rejected") == ["before-2"]
+            # A plan that never waited: who asked for it comes from its audit record.
+            with urllib.request.urlopen(f"{console.url}/plans/before-1", timeout=10) as page:
+                shown = page.read().decode()
+            assert "<dt>Agent</dt><dd>test-agent</dd>" in shown, shown
             stack.publish(moves_plan("after-1", 0, folder="c"))  # a mkdir
             wait_status(stack, "after-1", "applied")
             wanted = ["after-1", "before-2", "before-1"]

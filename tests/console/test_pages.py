@@ -184,6 +184,11 @@ class TestUndo:
         a.handle(request, message_id="undo-1", client_id="console")
         assert a.answers("p-1.undo")[-1]["status"] == "awaiting_approval"  # the gate holds it
         assert "Undo requested" in web.get(told.url.path + "?" + told.url.query.decode()).text
+        # Once asked for, the plan's page names its undo and its state, and offers no other.
+        page = web.get("/plans/p-1").text
+        named = '<a href="/plans/p-1.undo">p-1.undo</a>: <span class="status awaiting_approval">'
+        assert named in page
+        assert 'id="undo"' not in page and "Undoing it now would" not in page
 
 
 class TestGuards:
