@@ -158,15 +158,22 @@ def _decide(args: argparse.Namespace, verdict: str, reason: str) -> int:
         )
     if not decided.ours:
         standing = decided.standing
-        print(f"fileops: already decided: {standing.decision} by {standing.by}", file=sys.stderr)
+        theirs = f" (reason: {standing.reason})" if standing.reason else ""
+        print(
+            f"fileops: already decided: {standing.decision} by {standing.by}{theirs}; "
+            "yours was not recorded",
+            file=sys.stderr,
+        )
         if not decided.agrees:
             return EXIT_REJECTED
     shown = decided.standing.changes_digest
     verb = "approved" if verdict == APPROVE else "rejected"
     if not args.wait:
         if args.json:
-            print(json.dumps({"plan_id": args.plan_id, "decision": verdict, "digest": shown}))
-        else:
+            by = decided.standing.by
+            document = {"plan_id": args.plan_id, "decision": verdict, "digest": shown, "by": by}
+            print(json.dumps(document))
+        elif decided.ours:  # else the line above said who decided: nothing new was approved
             print(f"{verb} {args.plan_id!r} (changes_digest {shown[:16]}...)")
         return EXIT_OK
     return _finished(ledger, args)

@@ -356,6 +356,7 @@ class TestDeciding:
         decision.reload()
         again = stack.cli("approve", "keyed-1")
         assert again.returncode == 0 and "already decided: approve by" in again.stderr
+        assert "yours was not recorded" in again.stderr and again.stdout == ""
         assert bucket.get_blob("approvals/keyed-1.json").generation == decision.generation
         # Rejecting it cannot happen any more: exit 3, and it says why.
         late = stack.cli("reject", "keyed-1", "--reason", "too late")
