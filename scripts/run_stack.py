@@ -224,9 +224,10 @@ def submit_seed(console: Any, subscriber: Any, watch: str, approval: bool) -> No
 
 def run(args: argparse.Namespace) -> int:
     from google.cloud import pubsub_v1
-    from rich.console import Console
 
-    console = Console(highlight=False)
+    from fileops_daemon.cli.output import console as view
+
+    console = view()  # a path stays whole on its line when this goes to a file
     note = RUN.prepare(reset=args.reset)
     say(note.message)
     if not RUN.projects.exists():
@@ -304,9 +305,17 @@ def run(args: argparse.Namespace) -> int:
         if not key.exists():
             key.write_text(uuid.uuid4().hex + uuid.uuid4().hex + "\n")
             key.chmod(0o600)
+        # Its usual port, or any free one when another stack's console holds it (the URL is
+        # printed either way); FILEOPS_CONSOLE_PORT, when exported, is taken as it is.
+        web_port = env.get("FILEOPS_CONSOLE_PORT") or ("8470" if port_is_free(8470) else "0")
         web = subprocess.Popen(
             [*fileops, "console"],
-            env=dict(env, FILEOPS_APPROVAL_KEY_FILE=str(key), FILEOPS_LOG_FORMAT="console"),
+            env=dict(
+                env,
+                FILEOPS_APPROVAL_KEY_FILE=str(key),
+                FILEOPS_LOG_FORMAT="console",
+                FILEOPS_CONSOLE_PORT=web_port,
+            ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -3,7 +3,9 @@ reach it from another terminal, and Ctrl-C stops everything within seconds, with
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import signal
 import socket
@@ -68,6 +70,11 @@ def test_make_run_says_how_to_reach_it_and_ctrl_c_stops_everything(
         if not k.startswith(("FILEOPS_", "PUBSUB_", "STORAGE_EMULATOR"))
     }
     env.update(FILEOPS_RUN_DIR=str(tmp_path / "run"), PYTHONUNBUFFERED="1")
+    # Another stack's console holds the usual port: this one's takes any other.
+    holder = socket.socket()
+    with contextlib.suppress(OSError):
+        holder.bind(("127.0.0.1", 8470))
+        holder.listen()
     proc = subprocess.Popen(
         [sys.executable, "scripts/run_stack.py"],
         cwd=REPO,
@@ -102,6 +109,12 @@ def test_make_run_says_how_to_reach_it_and_ctrl_c_stops_everything(
             check=False,
         )
         assert status.returncode == 0 and "done" in status.stdout, status
+        wait_until(lambda: "fileops console: http" in output.text(), 60, "the console's URL")
+        url = re.search(r"fileops console: http://127\.0\.0\.1:(\d+)", output.text())
+        assert url and url.group(1) != "8470" and listening(f"127.0.0.1:{url.group(1)}")
+        # Written to a pipe, the seed plan's view keeps each path whole on its line.
+        moved = [line for line in output.lines if "moved from" in line]
+        assert moved and all(line.rstrip().endswith(".pdf") for line in moved), moved
 
         before = len(output.lines)
         for _ in range(presses):
@@ -111,6 +124,7 @@ def test_make_run_says_how_to_reach_it_and_ctrl_c_stops_everything(
         code = proc.wait(timeout=30)
         took = time.monotonic() - began
     finally:
+        holder.close()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
