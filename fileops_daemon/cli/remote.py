@@ -35,6 +35,7 @@ from fileops_daemon.client.render import (
 from fileops_daemon.contract import attributes as attr
 from fileops_daemon.contract.envvars import ConfigError, project_from_env
 from fileops_daemon.contract.exitcodes import (
+    EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_TIMEOUT,
@@ -303,6 +304,9 @@ def watch_command(args: argparse.Namespace) -> int:
                 enough.set()
 
     future = subscriber.subscribe(path, callback=on_result)
+    # A stream that ends by itself (its subscription deleted: the emulator restarted, or
+    # someone removed it) ends the watch with what happened, never a silent wait.
+    future.add_done_callback(lambda _: enough.set())
     # On stderr even with --json: scripts may wait for it (results published from now on show).
     print(
         f"watching {config.results_topic} via {name}"
@@ -310,18 +314,32 @@ def watch_command(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    ended: BaseException | None = None
     try:
         enough.wait(args.timeout)
+        if future.done() and not reader_gone.is_set():
+            ended = future.exception(timeout=0) or RuntimeError("the stream ended")
     except KeyboardInterrupt:
         raise Interrupted("interrupted; watching stopped") from None
     finally:
         future.cancel()
         with contextlib.suppress(Exception):  # a cancelled stream ends with an error
-            future.result(timeout=10)
-        if owned:
-            with contextlib.suppress(NotFound):
-                subscriber.delete_subscription(subscription=path)
+            future.result(timeout=5)
+        if owned:  # bounded: an unreachable emulator must not hold Ctrl-C up for a minute
+            with contextlib.suppress(Exception):
+                subscriber.delete_subscription(
+                    subscription=path, retry=None, timeout=config.connect_timeout
+                )
         subscriber.close()
     if reader_gone.is_set():
         raise BrokenPipeError
+    if isinstance(ended, NotFound):
+        print(
+            f"fileops: the results subscription {name} is gone (deleted, or the Pub/Sub "
+            "emulator restarted): later results are not shown; run `fileops watch` again",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_FOUND
+    if ended is not None:
+        raise ended
     return EXIT_OK

@@ -319,6 +319,45 @@ class TestOperatorCli:
         seen = watched(running, client, publish, 2, "--case", quoted)
         assert [r["plan_id"] for r in seen] == ["q-1", "q-3"]
 
+    def test_watch_whose_subscription_is_deleted_says_so_and_exits_8(self, stack: Stack) -> None:
+        """The emulator restarted (or someone removed it): never a silent wait for results
+        that will not come."""
+        if stack.emulators.pubsub_kind == "pstest":
+            pytest.skip(
+                "pstest keeps a stream open on a deleted subscription; Pub/Sub and Google's "
+                "emulator end it with NOT_FOUND, which this checks on Google's emulator"
+            )
+        stack.bootstrap()
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "fileops_daemon.cli", "watch", "--timeout", "120"],
+            cwd=REPO,
+            env=stack.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert watch.stderr is not None
+            line = "-"
+            while line and not line.startswith("watching "):
+                line = watch.stderr.readline()
+            name = line.split(" via ")[1].split()[0]
+            from google.cloud import pubsub_v1
+
+            with pubsub_v1.SubscriberClient() as admin:
+                admin.delete_subscription(
+                    subscription=f"projects/{stack.project}/subscriptions/{name}"
+                )
+            began = time.monotonic()
+            _, err = watch.communicate(timeout=90)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+                watch.wait()
+        assert watch.returncode == 8, err
+        assert f"the results subscription {name} is gone" in err
+        assert "Traceback" not in err and time.monotonic() - began < 60
+
     def test_status_shows_progress_moving_during_a_long_apply(self, stack: Stack) -> None:
         stack.bootstrap()
         stack.case(CASE)
