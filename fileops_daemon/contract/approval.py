@@ -133,6 +133,8 @@ class WakeUp:
     """ "Look up the decision on ``approval_of``": no authority of its own."""
 
     approval_of: str
+    #: The case it names ("" when none): it must be the plan's own (any Unicode spelling).
+    case_name: str = ""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> WakeUp:
@@ -156,7 +158,7 @@ class WakeUp:
             value = document.get(name, "")
             if not isinstance(value, str) or len(value) > _MAX_TEXT:
                 raise PlanError(ErrorCode.SCHEMA_VIOLATION, f"a wake-up's {name} is a short text")
-        return cls(approval_of=plan_id)
+        return cls(approval_of=plan_id, case_name=document.get("case_name", ""))
 
 
 def is_wakeup(document: Mapping[str, Any]) -> bool:

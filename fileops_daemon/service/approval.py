@@ -11,6 +11,7 @@ lets it start only if the tree would still change the same way.
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import Any
 import structlog
 
 from fileops_daemon.contract.approval import REJECT, Decision, WakeUp
-from fileops_daemon.contract.errors import ErrorCode, PlanError
+from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan, parse_plan
 from fileops_daemon.core.volume import LocalVolume, Volume
@@ -182,6 +183,13 @@ class ApprovalDesk:
         if record is None or record.approval is None:
             raise PlanError(
                 ErrorCode.APPROVAL_MISSING, f"no plan {plan_id!r} is or was awaiting approval"
+            )
+        named = unicodedata.normalize("NFC", wakeup.case_name)
+        if named and named != unicodedata.normalize("NFC", record.case_name):
+            raise PlanError(
+                ErrorCode.SCHEMA_VIOLATION,
+                f"a wake-up names its plan's case ({shorten(record.case_name, 100)!r}), "
+                f"not {shorten(wakeup.case_name, 100)!r}",
             )
         client, stored = self.client_of(record), self.plan_of(record)
         message = self.message_of(record)

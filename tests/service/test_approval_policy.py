@@ -157,7 +157,7 @@ class TestWakeUpAndDigest:
     def test_wakeup_document_round_trip(self) -> None:
         document = wakeup_document("p1", "Case", "ops")
         assert is_wakeup(document)
-        assert WakeUp.from_document(document) == WakeUp("p1")
+        assert WakeUp.from_document(document) == WakeUp("p1", "Case")
         assert not is_wakeup({**document, "operations": []})
         with pytest.raises(PlanError):
             WakeUp.from_document({**document, "plan_id": "other"})

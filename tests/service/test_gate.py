@@ -513,6 +513,25 @@ class TestDecisions:
                 clock=rig.clock,
             )
 
+    def test_a_wake_up_naming_another_case_is_refused_and_any_spelling_of_its_own_is_not(
+        self, rig: Rig
+    ) -> None:
+        a = daemon(rig, min_steps=1)
+        ops = [
+            {"type": "mkdir", "path": f"{NFD_CASE}/new"},
+            {"type": "move", "from": f"{NFD_CASE}/inbox/a.pdf", "to": f"{NFD_CASE}/new/a.pdf"},
+        ]
+        assert a.handle(plan_doc(ops, case=NFD_CASE)) == ACK
+        approve(rig, "p-1")
+        assert wake(a, "p-1", "w-1", case=CASE) == ACK
+        [refusal] = [x.result for x in a.results.answers if x.result["plan_id"] != "p-1"]
+        assert refusal["errors"][0]["code"] == "schema_violation"
+        assert "names its plan's case" in refusal["errors"][0]["message"]
+        assert rig.record("p-1").state is RecordState.AWAITING_APPROVAL  # type: ignore[union-attr]
+        assert wake(a, "p-1", "w-2", case=NFC_CASE) == ACK  # the same case, spelt otherwise
+        assert status(a, "p-1") == "applied"
+        assert (rig.root / NFC_CASE / "new" / "a.pdf").exists()
+
     def test_a_wake_up_with_extra_keys_is_refused(self, rig: Rig) -> None:
         a = daemon(rig, min_steps=2)
         assert a.handle(plan_doc(moves(3))) == ACK
