@@ -19,6 +19,8 @@ __all__ = ["console", "emit_result", "stderr_repeats_stdout", "undo_command_line
 
 #: The width of a view written to a file or a pipe: wide enough that no line is wrapped.
 UNWRAPPED_WIDTH = 1_000_000
+#: The width of a heading rule in unwrapped output.
+RULE_WIDTH = 80
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -43,6 +45,15 @@ def _pipe_console_class() -> type[Console]:
         def on_broken_pipe(self) -> None:
             self.quiet = True  # nothing more to write: the reader is gone
             raise BrokenPipeError
+
+        def rule(self, title: Any = "", **options: Any) -> None:
+            # A rule fills the width: unwrapped, that would be a million characters.
+            if self.width < UNWRAPPED_WIDTH:
+                super().rule(title, **options)
+                return
+            from rich.rule import Rule
+
+            self.print(Rule(title, **options), width=RULE_WIDTH)
 
     return PipeConsole
 

@@ -115,6 +115,7 @@ def test_make_run_says_how_to_reach_it_and_ctrl_c_stops_everything(
         # Written to a pipe, the seed plan's view keeps each path whole on its line.
         moved = [line for line in output.lines if "moved from" in line]
         assert moved and all(line.rstrip().endswith(".pdf") for line in moved), moved
+        assert max(map(len, output.lines)) < 1000  # and a heading stays a heading's width
 
         before = len(output.lines)
         for _ in range(presses):
