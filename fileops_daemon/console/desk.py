@@ -5,6 +5,7 @@ an undo preview and an undo request."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,12 @@ from fileops_daemon.service.outputs import AuditLog
 __all__ = ["Desk", "Waiting"]
 
 log = structlog.get_logger("fileops.console")
+
+#: Audit records read for a plan page's "who asked, and why": at most this large, this
+#: many kept (a finished plan's record never changes), (connect, read) seconds a request.
+AUDIT_MAX_BYTES = 1 << 20
+REQUESTED_KEPT = 512
+AUDIT_TIMEOUT = (5.0, 20.0)
 
 #: Publishes a message on the plans topic (a wake-up or an undo request): its message id.
 Publish = Callable[[dict[str, Any]], str]
@@ -69,6 +76,8 @@ class Desk:
         #: The audit bucket (google.cloud.storage Bucket): the plan as sent, for a plan
         #: that never waited (its ledger record keeps only the result); None: not shown.
         self.audit = audit
+        self._requested: dict[str, dict[str, Any]] = {}  # audit object -> its plan
+        self._requested_lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -110,18 +119,38 @@ class Desk:
         message = result.get("in_reply_to")
         if self.audit is None or not isinstance(message, str) or "started_at" not in result:
             return None
+        name = AuditLog.name_for(result, message)
+        with self._requested_lock:  # pages are served from a thread pool
+            if name in self._requested:
+                return self._requested[name]
+        plan = self._audited_plan(name)
+        if plan is not None:  # a finished plan's audit record is final: kept (not a miss)
+            with self._requested_lock:
+                self._requested[name] = plan
+                while len(self._requested) > REQUESTED_KEPT:
+                    self._requested.pop(next(iter(self._requested)))
+        return plan
+
+    def _audited_plan(self, name: str) -> dict[str, Any] | None:
         try:
-            name = AuditLog.name_for(result, message)
-            document = json.loads(self.audit.blob(name).download_as_bytes(retry=None))
-        except Exception as exc:  # not there, not readable: the page says it is not known
-            log.info("console.audit_unread", plan_id=record.plan_id, error=str(exc)[:200])
+            blob = self.audit.get_blob(name, retry=None, timeout=AUDIT_TIMEOUT)
+            if blob is None or (blob.size or 0) > AUDIT_MAX_BYTES:
+                return None  # not there, or a plan too large to read for two fields
+            document = json.loads(blob.download_as_bytes(retry=None, timeout=AUDIT_TIMEOUT))
+        except Exception as exc:  # not readable: the page says it is not known
+            log.info("console.audit_unread", object=name, error=str(exc)[:200])
             return None
         plan = document.get("plan") if isinstance(document, dict) else None
         return plan if isinstance(plan, dict) else None
 
     def undone(self, record: Record) -> Record | None:
-        """The record of the plan's undo, once one was asked for."""
-        return self.ledger.read(undo_plan_id(record.plan_id))
+        """The record of the plan's undo, once one was asked for (None also when the ledger
+        cannot be read now: the page then offers the undo preview, which says so)."""
+        try:
+            return self.ledger.read(undo_plan_id(record.plan_id))
+        except Exception as exc:
+            log.warning("console.undo_unread", plan_id=record.plan_id, error=str(exc)[:200])
+            return None
 
     def recheck(self, record: Record) -> Recheck | str:
         """The waiting plan simulated on today's tree; a text when that cannot be done."""

@@ -11,6 +11,7 @@ each: a result both audited and delivered is shown once).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -60,6 +61,7 @@ class ResultFeed:
         self._subscriber: Any = None
         self._future: Any = None
         self._early: list[dict[str, Any]] | None = None  # arrived while the past is read
+        self._audited: set[str] = set()  # identities of the results read from the audit
 
     def start(self, past: Callable[[], list[Audited]] | None = None) -> ResultFeed:
         """Subscribe, then (``past``) read what was answered before, in a thread of its own:
@@ -96,15 +98,16 @@ class ResultFeed:
         self.settle(audited)
 
     def settle(self, audited: list[Audited]) -> None:
-        """Show ``audited`` (oldest first), then what arrived while it was read."""
+        """Show ``audited`` (oldest first), then what arrived while it was read. A result
+        audited before the listing may also be delivered later (the stream can start after
+        the listing): the audited ones are remembered, so each shows once."""
         with self._lock:
             early, self._early = self._early or [], None
-            seen = {_identity(item.result) for item in audited}
+            self._audited = {_identity(item.result) for item in audited}
             for item in audited:
                 self._append(item.result, item.at)
             for result in early:
-                if _identity(result) not in seen:
-                    self._append(result, time.time())
+                self._add_unless_audited(result)
 
     def _on_message(self, message: Any) -> None:
         message.ack()
@@ -118,7 +121,14 @@ class ResultFeed:
             if self._early is not None:
                 self._early.append(result)
             else:
-                self._append(result, time.time())
+                self._add_unless_audited(result)
+
+    def _add_unless_audited(self, result: dict[str, Any]) -> None:
+        identity = _identity(result)
+        if identity in self._audited:
+            self._audited.discard(identity)  # shown already, from the audit bucket
+            return
+        self._append(result, time.time())
 
     def _append(self, result: dict[str, Any], at: float) -> None:
         self._seq += 1
@@ -160,4 +170,5 @@ class ResultFeed:
 
 
 def _identity(result: dict[str, Any]) -> str:
-    return json.dumps(result, sort_keys=True, ensure_ascii=False)
+    canonical = json.dumps(result, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

@@ -18,6 +18,12 @@ __all__ = ["Audited", "recent_audited"]
 
 log = structlog.get_logger("fileops.console")
 
+#: The most audit records listed per day folder (a day's listing is read whole to find the
+#: newest: past this many the page shows the newest of the first ones listed).
+MAX_LISTED = 20_000
+#: (connect, read) seconds for one request.
+TIMEOUT = (5.0, 20.0)
+
 
 @dataclass(frozen=True)
 class Audited:
@@ -44,11 +50,15 @@ def recent_audited(
     logged: the page is a view, the audit bucket stays the record."""
     listed: list[Any] = []
     for prefix in day_prefixes(now):
-        listed.extend(bucket.list_blobs(prefix=prefix))
+        # Bounded: one try each (an unreachable GCS is said once, in the log, not retried
+        # for minutes), and at most MAX_LISTED records a day on a very busy bucket.
+        listed.extend(
+            bucket.list_blobs(prefix=prefix, max_results=MAX_LISTED, retry=None, timeout=TIMEOUT)
+        )
     small = [blob for blob in listed if (blob.size or 0) <= max_bytes]
     skipped = len(listed) - len(small)
     newest = sorted(small, key=_written, reverse=True)[:limit]
-    fetch = read or (lambda blob: blob.download_as_bytes())
+    fetch = read or (lambda blob: blob.download_as_bytes(retry=None, timeout=TIMEOUT))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         found = list(pool.map(lambda blob: _parse(blob, fetch), newest))
     audited = [item for item in found if item is not None]

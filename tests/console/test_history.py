@@ -105,3 +105,8 @@ class TestOneOfEach:
         assert [item.plan_id for item in feed.recent()] == ["live", "both", "old"]
         feed.add(result("later"))
         assert [item.plan_id for item in feed.recent(after=3)] == ["later"]
+        # Audited before the listing, delivered after it: still shown once.
+        feed.add(result("old"))
+        assert [item.plan_id for item in feed.recent()] == ["later", "live", "both", "old"]
+        feed.add(result("old"))  # a second delivery of it is Pub/Sub's redelivery: shown
+        assert feed.last_seq == 5

@@ -5,6 +5,7 @@ fake-gcs-server."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -32,7 +33,7 @@ def test_the_session_reads_the_environment_once_unless_a_proxy_is_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NETRC"):
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")] + ["NETRC"]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     settled = storage_client("p")._http
