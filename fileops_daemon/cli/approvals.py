@@ -49,7 +49,9 @@ def add_commands(command: Any) -> None:
     pending.set_defaults(handler=pending_command)
     approve = command("approve", "apply a waiting plan: exactly the changes its simulation showed")
     approve.add_argument("plan_id")
-    approve.add_argument("--digest", help="refuse unless the shown changes_digest starts with this")
+    approve.add_argument(
+        "--digest", help="refuse unless the shown changes_digest starts with this (8+ hex)"
+    )
     approve.add_argument("--wait", action="store_true", help="wait for the plan's result")
     approve.add_argument("--timeout", type=float, default=120.0, help="seconds (default 120)")
     approve.set_defaults(handler=approve_command)
