@@ -226,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
     from google.cloud import pubsub_v1
 
     from fileops_daemon.cli.output import console as view
+    from fileops_daemon.console.config import DEFAULT_PORT as CONSOLE_PORT
 
     console = view()  # a path stays whole on its line when this goes to a file
     note = RUN.prepare(reset=args.reset)
@@ -307,7 +308,8 @@ def run(args: argparse.Namespace) -> int:
             key.chmod(0o600)
         # Its usual port, or any free one when another stack's console holds it (the URL is
         # printed either way); FILEOPS_CONSOLE_PORT, when exported, is taken as it is.
-        web_port = env.get("FILEOPS_CONSOLE_PORT") or ("8470" if port_is_free(8470) else "0")
+        usual = str(CONSOLE_PORT) if port_is_free(CONSOLE_PORT) else "0"
+        web_port = env.get("FILEOPS_CONSOLE_PORT") or usual
         web = subprocess.Popen(
             [*fileops, "console"],
             env=dict(

@@ -6,7 +6,6 @@ newest ``limit`` records are read, none over ``max_bytes`` (a record keeps the w
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,7 +42,6 @@ def recent_audited(
     limit: int = 200,
     max_bytes: int = 1 << 20,
     threads: int = 8,
-    read: Callable[[Any], bytes] | None = None,
 ) -> list[Audited]:
     """The newest ``limit`` audited results (oldest first) from ``bucket``, a
     google.cloud.storage Bucket. A record that cannot be read or parsed is skipped and
@@ -58,9 +56,8 @@ def recent_audited(
     small = [blob for blob in listed if (blob.size or 0) <= max_bytes]
     skipped = len(listed) - len(small)
     newest = sorted(small, key=_written, reverse=True)[:limit]
-    fetch = read or (lambda blob: blob.download_as_bytes(retry=None, timeout=TIMEOUT))
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        found = list(pool.map(lambda blob: _parse(blob, fetch), newest))
+        found = list(pool.map(_parse, newest))
     audited = [item for item in found if item is not None]
     log.info(
         "console.results_backfilled",
@@ -77,9 +74,9 @@ def _written(blob: Any) -> float:
     return updated.timestamp() if updated is not None else 0.0
 
 
-def _parse(blob: Any, fetch: Callable[[Any], bytes]) -> Audited | None:
+def _parse(blob: Any) -> Audited | None:
     try:
-        record = json.loads(fetch(blob))
+        record = json.loads(blob.download_as_bytes(retry=None, timeout=TIMEOUT))
     except Exception as exc:  # gone meanwhile, a transient error, not JSON: skip it
         log.warning("console.audit_unreadable", object=blob.name, error=str(exc)[:200])
         return None

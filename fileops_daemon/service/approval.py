@@ -11,7 +11,6 @@ lets it start only if the tree would still change the same way.
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from fileops_daemon.contract.approval import REJECT, Decision, WakeUp
 from fileops_daemon.contract.errors import ErrorCode, PlanError, shorten
 from fileops_daemon.contract.limits import Limits
 from fileops_daemon.contract.plan import Plan, parse_plan
+from fileops_daemon.core.paths import nfc
 from fileops_daemon.core.volume import LocalVolume, Volume
 from fileops_daemon.service.approval_policy import (
     DEFAULT_TTL_SECONDS,
@@ -184,8 +184,7 @@ class ApprovalDesk:
             raise PlanError(
                 ErrorCode.APPROVAL_MISSING, f"no plan {plan_id!r} is or was awaiting approval"
             )
-        named = unicodedata.normalize("NFC", wakeup.case_name)
-        if named and named != unicodedata.normalize("NFC", record.case_name):
+        if wakeup.case_name and nfc(wakeup.case_name) != nfc(record.case_name):
             raise PlanError(
                 ErrorCode.SCHEMA_VIOLATION,
                 f"a wake-up names its plan's case ({shorten(record.case_name, 100)!r}), "

@@ -44,29 +44,34 @@ def seed_case(stack: Stack) -> Path:
     return case
 
 
-def watched(
-    stack: Stack, client: FileopsClient, plans: list[dict[str, Any]], count: int, *watch_args: str
-) -> list[dict[str, Any]]:
-    """Run ``fileops watch --json --count COUNT`` while ``plans`` are submitted; what it printed."""
+def start_watch(stack: Stack, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``fileops watch ARGS``, once its subscription exists (results published after that
+    show): the process and the name of its subscription."""
     watch = subprocess.Popen(
-        [
-            *[sys.executable, "-m", "fileops_daemon.cli", "watch", "--json"],
-            *watch_args,
-            *["--timeout", "60", "--count", str(count)],
-        ],
+        [sys.executable, "-m", "fileops_daemon.cli", "watch", *args],
         cwd=REPO,
         env=stack.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert watch.stderr is not None
+    line = "-"
+    while line and not line.startswith("watching "):  # skip any library warnings
+        line = watch.stderr.readline()
+    if not line:
+        watch.kill()
+        watch.wait()
+        raise AssertionError("watch ended without starting")
+    return watch, line.split(" via ")[1].split()[0]
+
+
+def watched(
+    stack: Stack, client: FileopsClient, plans: list[dict[str, Any]], count: int, *watch_args: str
+) -> list[dict[str, Any]]:
+    """Run ``fileops watch --json --count COUNT`` while ``plans`` are submitted; what it printed."""
+    watch, _ = start_watch(stack, "--json", *watch_args, "--timeout", "60", "--count", str(count))
     try:
-        # Its subscription exists once it says so: results published after that show.
-        assert watch.stderr is not None
-        line = "-"
-        while line and not line.startswith("watching "):  # skip any library warnings
-            line = watch.stderr.readline()
-        assert line, "watch ended without starting"
         for document in plans:
             assert client.submit(document, timeout=30) is not None
         out, err = watch.communicate(timeout=60)
@@ -328,20 +333,8 @@ class TestOperatorCli:
                 "emulator end it with NOT_FOUND, which this checks on Google's emulator"
             )
         stack.bootstrap()
-        watch = subprocess.Popen(
-            [sys.executable, "-m", "fileops_daemon.cli", "watch", "--timeout", "120"],
-            cwd=REPO,
-            env=stack.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        watch, name = start_watch(stack, "--timeout", "120")
         try:
-            assert watch.stderr is not None
-            line = "-"
-            while line and not line.startswith("watching "):
-                line = watch.stderr.readline()
-            name = line.split(" via ")[1].split()[0]
             from google.cloud import pubsub_v1
 
             with pubsub_v1.SubscriberClient() as admin:

@@ -27,7 +27,7 @@ from fileops_daemon.core import run as run_module
 from fileops_daemon.core.undo import undo_plan_id
 from fileops_daemon.service.approval import ApprovalPolicy, DecisionStore
 from fileops_daemon.service.config import Config, mounted_bucket
-from fileops_daemon.service.deciding import DecisionRefusedError, decide
+from fileops_daemon.service.deciding import Decided, DecisionRefusedError, decide
 from fileops_daemon.service.gate import ApprovalGate
 from fileops_daemon.service.handler import Disposition, Verdict
 from fileops_daemon.service.lease import LeaseKeeper
@@ -87,6 +87,32 @@ def approve(rig: Rig, plan_id: str, key: bytes = KEY, by: str = "ops") -> None:
         at=rig.clock(),
     )
     assert DecisionStore(rig.store).create(plan_id, decision.signed(key))
+
+
+def decide_on(
+    rig: Rig,
+    d: Daemon,
+    verdict: str,
+    *,
+    by: str,
+    key: bytes = KEY,
+    digest: str | None = None,
+    woken: list[Any] | None = None,
+) -> Decided:
+    """What ``fileops approve``/``reject`` of p-1 does as ``by``; the wake-ups it would
+    publish are kept in ``woken``."""
+    told = woken if woken is not None else []
+    return decide(
+        d.ledger,
+        DecisionStore(rig.store),
+        key,
+        "p-1",
+        verdict,
+        by=by,
+        digest=digest,
+        wake=lambda *w: told.append(w),
+        clock=rig.clock,
+    )
 
 
 def wake(d: Daemon, plan_id: str, message_id: str, case: str = CASE) -> Disposition:
@@ -269,29 +295,9 @@ class TestAfterTheDecision:
         new, old = KEY, b"previous-approval-key-0123456789"
         a = daemon(rig, min_steps=2, keys=(new, old))
         assert a.handle(plan_doc(moves(3))) == ACK
-        store, woken = DecisionStore(rig.store), []
-        alice = decide(
-            a.ledger,
-            store,
-            old,
-            "p-1",
-            REJECT,
-            by="alice",
-            wake=lambda *w: woken.append(w),
-            clock=rig.clock,
-        )
-        assert alice.ours
+        assert decide_on(rig, a, REJECT, by="alice", key=old).ours
         with pytest.raises(DecisionRefusedError, match="cannot check"):
-            decide(
-                a.ledger,
-                store,
-                new,
-                "p-1",
-                APPROVE,
-                by="bob",
-                wake=lambda *w: None,
-                clock=rig.clock,
-            )
+            decide_on(rig, a, APPROVE, by="bob", key=new)
         assert wake(a, "p-1", "w-1") == ACK
         assert code(a, "p-1") == "approval_rejected"
         assert (rig.root / CASE / "inbox" / "f0.pdf").exists()
@@ -415,33 +421,14 @@ class TestDecisions:
         record = rig.record("p-1")
         assert record is not None and record.approval is not None
         shown = str(record.approval["changes_digest"])
-        store, woken = DecisionStore(rig.store), []
+        woken: list[Any] = []
         short = shown[: min(len(given.strip()), 7)]  # a true start, but too short to pin
         for prefix in {given, short}:
             with pytest.raises(DecisionRefusedError, match="not the start of a changes_digest"):
-                decide(
-                    a.ledger,
-                    store,
-                    KEY,
-                    "p-1",
-                    APPROVE,
-                    by="script",
-                    digest=prefix,
-                    wake=lambda *w: woken.append(w),
-                    clock=rig.clock,
-                )
-        assert store.read("p-1") is None and woken == []
-        decided = decide(
-            a.ledger,
-            store,
-            KEY,
-            "p-1",
-            APPROVE,
-            by="ops",
-            digest=shown[:12].upper(),  # as a person may copy it
-            wake=lambda *w: woken.append(w),
-            clock=rig.clock,
-        )
+                decide_on(rig, a, APPROVE, by="script", digest=prefix, woken=woken)
+        assert DecisionStore(rig.store).read("p-1") is None and woken == []
+        # As a person may copy it:
+        decided = decide_on(rig, a, APPROVE, by="ops", digest=shown[:12].upper())
         assert decided.ours and decided.standing.changes_digest == shown
 
     def test_a_resend_of_a_waiting_plan_is_answered_to_its_own_sender(self, rig: Rig) -> None:
@@ -466,17 +453,7 @@ class TestDecisions:
         store, woken = DecisionStore(rig.store), []
 
         def decide_as(who: str, asked: str, digest: str | None = None) -> Any:
-            return decide(
-                a.ledger,
-                store,
-                KEY,
-                "p-1",
-                asked,
-                by=who,
-                digest=digest,
-                wake=lambda *w: woken.append(w),
-                clock=rig.clock,
-            )
+            return decide_on(rig, a, asked, by=who, digest=digest, woken=woken)
 
         assert decide_as("alice", verdict).ours
         assert wake(a, "p-1", "w-1") == ACK
@@ -502,16 +479,7 @@ class TestDecisions:
         assert wake(a, "p-1", "w-1") == ACK
         assert status(a, "p-1") == "rejected"
         with pytest.raises(DecisionRefusedError, match="already rejected"):
-            decide(
-                a.ledger,
-                DecisionStore(rig.store),
-                KEY,
-                "p-1",
-                APPROVE,
-                by="bob",
-                wake=lambda *w: None,
-                clock=rig.clock,
-            )
+            decide_on(rig, a, APPROVE, by="bob")
 
     def test_a_wake_up_naming_another_case_is_refused_and_any_spelling_of_its_own_is_not(
         self, rig: Rig
